@@ -1,0 +1,76 @@
+#include "core/conv.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "core/reference_conv.h"
+#include "core/validator.h"
+
+namespace convserve {
+namespace {
+
+// Runs every layer through the scalar oracle. Weights are kept as given.
+class ReferenceOperator final : public ConvOperator {
+ public:
+  ReferenceOperator(const ConvSpec& spec, std::vector<float> weight, std::vector<float> bias)
+      : ConvOperator(spec), weight_(std::move(weight)), bias_(std::move(bias)) {}
+
+  std::string KernelName(const ConvGeometry&) const override { return "f32-conv-reference-scalar"; }
+
+  absl::Status Run(const ConvGeometry& geometry, const float* input, float* output) const override {
+    ReferenceConv(geometry, input, weight_.data(), bias_.empty() ? nullptr : bias_.data(), output);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<float> weight_;
+  std::vector<float> bias_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ConvOperator>> ConvOperator::Create(const ConvSpec& spec,
+                                                                   absl::Span<const float> weight,
+                                                                   absl::Span<const float> bias,
+                                                                   KernelPath path) {
+  absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShape(spec);
+  if (!weight_shape.ok()) return weight_shape.status();
+  absl::StatusOr<int64_t> weight_elements = CheckedElementCount("weight", *weight_shape);
+  if (!weight_elements.ok()) return weight_elements.status();
+  if (static_cast<int64_t>(weight.size()) != *weight_elements) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight: expected ", *weight_elements, " values for shape ",
+                     ShapeToString(*weight_shape), ", got ", weight.size()));
+  }
+  const int64_t bias_elements = spec.bias ? spec.out_channels : 0;
+  if (static_cast<int64_t>(bias.size()) != bias_elements) {
+    return absl::InvalidArgumentError(
+        spec.bias
+            ? absl::StrCat("bias: expected ", bias_elements, " values (out_channels), got ",
+                           bias.size())
+            : absl::StrCat("bias: the layer has bias = false, so expected no bias values, got ",
+                           bias.size()));
+  }
+  (void)path;  // Only the reference path exists so far.
+  return std::unique_ptr<ConvOperator>(
+      new ReferenceOperator(spec, std::vector<float>(weight.begin(), weight.end()),
+                            std::vector<float>(bias.begin(), bias.end())));
+}
+
+absl::Status ConvOperator::Run(const std::vector<int64_t>& input_shape,
+                               absl::Span<const float> input, std::vector<float>* output,
+                               std::vector<int64_t>* output_shape) const {
+  absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(spec_, input_shape);
+  if (!geometry.ok()) return geometry.status();
+  if (static_cast<int64_t>(input.size()) != geometry->input_elements()) {
+    return absl::InvalidArgumentError(absl::StrCat("input: expected ", geometry->input_elements(),
+                                                   " values for shape ", ShapeToString(input_shape),
+                                                   ", got ", input.size()));
+  }
+  output->resize(static_cast<size_t>(geometry->output_elements()));
+  if (output_shape != nullptr) *output_shape = OutputShape(*geometry);
+  return Run(*geometry, input.data(), output->data());
+}
+
+}  // namespace convserve

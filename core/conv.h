@@ -1,0 +1,82 @@
+// conv.h: the convolution operator the service runs.
+//
+// A ConvOperator owns one layer's weights, packed once at creation into the
+// layout of the kernel chosen for this CPU, and runs that layer on any input
+// shape the layer accepts. This is the "operator" side of the operator /
+// micro-kernel split: it validates, chooses and packs; kernels only compute.
+//
+// Thread-safety: Run() is const and may be called concurrently. Run() uses
+// the oneTBB arena of the calling thread for its parallelism, so the caller
+// decides how many cores one call may use (tbb::task_arena::execute).
+#ifndef CONVSERVE_CORE_CONV_H_
+#define CONVSERVE_CORE_CONV_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "core/conv_spec.h"
+
+namespace convserve {
+
+// Which implementation runs the layer.
+enum class KernelPath {
+  kAuto,       // the fastest path for this CPU and layer.
+  kReference,  // the scalar oracle (reference_conv.h).
+};
+
+// Resolves `spec` against `input_shape` into the numeric form the kernels run
+// on, with every check of Validate() but none of its explanations. Use it on
+// the request path; use Validate() to explain a layer to a person.
+absl::StatusOr<ConvGeometry> ResolveGeometry(const ConvSpec& spec,
+                                             const std::vector<int64_t>& input_shape);
+
+// Checks the parts of `spec` that do not depend on the input shape and
+// returns the weight shape in spec.weight_layout.
+absl::StatusOr<std::vector<int64_t>> WeightShape(const ConvSpec& spec);
+
+// The output tensor shape of `geometry`, in its data layout and spatial rank.
+std::vector<int64_t> OutputShape(const ConvGeometry& geometry);
+
+class ConvOperator {
+ public:
+  // `weight` holds the weight tensor in spec.weight_layout (its size must
+  // match WeightShape(spec)); `bias` holds C_out values when spec.bias, and
+  // must be empty otherwise. Both are copied (packed); the caller keeps
+  // ownership of its buffers.
+  static absl::StatusOr<std::unique_ptr<ConvOperator>> Create(const ConvSpec& spec,
+                                                              absl::Span<const float> weight,
+                                                              absl::Span<const float> bias,
+                                                              KernelPath path = KernelPath::kAuto);
+
+  virtual ~ConvOperator() = default;
+
+  const ConvSpec& spec() const { return spec_; }
+
+  // Name of the kernel that runs `geometry` (e.g. "f32-conv2d-direct-nchw-6x16-avx2").
+  virtual std::string KernelName(const ConvGeometry& geometry) const = 0;
+
+  // Runs the layer. REQUIRES: `geometry` came from ResolveGeometry(spec(), ...);
+  // `input` holds geometry.input_elements() floats and `output` has room for
+  // geometry.output_elements(), both in spec().data_layout.
+  virtual absl::Status Run(const ConvGeometry& geometry, const float* input,
+                           float* output) const = 0;
+
+  // Convenience: resolves the geometry for `input_shape`, checks sizes and
+  // runs. `output` is resized to the output element count.
+  absl::Status Run(const std::vector<int64_t>& input_shape, absl::Span<const float> input,
+                   std::vector<float>* output, std::vector<int64_t>* output_shape) const;
+
+ protected:
+  explicit ConvOperator(const ConvSpec& spec) : spec_(spec) {}
+
+ private:
+  ConvSpec spec_;
+};
+
+}  // namespace convserve
+
+#endif  // CONVSERVE_CORE_CONV_H_

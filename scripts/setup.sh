@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages ConvServe needs, skipping those already
+# installed. Used by the README's commands, by .ci/run (through test.sh) and by
+# the Dockerfile, so every environment installs the same thing.
+#
+# Usage: scripts/setup.sh [build|runtime|test]   (default: build)
+#   runtime  shared libraries the server binary needs (the Docker run stage)
+#   build    runtime + compilers and -dev packages to build server and clients
+#   test     build + everything the test suite and benchmarks use
+set -euo pipefail
+
+profile="${1:-build}"
+
+runtime=(libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libtbb12 libgomp1 ca-certificates)
+build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
+       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+       libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev
+       python3 python3-grpcio python3-protobuf python3-numpy python3-grpc-tools)
+test=("${build[@]}" libgtest-dev libgmock-dev libbenchmark-dev
+      clang libclang-rt-14-dev python3-torch python3-pytest procps)
+
+case "$profile" in
+  runtime) wanted=("${runtime[@]}") ;;
+  build) wanted=("${build[@]}") ;;
+  test) wanted=("${test[@]}") ;;
+  *) echo "setup.sh: unknown profile '$profile' (expected build, runtime or test)" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${wanted[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$package")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup.sh: all ${#wanted[@]} packages of profile '$profile' are installed"
+  exit 0
+fi
+
+echo "setup.sh: installing ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup.sh: installing packages needs root (run as root or with sudo)" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"

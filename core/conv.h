@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/conv_spec.h"
+#include "core/validator.h"  // ResolveGeometry, WeightShape, OutputShape
 
 namespace convserve {
 
@@ -27,19 +28,6 @@ enum class KernelPath {
   kAuto,       // the fastest path for this CPU and layer.
   kReference,  // the scalar oracle (reference_conv.h).
 };
-
-// Resolves `spec` against `input_shape` into the numeric form the kernels run
-// on, with every check of Validate() but none of its explanations. Use it on
-// the request path; use Validate() to explain a layer to a person.
-absl::StatusOr<ConvGeometry> ResolveGeometry(const ConvSpec& spec,
-                                             const std::vector<int64_t>& input_shape);
-
-// Checks the parts of `spec` that do not depend on the input shape and
-// returns the weight shape in spec.weight_layout.
-absl::StatusOr<std::vector<int64_t>> WeightShape(const ConvSpec& spec);
-
-// The output tensor shape of `geometry`, in its data layout and spatial rank.
-std::vector<int64_t> OutputShape(const ConvGeometry& geometry);
 
 class ConvOperator {
  public:

@@ -80,6 +80,19 @@ struct ValidateOptions {
 absl::StatusOr<ShapeReport> Validate(const ConvSpec& spec, const std::vector<int64_t>& input_shape,
                                      const ValidateOptions& options = {});
 
+// Resolves `spec` against `input_shape` into the numeric form the kernels run
+// on, with every check of Validate() but none of its explanations. Use it on
+// the request path; use Validate() to explain a layer to a person.
+absl::StatusOr<ConvGeometry> ResolveGeometry(const ConvSpec& spec,
+                                             const std::vector<int64_t>& input_shape);
+
+// Checks the parts of `spec` that do not depend on the input shape and
+// returns the weight shape in spec.weight_layout.
+absl::StatusOr<std::vector<int64_t>> WeightShape(const ConvSpec& spec);
+
+// The output tensor shape of `geometry`, in its data layout and spatial rank.
+std::vector<int64_t> OutputShape(const ConvGeometry& geometry);
+
 // Checks that a tensor payload of `byte_size` bytes holds `shape` in float32;
 // `field` names the tensor in the message ("weight: expected 37632 bytes for
 // shape [64, 3, 7, 7] float32, got 37636").

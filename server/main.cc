@@ -1,0 +1,154 @@
+// convserve_server: serves convserve.v1.ConvService, grpc.health.v1.Health
+// and server reflection.
+//
+// Lifecycle: SIGINT/SIGTERM -> new calls are refused with UNAVAILABLE and
+// health turns NOT_SERVING -> after --drain_grace_ms the server shuts down,
+// letting calls in flight finish until --shutdown_timeout_s.
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/spdlog.h>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "server/compute_pool.h"
+#include "server/conv_service.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "Address to listen on, host:port. Port 0 picks a free port (see --port_file).");
+ABSL_FLAG(int, compute_threads, 0,
+          "Threads that run convolutions, apart from gRPC's; 0 = hardware concurrency.");
+ABSL_FLAG(int64_t, max_message_bytes, 256 << 20,
+          "Largest request and response message, in bytes (at most 2^31 - 1).");
+ABSL_FLAG(int64_t, max_elements, int64_t{1} << 28,
+          "Largest tensor (input, weight or output) one request may involve, in elements.");
+ABSL_FLAG(int64_t, max_macs, int64_t{1} << 40,
+          "Most multiply-accumulates one request may ask for.");
+ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{2} << 30,
+          "Working memory all calls in flight may reserve together; calls beyond it get "
+          "RESOURCE_EXHAUSTED at once.");
+ABSL_FLAG(int64_t, max_model_bytes, int64_t{1} << 30,
+          "Weight bytes all loaded models may hold together.");
+ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off.");
+ABSL_FLAG(int, drain_grace_ms, 500,
+          "After SIGTERM: how long health reports NOT_SERVING (and new calls get UNAVAILABLE) "
+          "before the listener closes, so load balancers notice.");
+ABSL_FLAG(int, shutdown_timeout_s, 30,
+          "After the drain grace: how long calls in flight may take to finish before they are "
+          "cancelled.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound port is written to this file once the server serves (for tests "
+          "and scripts using port 0).");
+
+namespace convserve {
+namespace {
+
+constexpr char kServiceName[] = "convserve.v1.ConvService";
+
+int Serve() {
+  const std::string level_name = absl::GetFlag(FLAGS_log_level);
+  const spdlog::level::level_enum level = spdlog::level::from_str(level_name);
+  if (level == spdlog::level::off && level_name != "off") {
+    spdlog::critical("--log_level: expected trace, debug, info, warn, error, critical or off, "
+                     "got '{}'",
+                     level_name);
+    return 2;
+  }
+  spdlog::set_level(level);
+
+  int threads = absl::GetFlag(FLAGS_compute_threads);
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  ServiceOptions options;
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_elements = absl::GetFlag(FLAGS_max_elements);
+  options.max_macs = absl::GetFlag(FLAGS_max_macs);
+  options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
+  options.max_model_bytes = absl::GetFlag(FLAGS_max_model_bytes);
+  if (options.max_message_bytes < 1024 || options.max_message_bytes > INT_MAX ||
+      options.max_elements < 1 || options.max_macs < 1 || options.memory_budget_bytes < 0 ||
+      options.max_model_bytes < 0) {
+    spdlog::critical("invalid limits: --max_message_bytes must be in [1024, 2^31 - 1] and "
+                     "--max_elements, --max_macs >= 1, budgets >= 0");
+    return 2;
+  }
+
+  // Block the stop signals in every thread (gRPC's and TBB's inherit the
+  // mask); this thread takes them synchronously with sigwait below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  ComputePool pool(threads);
+  ConvServiceImpl service(options, &pool);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    spdlog::critical("cannot listen on {} (address in use or malformed?)", listen);
+    return 1;
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus(kServiceName, true);
+  health->SetServingStatus(true);
+
+  spdlog::info(
+      "convserve_server serving on {} (port {}): compute_threads={} max_message_bytes={} "
+      "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} log_level={}",
+      listen, port, threads, options.max_message_bytes, options.max_elements, options.max_macs,
+      options.memory_budget_bytes, options.max_model_bytes, spdlog::level::to_string_view(level));
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty()) {
+    // Written to a temporary name and renamed so readers never see half a number.
+    const std::string temporary = port_file + ".tmp";
+    std::ofstream(temporary) << port << "\n";
+    std::rename(temporary.c_str(), port_file.c_str());
+  }
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("received signal {}: draining (health NOT_SERVING, new calls UNAVAILABLE)",
+               signal_number);
+  service.StartDraining();
+  health->SetServingStatus(false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_timeout_s)));
+  pool.Drain();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace convserve
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves convolution layers over gRPC.\nUsage: convserve_server [--listen=0.0.0.0:50051] "
+      "[--compute_threads=N] ...");
+  absl::ParseCommandLine(argc, argv);
+  return convserve::Serve();
+}

@@ -1,0 +1,78 @@
+#include "server/model_registry.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace convserve {
+
+absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model, bool replace) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto existing = models_.find(model->name);
+  int64_t freed = 0;
+  if (existing != models_.end()) {
+    if (!replace) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "name: a model named '", model->name,
+          "' is already loaded (set replace = true to replace it, or unload it first)"));
+    }
+    freed = existing->second->weight_bytes;
+  }
+  const int64_t after = total_weight_bytes_ - freed + model->weight_bytes;
+  if (model->weight_bytes > max_total_weight_bytes_ || after > max_total_weight_bytes_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "layers: the model holds ", model->weight_bytes, " weight bytes; with the ",
+        total_weight_bytes_ - freed, " bytes of the models already loaded that exceeds the "
+        "limit --max_model_bytes=", max_total_weight_bytes_, " (unload a model first)"));
+  }
+  total_weight_bytes_ = after;
+  models_[model->name] = std::move(model);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::Find(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = models_.find(name);
+  if (found == models_.end()) {
+    std::vector<std::string> names;
+    for (const auto& [loaded, model] : models_) names.push_back(loaded);
+    return absl::NotFoundError(absl::StrCat("name: no model named '", name, "' is loaded (loaded: ",
+                                            names.empty() ? "none" : absl::StrJoin(names, ", "),
+                                            ")"));
+  }
+  return found->second;
+}
+
+absl::Status ModelRegistry::Remove(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto found = models_.find(name);
+  if (found == models_.end()) {
+    return absl::NotFoundError(absl::StrCat("name: no model named '", name, "' is loaded"));
+  }
+  total_weight_bytes_ -= found->second->weight_bytes;
+  models_.erase(found);
+  return absl::OkStatus();
+}
+
+std::vector<std::shared_ptr<const Model>> ModelRegistry::List() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::vector<std::shared_ptr<const Model>> models;
+  for (const auto& [name, model] : models_) models.push_back(model);
+  return models;
+}
+
+absl::Status CheckModelName(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 128;
+  for (char c : name) {
+    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+    ok = ok && allowed;
+  }
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("name: expected 1 to 128 characters of [A-Za-z0-9_.-], got '",
+                   name.substr(0, 200), "' (", name.size(), " characters)"));
+}
+
+}  // namespace convserve

@@ -1,0 +1,60 @@
+// model_registry.h: the named models a server holds.
+//
+// A model is immutable once built: layers with their operators (weights
+// packed once at load). Calls running a model hold a shared_ptr to it, so
+// unloading or replacing a model never disturbs a call in flight.
+// Thread-safe.
+#ifndef CONVSERVE_SERVER_MODEL_REGISTRY_H_
+#define CONVSERVE_SERVER_MODEL_REGISTRY_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/conv.h"
+
+namespace convserve {
+
+struct Model {
+  std::string name;
+  std::vector<std::unique_ptr<ConvOperator>> layers;  // applied in order
+  int64_t parameters = 0;
+  int64_t weight_bytes = 0;
+};
+
+class ModelRegistry {
+ public:
+  // REQUIRES: max_total_weight_bytes >= 0.
+  explicit ModelRegistry(int64_t max_total_weight_bytes)
+      : max_total_weight_bytes_(max_total_weight_bytes) {}
+
+  // Adds `model`. ALREADY_EXISTS if the name is taken and !replace;
+  // RESOURCE_EXHAUSTED if the models would hold more than the limit.
+  absl::Status Add(std::shared_ptr<const Model> model, bool replace);
+
+  // The model named `name`, or NOT_FOUND.
+  absl::StatusOr<std::shared_ptr<const Model>> Find(const std::string& name) const;
+
+  // NOT_FOUND if no such model.
+  absl::Status Remove(const std::string& name);
+
+  // Sorted by name.
+  std::vector<std::shared_ptr<const Model>> List() const;
+
+ private:
+  const int64_t max_total_weight_bytes_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::shared_ptr<const Model>> models_;  // guarded by mutex_
+  int64_t total_weight_bytes_ = 0;                               // guarded by mutex_
+};
+
+// OK if `name` is 1..128 characters of [A-Za-z0-9_.-]; INVALID_ARGUMENT otherwise.
+absl::Status CheckModelName(const std::string& name);
+
+}  // namespace convserve
+
+#endif  // CONVSERVE_SERVER_MODEL_REGISTRY_H_

@@ -16,5 +16,6 @@ function(convserve_pytest name target)
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(${name} PROPERTIES
     ENVIRONMENT "CONVSERVE_BUILD_DIR=${PROJECT_BINARY_DIR};${ARG_ENV}"
+    LABELS python
     TIMEOUT 1800)
 endfunction()

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): on a fresh Debian 12 machine, as root,
+# installs what the project needs, builds everything, runs every test, then
+# rebuilds the C++ tests with AddressSanitizer + UndefinedBehaviorSanitizer
+# and runs them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs="$(nproc)"
+bash scripts/setup.sh test
+
+echo "== Release build: all tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== ASan + UBSan build: C++ tests"
+# Python tests load the libraries into an uninstrumented interpreter, so the
+# sanitizer run covers the C++ (GoogleTest) suites.
+cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONVSERVE_SANITIZE=ON \
+  -DCONVSERVE_BUILD_BENCH=OFF
+cmake --build build-sanitize -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -LE python

@@ -134,14 +134,19 @@ def random_layer(rng):
     (depthwise too), dilation, stride, bias, activations. Returns (layer,
     input_shape); the layer may be one PyTorch refuses."""
     rank = int(rng.integers(1, 4))
+    # One layer in six is wider and larger, so that fast kernels' channel
+    # blocks and spatial tiles see full blocks and every remainder.
+    wide = rng.random() < 1 / 6
     if rng.random() < 0.2:  # depthwise, with a channel multiplier sometimes
-        groups = int(rng.integers(1, 9))
+        groups = int(rng.integers(1, 41 if wide else 9))
         c_in, c_out = groups, groups * int(rng.integers(1, 3))
     else:
         groups = int(rng.choice([1, 1, 1, 2, 3]))
-        c_in, c_out = groups * int(rng.integers(1, 6)), groups * int(rng.integers(1, 6))
+        per_group = 40 if wide else 6
+        c_in = groups * int(rng.integers(1, per_group))
+        c_out = groups * int(rng.integers(1, per_group))
     max_k = {1: 6, 2: 4, 3: 3}[rank]
-    max_n = {1: 24, 2: 11, 3: 6}[rank]
+    max_n = {1: 70, 2: 24, 3: 9}[rank] if wide else {1: 24, 2: 11, 3: 6}[rank]
     kernel = [int(rng.integers(1, max_k + 1)) for _ in range(rank)]
     stride = [int(rng.choice([1, 1, 2, 3])) for _ in range(rank)]
     dilation = [int(rng.choice([1, 1, 2, 3])) for _ in range(rank)]

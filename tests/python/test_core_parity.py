@@ -78,3 +78,30 @@ def test_reference_kernel_matches_pytorch(core):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fast_path_matches_pytorch(core, threads):
     _run_parity(core, "auto", seed=1000 + threads, threads=threads)
+
+
+@pytest.mark.parametrize("path", ["reference", "auto"])
+def test_non_finite_inputs_follow_ieee_like_pytorch(core, path):
+    """NaN and Inf in the input give the outputs PyTorch gives (RELIABILITY row 17)."""
+    rng = np.random.default_rng(17)
+    checked = 0
+    while checked < 150:
+        layer, shape = random_layer(rng)
+        x, w, b = random_tensors(rng, layer, shape)
+        flat = x.reshape(-1)
+        picks = rng.choice(flat.size, size=max(1, flat.size // 50), replace=False)
+        flat[picks] = rng.choice([np.nan, np.inf, -np.inf], size=picks.size)
+        if layer["padding"] == "valid" and rng.random() < 0.5:
+            # No padded taps: a non-finite weight meets only real inputs.
+            w.reshape(-1)[rng.integers(w.size)] = np.inf
+        try:
+            ref, bound = torch_reference(layer, x, w, b)
+        except RuntimeError:
+            continue
+        y = core.conv(layer, x, w, b, path=path).astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(ref), err_msg=f"NaN pattern: {layer}")
+        np.testing.assert_array_equal(np.isposinf(y), np.isposinf(ref), err_msg=f"+Inf: {layer}")
+        np.testing.assert_array_equal(np.isneginf(y), np.isneginf(ref), err_msg=f"-Inf: {layer}")
+        finite = np.isfinite(ref)
+        assert max_violation(y[finite], ref[finite], bound[finite]) <= 0, layer
+        checked += 1

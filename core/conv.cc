@@ -4,6 +4,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/kernels/fast_conv.h"
 #include "core/reference_conv.h"
 #include "core/validator.h"
 
@@ -52,7 +53,10 @@ absl::StatusOr<std::unique_ptr<ConvOperator>> ConvOperator::Create(const ConvSpe
             : absl::StrCat("bias: the layer has bias = false, so expected no bias values, got ",
                            bias.size()));
   }
-  (void)path;  // Only the reference path exists so far.
+  if (path == KernelPath::kAuto && kernels::CpuHasAvx2Fma()) {
+    return kernels::CreateAvx2ConvOperator(spec, weight, bias);
+  }
+  // Without AVX2 + FMA (or when asked for it) the scalar oracle runs the layer.
   return std::unique_ptr<ConvOperator>(
       new ReferenceOperator(spec, std::vector<float>(weight.begin(), weight.end()),
                             std::vector<float>(bias.begin(), bias.end())));

@@ -1,0 +1,498 @@
+#include "core/kernels/fast_conv.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "core/kernels/micro_kernels.h"
+#include "core/reference_conv.h"
+#include "tbb/blocked_range.h"
+#include "tbb/parallel_for.h"
+#include "tbb/task_arena.h"
+
+namespace convserve {
+namespace kernels {
+namespace {
+
+// Output pixels per work item of the depthwise path: enough to amortise the
+// task, few enough that batch 1 still splits over every thread.
+constexpr int64_t kDepthwisePixelBlock = 128;
+// Widest channel range one work item of the GEMM path covers on a
+// channels-first output: bounds the per-thread block that is transposed into
+// place (pixel block x this many floats).
+constexpr int64_t kMaxBlockChannels = 512;
+// Work items per thread the GEMM path aims for, so that uneven items still
+// balance across threads.
+constexpr int64_t kItemsPerThread = 4;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// The spec's kernel as three axes, leading axes 1 (as ConvGeometry has it).
+std::array<int64_t, 3> KernelOf(const ConvSpec& spec) {
+  std::array<int64_t, 3> kernel{1, 1, 1};
+  const int rank = spec.spatial_rank;
+  for (int a = 0; a < rank; ++a) {
+    kernel[3 - rank + a] = spec.kernel.size() == 1 ? spec.kernel[0] : spec.kernel[a];
+  }
+  return kernel;
+}
+
+// What the micro-kernels apply while storing (a clamp); the other activations
+// run over each finished tile with the shared scalar formula, so every path
+// agrees with the reference bit for bit on the nonlinearity.
+struct Epilogue {
+  float lo;
+  float hi;
+  bool per_element;  // ApplyActivation() after the clamp-free store.
+};
+
+Epilogue EpilogueOf(Activation activation) {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  switch (activation) {
+    case Activation::kNone:
+      return {-kInf, kInf, false};
+    case Activation::kRelu:
+      return {0.0f, kInf, false};
+    case Activation::kRelu6:
+      return {0.0f, 6.0f, false};
+    default:
+      return {-kInf, kInf, true};
+  }
+}
+
+// Per-thread scratch, grown on demand and kept for the thread's life: one
+// pixel block's indirection pointers and, for channels-first outputs, one
+// pixel block x channel range of output. Neither depends on the input size
+// beyond one block.
+struct Workspace {
+  std::vector<const float*> indirection;
+  std::vector<float> block;
+};
+
+Workspace& ThreadWorkspace() {
+  thread_local Workspace workspace;
+  return workspace;
+}
+
+// The input as the micro-kernels read it: channels-last rows of `row_pixels`
+// pixels of `channels` floats. With `w_padded`, each row already holds the W
+// padding (so a row coordinate is the padded coordinate).
+struct InputView {
+  const float* base = nullptr;
+  int64_t row_pixels = 0;
+  bool w_padded = false;
+};
+
+// For one spatial axis: the input cell that output o reads at kernel offset
+// k, at [o * kernel + k], or -1 for a zero cell.
+std::vector<int64_t> AxisSources(const ConvGeometry& g, int axis, bool materialised) {
+  const int64_t out = g.output[axis];
+  const int64_t kernel = g.kernel[axis];
+  std::vector<int64_t> sources(static_cast<size_t>(out * kernel));
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t k = 0; k < kernel; ++k) {
+      const int64_t padded = o * g.stride[axis] + k * g.dilation[axis];
+      sources[o * kernel + k] = materialised
+                                    ? padded
+                                    : SourceIndex(g.padding_mode, padded - g.pad_begin[axis],
+                                                  g.input[axis]);
+    }
+  }
+  return sources;
+}
+
+// Fills the W padding cells of one materialised channels-last row whose
+// interior (W pixels) starts at pixel pad_begin.
+void FillRowPadding(const ConvGeometry& g, float* row) {
+  const int64_t channels = g.in_channels;
+  const int64_t width = g.input[2];
+  const int64_t begin = g.pad_begin[2];
+  const int64_t row_pixels = width + begin + g.pad_end[2];
+  for (int64_t v = 0; v < row_pixels; ++v) {
+    if (v == begin) v += width;
+    if (v >= row_pixels) break;
+    const int64_t source = SourceIndex(g.padding_mode, v - begin, width);
+    float* cell = row + v * channels;
+    if (source < 0) {
+      std::memset(cell, 0, sizeof(float) * static_cast<size_t>(channels));
+    } else {
+      std::memcpy(cell, row + (begin + source) * channels,
+                  sizeof(float) * static_cast<size_t>(channels));
+    }
+  }
+}
+
+// Where each kernel tap of an output pixel reads: the indirection the
+// micro-kernels consume. Built per call from per-axis source tables, so one
+// pointer costs three table look-ups.
+class TapSources {
+ public:
+  // `kw_taps` is 1 when the Kw taps merge into one contiguous run.
+  TapSources(const ConvGeometry& g, const InputView& view, int64_t kw_taps, const float* zero)
+      : g_(g),
+        view_(view),
+        kw_taps_(kw_taps),
+        zero_(zero),
+        d_(AxisSources(g, 0, false)),
+        h_(AxisSources(g, 1, false)),
+        w_(AxisSources(g, 2, view.w_padded)) {}
+
+  // Writes the taps' pointers of output pixel p of image n to slot[t * stride].
+  void Fill(int64_t n, int64_t p, const float** slot, int64_t stride) const {
+    const ConvGeometry& g = g_;
+    const int64_t channels = g.in_channels;
+    const float* image =
+        view_.base + n * g.input[0] * g.input[1] * view_.row_pixels * channels;
+    const int64_t ow = p % g.output[2];
+    const int64_t oh = p / g.output[2] % g.output[1];
+    const int64_t od = p / (g.output[2] * g.output[1]);
+    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+      const int64_t id = d_[od * g.kernel[0] + kd];
+      for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+        const int64_t ih = h_[oh * g.kernel[1] + kh];
+        const float* row = (id < 0 || ih < 0)
+                               ? nullptr
+                               : image + (id * g.input[1] + ih) * view_.row_pixels * channels;
+        for (int64_t kw = 0; kw < kw_taps_; ++kw) {
+          const int64_t iw = w_[ow * g.kernel[2] + kw];
+          *slot = (row == nullptr || iw < 0) ? zero_ : row + iw * channels;
+          slot += stride;
+        }
+      }
+    }
+  }
+
+ private:
+  const ConvGeometry& g_;
+  const InputView view_;
+  const int64_t kw_taps_;
+  const float* const zero_;
+  const std::vector<int64_t> d_, h_, w_;
+};
+
+class Avx2ConvOperator final : public ConvOperator {
+ public:
+  Avx2ConvOperator(const ConvSpec& spec, absl::Span<const float> weight,
+                   absl::Span<const float> bias)
+      : ConvOperator(spec),
+        groups_(spec.groups),
+        in_per_group_(spec.in_channels / spec.groups),
+        out_per_group_(spec.out_channels / spec.groups),
+        kernel_(KernelOf(spec)),
+        taps_(kernel_[0] * kernel_[1] * kernel_[2]),
+        depthwise_(in_per_group_ == 1 && out_per_group_ == 1) {
+    if (depthwise_) {
+      PackDepthwise(spec, weight, bias);
+    } else {
+      PackGemm(spec, weight, bias);
+    }
+  }
+
+  std::string KernelName(const ConvGeometry&) const override {
+    if (depthwise_) return "f32-dwconv-nhwc-avx2-fma";
+    return nr_ == 16 ? "f32-igemm-6x16-avx2-fma" : "f32-igemm-12x8-avx2-fma";
+  }
+
+  absl::Status Run(const ConvGeometry& g, const float* input, float* output) const override {
+    std::vector<float> storage;
+    const InputView view = PrepareInput(g, input, &storage);
+    if (depthwise_) {
+      RunDepthwise(g, view, output);
+    } else {
+      RunGemm(g, view, output);
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  // weight(oc, ic, tap) in the spec's weight layout.
+  static float WeightAt(const ConvSpec& spec, absl::Span<const float> weight, int64_t taps,
+                        int64_t oc, int64_t ic, int64_t tap) {
+    const int64_t in_per_group = spec.in_channels / spec.groups;
+    if (spec.weight_layout == WeightLayout::kOutInSpatial) {
+      return weight[(oc * in_per_group + ic) * taps + tap];
+    }
+    return weight[(tap * in_per_group + ic) * spec.out_channels + oc];
+  }
+
+  // Per block of nr_ output channels of a group: nr_ bias values, then
+  // [tap][input channel][nr_] weights. Taps run kd, kh, kw with kw innermost,
+  // so with one group the Kw taps of a pixel and its channels form one
+  // contiguous K run, matching a materialised row.
+  void PackGemm(const ConvSpec& spec, absl::Span<const float> weight,
+                absl::Span<const float> bias) {
+    nr_ = out_per_group_ <= 8 ? 8 : 16;
+    mr_ = nr_ == 8 ? 12 : 6;
+    igemm_ = nr_ == 8 ? &f32_igemm_12x8_avx2_fma : &f32_igemm_6x16_avx2_fma;
+    blocks_per_group_ = CeilDiv(out_per_group_, nr_);
+    block_floats_ = nr_ + taps_ * in_per_group_ * nr_;
+    packed_.assign(static_cast<size_t>(groups_ * blocks_per_group_ * block_floats_), 0.0f);
+    for (int64_t group = 0; group < groups_; ++group) {
+      for (int64_t block = 0; block < blocks_per_group_; ++block) {
+        float* packed = packed_.data() + (group * blocks_per_group_ + block) * block_floats_;
+        for (int64_t j = 0; j < nr_ && block * nr_ + j < out_per_group_; ++j) {
+          const int64_t oc = group * out_per_group_ + block * nr_ + j;
+          if (spec.bias) packed[j] = bias[oc];
+          for (int64_t tap = 0; tap < taps_; ++tap) {
+            for (int64_t ic = 0; ic < in_per_group_; ++ic) {
+              packed[nr_ + (tap * in_per_group_ + ic) * nr_ + j] =
+                  WeightAt(spec, weight, taps_, oc, ic, tap);
+            }
+          }
+        }
+      }
+    }
+  }
+
+  // Bias for every channel, then [tap][channel], channels padded to 8.
+  void PackDepthwise(const ConvSpec& spec, absl::Span<const float> weight,
+                     absl::Span<const float> bias) {
+    const int64_t channels = spec.in_channels;
+    const int64_t padded = CeilDiv(channels, 8) * 8;
+    packed_.assign(static_cast<size_t>(padded * (1 + taps_)), 0.0f);
+    for (int64_t c = 0; c < channels; ++c) {
+      if (spec.bias) packed_[c] = bias[c];
+      for (int64_t tap = 0; tap < taps_; ++tap) {
+        packed_[padded * (1 + tap) + c] = WeightAt(spec, weight, taps_, c, 0, tap);
+      }
+    }
+  }
+
+  // Channels-last input is read in place unless its W padding is worth
+  // materialising (few channels: merging the Kw taps into K lengthens the
+  // micro-kernel's inner loop several-fold). Channels-first input is always
+  // reordered, and the reorder writes the W padding for free.
+  InputView PrepareInput(const ConvGeometry& g, const float* input,
+                         std::vector<float>* storage) const {
+    const int64_t channels = g.in_channels;
+    const int64_t width = g.input[2];
+    const int64_t pad_w = g.pad_begin[2] + g.pad_end[2];
+    const int64_t rows = g.batch * g.input[0] * g.input[1];
+    const int64_t row_pixels = width + pad_w;
+    const bool channels_last = g.data_layout == DataLayout::kChannelsLast;
+    const bool merge_worth_copy = !depthwise_ && groups_ == 1 && g.dilation[2] == 1 && channels < 32;
+    if (channels_last && (pad_w == 0 || !merge_worth_copy)) return {input, width, false};
+
+    storage->resize(static_cast<size_t>(rows * row_pixels * channels));
+    float* dst = storage->data();
+    if (channels_last) {
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows), [&](const auto& range) {
+        for (int64_t r = range.begin(); r < range.end(); ++r) {
+          float* row = dst + r * row_pixels * channels;
+          std::memcpy(row + g.pad_begin[2] * channels, input + r * width * channels,
+                      sizeof(float) * static_cast<size_t>(width * channels));
+          FillRowPadding(g, row);
+        }
+      });
+      return {dst, row_pixels, true};
+    }
+    const int64_t spatial = g.input_spatial_size();
+    if (pad_w == 0) {
+      // One (C x S) transpose per image, split over pixel ranges.
+      constexpr int64_t kPixels = 64;
+      const int64_t chunks = CeilDiv(spatial, kPixels);
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, g.batch * chunks), [&](const auto& range) {
+        for (int64_t item = range.begin(); item < range.end(); ++item) {
+          const int64_t n = item / chunks;
+          const int64_t s0 = (item % chunks) * kPixels;
+          const int64_t count = std::min(kPixels, spatial - s0);
+          f32_transpose_8x8_avx2(channels, count, input + n * channels * spatial + s0, spatial,
+                                 dst + (n * spatial + s0) * channels, channels);
+        }
+      });
+      return {dst, width, false};
+    }
+    const int64_t plane_rows = g.input[0] * g.input[1];
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows), [&](const auto& range) {
+      for (int64_t r = range.begin(); r < range.end(); ++r) {
+        const int64_t n = r / plane_rows;
+        const int64_t plane_row = r % plane_rows;
+        float* row = dst + r * row_pixels * channels;
+        f32_transpose_8x8_avx2(channels, width,
+                               input + n * channels * spatial + plane_row * width, spatial,
+                               row + g.pad_begin[2] * channels, channels);
+        FillRowPadding(g, row);
+      }
+    });
+    return {dst, row_pixels, true};
+  }
+
+  void RunGemm(const ConvGeometry& g, const InputView& view, float* output) const {
+    const int64_t channels = g.in_channels;
+    const int64_t out_channels = g.out_channels;
+    const int64_t out_spatial = g.output_spatial_size();
+    const bool channels_first = g.data_layout == DataLayout::kChannelsFirst;
+    const Epilogue epilogue = EpilogueOf(g.activation);
+    // Kw taps of one pixel are contiguous when a row holds its W padding (or
+    // has none) and dilation along W is 1; with one group they merge into K.
+    const bool merge_w = groups_ == 1 && g.dilation[2] == 1 &&
+                         (view.w_padded || g.pad_begin[2] + g.pad_end[2] == 0);
+    const int64_t kw_taps = merge_w ? 1 : g.kernel[2];
+    const int64_t taps = g.kernel[0] * g.kernel[1] * kw_taps;
+    const int64_t kc = merge_w ? g.kernel[2] * in_per_group_ : in_per_group_;
+    const std::vector<float> zero(static_cast<size_t>(g.kernel[2] * channels + 8), 0.0f);
+    const TapSources sources(g, view, kw_taps, zero.data());
+
+    // Work items: batch x pixel blocks x ranges of output-channel blocks.
+    const int64_t pixel_block = mr_ * (nr_ == 16 ? 16 : 8);
+    const int64_t pixel_blocks = CeilDiv(out_spatial, pixel_block);
+    const int64_t column_blocks = groups_ * blocks_per_group_;
+    const int64_t threads = tbb::this_task_arena::max_concurrency();
+    const int64_t base_items = g.batch * pixel_blocks;
+    int64_t splits = 1;
+    if (base_items < kItemsPerThread * threads) {
+      splits = std::min(column_blocks, CeilDiv(kItemsPerThread * threads, base_items));
+    }
+    if (channels_first) splits = std::max(splits, CeilDiv(column_blocks * nr_, kMaxBlockChannels));
+    const int64_t chunk = CeilDiv(column_blocks, splits);
+    splits = CeilDiv(column_blocks, chunk);
+
+    auto first_channel = [&](int64_t column_block) {
+      return column_block / blocks_per_group_ * out_per_group_ +
+             column_block % blocks_per_group_ * nr_;
+    };
+    auto end_channel = [&](int64_t column_block) {
+      const int64_t block = column_block % blocks_per_group_;
+      return column_block / blocks_per_group_ * out_per_group_ +
+             std::min(out_per_group_, (block + 1) * nr_);
+    };
+
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
+          Workspace& workspace = ThreadWorkspace();
+          for (int64_t item = range.begin(); item < range.end(); ++item) {
+            const int64_t n = item / (pixel_blocks * splits);
+            const int64_t p0 = (item / splits % pixel_blocks) * pixel_block;
+            const int64_t p1 = std::min(out_spatial, p0 + pixel_block);
+            const int64_t cb0 = item % splits * chunk;
+            const int64_t cb1 = std::min(column_blocks, cb0 + chunk);
+            const int64_t tiles = CeilDiv(p1 - p0, mr_);
+
+            workspace.indirection.resize(static_cast<size_t>(tiles * taps * mr_));
+            const float** indirection = workspace.indirection.data();
+            for (int64_t p = p0; p < p1; ++p) {
+              sources.Fill(n, p, indirection + (p - p0) / mr_ * taps * mr_ + (p - p0) % mr_, mr_);
+            }
+
+            const int64_t oc_begin = first_channel(cb0);
+            const int64_t oc_end = end_channel(cb1 - 1);
+            float* block = nullptr;
+            const int64_t block_stride = oc_end - oc_begin;
+            if (channels_first) {
+              workspace.block.resize(static_cast<size_t>((p1 - p0) * block_stride));
+              block = workspace.block.data();
+            }
+            for (int64_t cb = cb0; cb < cb1; ++cb) {
+              const int64_t oc0 = first_channel(cb);
+              const int64_t nc = end_channel(cb) - oc0;
+              const float* packed = packed_.data() + cb * block_floats_;
+              const int64_t a_offset = cb / blocks_per_group_ * in_per_group_;
+              for (int64_t tile = 0; tile < tiles; ++tile) {
+                const int64_t p = p0 + tile * mr_;
+                const int64_t mr = std::min(mr_, p1 - p);
+                float* c;
+                int64_t c_stride;
+                if (channels_first) {
+                  c = block + (p - p0) * block_stride + (oc0 - oc_begin);
+                  c_stride = block_stride;
+                } else {
+                  c = output + (n * out_spatial + p) * out_channels + oc0;
+                  c_stride = out_channels;
+                }
+                igemm_(mr, nc, taps, kc, indirection + tile * taps * mr_, mr_, a_offset,
+                       zero.data(), packed, c, c_stride, epilogue.lo, epilogue.hi);
+                if (epilogue.per_element) {
+                  for (int64_t i = 0; i < mr; ++i) {
+                    for (int64_t j = 0; j < nc; ++j) {
+                      float& v = c[i * c_stride + j];
+                      v = ApplyActivation(g.activation, g.activation_alpha, v);
+                    }
+                  }
+                }
+              }
+            }
+            if (channels_first) {
+              f32_transpose_8x8_avx2(p1 - p0, block_stride, block, block_stride,
+                                     output + (n * out_channels + oc_begin) * out_spatial + p0,
+                                     out_spatial);
+            }
+          }
+        });
+  }
+
+  void RunDepthwise(const ConvGeometry& g, const InputView& view, float* output) const {
+    const int64_t channels = g.in_channels;
+    const int64_t out_spatial = g.output_spatial_size();
+    const bool channels_first = g.data_layout == DataLayout::kChannelsFirst;
+    const Epilogue epilogue = EpilogueOf(g.activation);
+    const std::vector<float> zero(static_cast<size_t>(channels + 8), 0.0f);
+    const TapSources sources(g, view, g.kernel[2], zero.data());
+    const int64_t pixel_blocks = CeilDiv(out_spatial, kDepthwisePixelBlock);
+
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, g.batch * pixel_blocks), [&](const auto& range) {
+          Workspace& workspace = ThreadWorkspace();
+          for (int64_t item = range.begin(); item < range.end(); ++item) {
+            const int64_t n = item / pixel_blocks;
+            const int64_t p0 = item % pixel_blocks * kDepthwisePixelBlock;
+            const int64_t p1 = std::min(out_spatial, p0 + kDepthwisePixelBlock);
+            workspace.indirection.resize(static_cast<size_t>((p1 - p0) * taps_));
+            for (int64_t p = p0; p < p1; ++p) {
+              sources.Fill(n, p, workspace.indirection.data() + (p - p0) * taps_, 1);
+            }
+            float* out;
+            if (channels_first) {
+              workspace.block.resize(static_cast<size_t>((p1 - p0) * channels));
+              out = workspace.block.data();
+            } else {
+              out = output + (n * out_spatial + p0) * channels;
+            }
+            f32_dwconv_nhwc_avx2_fma(p1 - p0, channels, taps_, workspace.indirection.data(),
+                                     packed_.data(), out, channels, epilogue.lo, epilogue.hi);
+            if (epilogue.per_element) {
+              for (int64_t i = 0; i < (p1 - p0) * channels; ++i) {
+                out[i] = ApplyActivation(g.activation, g.activation_alpha, out[i]);
+              }
+            }
+            if (channels_first) {
+              f32_transpose_8x8_avx2(p1 - p0, channels, out, channels,
+                                     output + n * channels * out_spatial + p0, out_spatial);
+            }
+          }
+        });
+  }
+
+  const int64_t groups_;
+  const int64_t in_per_group_;
+  const int64_t out_per_group_;
+  const std::array<int64_t, 3> kernel_;
+  const int64_t taps_;
+  const bool depthwise_;
+  // GEMM path: tile (mr_ pixels x nr_ channels) and packed block size.
+  int64_t nr_ = 0;
+  int64_t mr_ = 0;
+  int64_t blocks_per_group_ = 0;
+  int64_t block_floats_ = 0;
+  F32IgemmFn igemm_ = nullptr;
+  std::vector<float> packed_;
+};
+
+}  // namespace
+
+bool CpuHasAvx2Fma() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+std::unique_ptr<ConvOperator> CreateAvx2ConvOperator(const ConvSpec& spec,
+                                                     absl::Span<const float> weight,
+                                                     absl::Span<const float> bias) {
+  return std::make_unique<Avx2ConvOperator>(spec, weight, bias);
+}
+
+}  // namespace kernels
+}  // namespace convserve

@@ -1,0 +1,65 @@
+// micro_kernels.h: the tight loops of the fast convolution path.
+//
+// Micro-kernels only compute: they take pointers and sizes that the operator
+// (fast_conv.cc) has already checked, and only assert. Each name states its
+// contract: element type, operation, tile, ISA. They live in translation units
+// compiled with -mavx2 -mfma and must only be called when the CPU has both
+// (see CpuHasAvx2Fma()). Those units use no STL templates, so no AVX2 code can
+// leak into the portable part of the library through inline functions.
+#ifndef CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
+#define CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
+
+#include <cstddef>
+
+namespace convserve {
+namespace kernels {
+
+// Indirect GEMM tile: for rows i < mr (output pixels) and columns j < nc (output
+// channels):
+//   c[i * c_stride + j] = clamp(w_bias[j] + sum_{t < taps} sum_{k < kc}
+//                                 a(t, i)[k] * w[(t * kc + k) * NR + j], lo, hi)
+// where a(t, i) = indirection[t * indirection_stride + i] plus a_offset, unless
+// that pointer equals `zero` (a padding cell: `zero` holds kc zeros and is read
+// without offset). `packed` holds NR bias values followed by taps * kc * NR
+// weights (columns past nc zero-padded). REQUIRES: 1 <= mr <= MR, 1 <= nc <= NR.
+using F32IgemmFn = void (*)(size_t mr, size_t nc, size_t taps, size_t kc,
+                            const float* const* indirection, size_t indirection_stride,
+                            size_t a_offset, const float* zero, const float* packed, float* c,
+                            size_t c_stride, float lo, float hi);
+
+// Tiles: 6x16 (12 ymm accumulators) for >= 9 channels per group; 12x8 for
+// narrow groups (grouped and channel-multiplier convolutions).
+void f32_igemm_6x16_avx2_fma(size_t mr, size_t nc, size_t taps, size_t kc,
+                             const float* const* indirection, size_t indirection_stride,
+                             size_t a_offset, const float* zero, const float* packed, float* c,
+                             size_t c_stride, float lo, float hi);
+void f32_igemm_12x8_avx2_fma(size_t mr, size_t nc, size_t taps, size_t kc,
+                             const float* const* indirection, size_t indirection_stride,
+                             size_t a_offset, const float* zero, const float* packed, float* c,
+                             size_t c_stride, float lo, float hi);
+
+// Depthwise (one input channel per output channel) over `pixels` output pixels
+// of a channels-last tensor: for pixel p and channel ch < channels,
+//   out[p * out_stride + ch] = clamp(packed[ch] + sum_{t < taps}
+//       indirection[p * taps + t][ch] * packed[channels_padded * (1 + t) + ch], lo, hi)
+// channels_padded = channels rounded up to 8. Indirection pointers point at a
+// pixel's first channel (or at `zero`, >= channels zeros); only `channels`
+// values are read from each.
+void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
+                              const float* const* indirection, const float* packed, float* out,
+                              size_t out_stride, float lo, float hi);
+
+// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols,
+// in 8x8 register blocks.
+void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t src_stride,
+                            float* dst, size_t dst_stride);
+
+// Peak-FMA probe for the benchmark: `iterations` rounds of 12 independent
+// ymm FMA chains (2 * 8 * 12 FLOP per round). Returns a value that depends on
+// every chain so the loop cannot be removed.
+float f32_fma_peak_12x8_avx2_fma(size_t iterations);
+
+}  // namespace kernels
+}  // namespace convserve
+
+#endif  // CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_

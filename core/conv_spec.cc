@@ -66,6 +66,17 @@ absl::string_view WeightLayoutName(WeightLayout layout) {
   return layout == WeightLayout::kOutInSpatial ? "oihw" : "hwio";
 }
 
+std::vector<std::string> SpatialAxisNames(int rank) {
+  switch (rank) {
+    case 1:
+      return {"L"};
+    case 2:
+      return {"H", "W"};
+    default:
+      return {"D", "H", "W"};
+  }
+}
+
 float DefaultActivationAlpha(Activation activation) {
   switch (activation) {
     case Activation::kLeakyRelu:

@@ -129,6 +129,10 @@ absl::string_view ActivationName(Activation activation);
 absl::string_view DataLayoutName(DataLayout layout);
 absl::string_view WeightLayoutName(WeightLayout layout);
 
+// Names of the spatial axes of a rank-`rank` layer, outermost first: {"L"},
+// {"H", "W"} or {"D", "H", "W"} (PyTorch's names).
+std::vector<std::string> SpatialAxisNames(int rank);
+
 // Default alpha of kLeakyRelu (0.01) and kElu (1.0); 0 for the others.
 float DefaultActivationAlpha(Activation activation);
 

@@ -14,17 +14,6 @@ std::vector<int64_t> UserAxes(const std::array<int64_t, kMaxSpatialRank>& values
   return std::vector<int64_t>(values.end() - rank, values.end());
 }
 
-std::vector<std::string> AxisNames(int rank) {
-  switch (rank) {
-    case 1:
-      return {"L"};
-    case 2:
-      return {"H", "W"};
-    default:
-      return {"D", "H", "W"};
-  }
-}
-
 // Python literal of a per-axis value: "3" for 1-D, "(3, 3)" otherwise.
 std::string PyAxes(const std::vector<int64_t>& values) {
   if (values.size() == 1) return absl::StrCat(values[0]);
@@ -45,7 +34,7 @@ struct Pads {
   // "(2, 3) on axis L" for each asymmetric axis.
   std::string Asymmetric(int rank) const {
     std::vector<std::string> parts;
-    const std::vector<std::string> names = AxisNames(rank);
+    const std::vector<std::string> names = SpatialAxisNames(rank);
     for (int i = 0; i < rank; ++i) {
       if (begin[i] != end[i])
         parts.push_back(absl::StrCat("(", begin[i], ", ", end[i], ") on axis ", names[i]));

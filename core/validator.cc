@@ -18,23 +18,11 @@ using Axes = std::array<int64_t, kMaxSpatialRank>;
 
 absl::Status Invalid(std::string message) { return absl::InvalidArgumentError(std::move(message)); }
 
-// Names of the user's spatial axes, outermost first ("L" for 1-D, as PyTorch).
-std::vector<std::string> AxisNames(int rank) {
-  switch (rank) {
-    case 1:
-      return {"L"};
-    case 2:
-      return {"H", "W"};
-    default:
-      return {"D", "H", "W"};
-  }
-}
-
 // "(N, C, H, W)" or "(N, H, W, C)".
 std::string DimsLegend(int rank, DataLayout layout) {
   std::vector<std::string> names = {"N"};
   if (layout == DataLayout::kChannelsFirst) names.push_back("C");
-  for (const std::string& axis : AxisNames(rank)) names.push_back(axis);
+  for (const std::string& axis : SpatialAxisNames(rank)) names.push_back(axis);
   if (layout == DataLayout::kChannelsLast) names.push_back("C");
   return absl::StrCat("(", absl::StrJoin(names, ", "), ")");
 }
@@ -49,17 +37,17 @@ absl::StatusOr<Axes> ExpandAxes(absl::string_view field, const std::vector<int64
   if (values.empty()) {
     if (!fallback) {
       return Invalid(absl::StrCat(field, ": expected 1 or ", rank, " values (one per spatial axis ",
-                                  absl::StrJoin(AxisNames(rank), ", "), "), got none"));
+                                  absl::StrJoin(SpatialAxisNames(rank), ", "), "), got none"));
     }
     for (int i = 0; i < rank; ++i) axes[kMaxSpatialRank - rank + i] = *fallback;
     return axes;
   }
   if (values.size() != 1 && static_cast<int>(values.size()) != rank) {
     return Invalid(absl::StrCat(field, ": expected 1 or ", rank, " values (one per spatial axis ",
-                                absl::StrJoin(AxisNames(rank), ", "), ") for a ", rank,
+                                absl::StrJoin(SpatialAxisNames(rank), ", "), ") for a ", rank,
                                 "-D conv, got ", values.size(), " ", ShapeToString(values)));
   }
-  const std::vector<std::string> names = AxisNames(rank);
+  const std::vector<std::string> names = SpatialAxisNames(rank);
   for (int i = 0; i < rank; ++i) {
     const int64_t value = values.size() == 1 ? values[0] : values[i];
     if (value < minimum) {
@@ -146,7 +134,7 @@ absl::StatusOr<LayerAxes> CheckLayer(const ConvSpec& spec) {
   axes.kernel = *kernel;
   axes.stride = *stride;
   axes.dilation = *dilation;
-  const std::vector<std::string> names = AxisNames(rank);
+  const std::vector<std::string> names = SpatialAxisNames(rank);
   for (int i = 0; i < kMaxSpatialRank; ++i) {
     // span = d * (k - 1) + 1
     std::optional<int64_t> reach = CheckedMul(axes.dilation[i], axes.kernel[i] - 1);
@@ -271,7 +259,7 @@ absl::StatusOr<ConvGeometry> ResolveGeometry(const ConvSpec& spec,
   absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShapeOf(spec, *axes);
   if (!weight_shape.ok()) return weight_shape.status();
   const int rank = spec.spatial_rank;
-  const std::vector<std::string> names = AxisNames(rank);
+  const std::vector<std::string> names = SpatialAxisNames(rank);
 
   if (static_cast<int>(input_shape.size()) != rank + 2) {
     return Invalid(absl::StrCat(
@@ -395,7 +383,7 @@ absl::StatusOr<ShapeReport> Validate(const ConvSpec& spec, const std::vector<int
   if (!geometry.ok()) return geometry.status();
   const ConvGeometry& g = *geometry;
   const int rank = g.spatial_rank;
-  const std::vector<std::string> names = AxisNames(rank);
+  const std::vector<std::string> names = SpatialAxisNames(rank);
 
   ShapeReport report;
   report.geometry = g;

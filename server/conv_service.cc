@@ -55,21 +55,22 @@ struct DecodedLayer {
   FloatTensor bias;  // empty without bias
 };
 
-// Decodes one layer description with its weight and bias tensors; `prefix`
-// names the fields ("" for Conv, "layers[1]." for LoadModel).
-absl::StatusOr<DecodedLayer> DecodeLayer(const std::string& prefix, bool has_layer,
-                                         const v1::ConvLayer& layer, bool has_weight,
-                                         const v1::Tensor& weight, bool has_bias,
-                                         const v1::Tensor& bias) {
+absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
+                                   const v1::ConvLayer& layer) {
   if (!has_layer) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(prefix, "layer: expected a layer description, got none (the field is missing)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "layer: expected a layer description, got none (the field is missing)"));
   }
-  DecodedLayer decoded;
-  absl::StatusOr<ConvSpec> spec = ToConvSpec(prefix + "layer", layer);
-  if (!spec.ok()) return spec.status();
-  decoded.spec = *std::move(spec);
+  return ToConvSpec(prefix + "layer", layer);
+}
 
+// Decodes a layer's weight and bias tensors and checks them against `spec`;
+// `prefix` names the fields ("" for Conv, "layers[1]." for LoadModel).
+absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const ConvSpec& spec,
+                                           bool has_weight, const v1::Tensor& weight,
+                                           bool has_bias, const v1::Tensor& bias) {
+  DecodedLayer decoded;
+  decoded.spec = spec;
   absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShape(decoded.spec);
   if (!weight_shape.ok()) return weight_shape.status();
   absl::StatusOr<FloatTensor> weight_tensor = DecodeTensor(prefix + "weight", has_weight, weight);
@@ -211,18 +212,22 @@ grpc::ServerUnaryReactor* ConvServiceImpl::Conv(grpc::CallbackServerContext* con
   };
   auto job = std::make_shared<Job>();
   absl::Status status = [&]() -> absl::Status {
-    absl::StatusOr<DecodedLayer> layer =
-        DecodeLayer("", request->has_layer(), request->layer(), request->has_weight(),
-                    request->weight(), request->has_bias(), request->bias());
-    if (!layer.ok()) return layer.status();
-    job->layer = *std::move(layer);
+    // Layer, then input, then weights: the first error reported is the one
+    // the others follow from.
+    absl::StatusOr<ConvSpec> spec = DecodeSpec("", request->has_layer(), request->layer());
+    if (!spec.ok()) return spec.status();
     absl::StatusOr<FloatTensor> input =
         DecodeTensor("input", request->has_input(), request->input());
     if (!input.ok()) return input.status();
     job->input = *std::move(input);
-    absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(job->layer.spec, job->input.shape);
+    absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(*spec, job->input.shape);
     if (!geometry.ok()) return geometry.status();
     job->geometry = *geometry;
+    absl::StatusOr<DecodedLayer> layer =
+        DecodeWeights("", *spec, request->has_weight(), request->weight(), request->has_bias(),
+                      request->bias());
+    if (!layer.ok()) return layer.status();
+    job->layer = *std::move(layer);
     absl::Status limits = CheckLimits("", job->geometry);
     if (!limits.ok()) return limits;
     absl::Status size = CheckResponseSize(OutputShape(job->geometry));
@@ -315,9 +320,10 @@ grpc::ServerUnaryReactor* ConvServiceImpl::LoadModel(grpc::CallbackServerContext
     for (int i = 0; i < request->layers_size(); ++i) {
       const v1::ModelLayer& layer = request->layers(i);
       const std::string prefix = absl::StrCat("layers[", i, "].");
-      absl::StatusOr<DecodedLayer> decoded =
-          DecodeLayer(prefix, layer.has_layer(), layer.layer(), layer.has_weight(),
-                      layer.weight(), layer.has_bias(), layer.bias());
+      absl::StatusOr<ConvSpec> spec = DecodeSpec(prefix, layer.has_layer(), layer.layer());
+      if (!spec.ok()) return spec.status();
+      absl::StatusOr<DecodedLayer> decoded = DecodeWeights(
+          prefix, *spec, layer.has_weight(), layer.weight(), layer.has_bias(), layer.bias());
       if (!decoded.ok()) return decoded.status();
       if (i > 0) {
         const ConvSpec& previous = layers->back().spec;

@@ -1,0 +1,203 @@
+// convctl: command-line client of a ConvServe server.
+//
+//   convctl health                                   exit 0 iff SERVING
+//   convctl shape --input_shape=1,3,224,224 --weight_shape=64,3,7,7 --stride=2 --padding=3
+//   convctl conv --input=x.npy --weight=w.npy [--bias=b.npy] --output=y.npy --padding=same
+//   convctl models
+//
+// Layer flags (shape and conv) follow the Python client: channel counts and
+// kernel come from the shapes; --padding is valid, same, same_lower, causal,
+// P, P1,P2 or B1:E1,B2:E2.
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "client/cpp/convserve_client.h"
+#include "client/cpp/npy.h"
+
+ABSL_FLAG(std::string, target, "localhost:50051", "Server address, host:port.");
+ABSL_FLAG(int, timeout_s, 60, "Deadline of each call, in seconds.");
+ABSL_FLAG(std::string, input_shape, "", "shape: input shape, e.g. 1,3,224,224.");
+ABSL_FLAG(std::string, weight_shape, "", "shape: weight shape, e.g. 64,3,7,7.");
+ABSL_FLAG(bool, with_bias, false, "shape: the layer has a bias.");
+ABSL_FLAG(std::string, enforce, "", "shape: also refuse what pytorch, keras or onnx refuses.");
+ABSL_FLAG(std::string, input, "", "conv: input .npy (float32).");
+ABSL_FLAG(std::string, weight, "", "conv: weight .npy (float32).");
+ABSL_FLAG(std::string, bias, "", "conv: bias .npy (float32), optional.");
+ABSL_FLAG(std::string, output, "", "conv: output .npy to write.");
+ABSL_FLAG(std::string, stride, "1", "Stride: one value or one per axis.");
+ABSL_FLAG(std::string, dilation, "1", "Dilation: one value or one per axis.");
+ABSL_FLAG(std::string, padding, "0",
+          "valid, same, same_upper, same_lower, causal, P, P1,P2 or B1:E1,B2:E2.");
+ABSL_FLAG(std::string, padding_mode, "zeros", "zeros, reflect, replicate or circular.");
+ABSL_FLAG(int64_t, groups, 1, "Groups.");
+ABSL_FLAG(std::string, data_format, "channels_first", "channels_first or channels_last.");
+ABSL_FLAG(std::string, weight_format, "oihw", "oihw (C_out, C_in/g, *K) or hwio (*K, C_in/g, C_out).");
+ABSL_FLAG(std::string, activation, "none",
+          "none, relu, relu6, leaky_relu, elu, sigmoid, tanh, silu or gelu.");
+ABSL_FLAG(std::string, activation_alpha, "", "Alpha of leaky_relu / elu (empty = default).");
+
+namespace convserve::client {
+namespace {
+
+int Fail(const absl::Status& status) {
+  std::cerr << "convctl: " << absl::StatusCodeToString(status.code()) << ": " << status.message()
+            << "\n";
+  return 1;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseInts(const std::string& name, const std::string& text) {
+  std::vector<int64_t> values;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(part), &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, ": expected comma-separated integers, got '", text, "'"));
+    }
+    values.push_back(value);
+  }
+  return values;
+}
+
+absl::StatusOr<LayerArgs> LayerArgsFromFlags() {
+  LayerArgs args;
+  absl::StatusOr<std::vector<int64_t>> stride = ParseInts("stride", absl::GetFlag(FLAGS_stride));
+  if (!stride.ok()) return stride.status();
+  absl::StatusOr<std::vector<int64_t>> dilation =
+      ParseInts("dilation", absl::GetFlag(FLAGS_dilation));
+  if (!dilation.ok()) return dilation.status();
+  args.stride = *stride;
+  args.dilation = *dilation;
+  args.padding = absl::GetFlag(FLAGS_padding);
+  args.padding_mode = absl::GetFlag(FLAGS_padding_mode);
+  args.groups = absl::GetFlag(FLAGS_groups);
+  args.data_format = absl::GetFlag(FLAGS_data_format);
+  args.weight_format = absl::GetFlag(FLAGS_weight_format);
+  args.activation = absl::GetFlag(FLAGS_activation);
+  const std::string alpha = absl::GetFlag(FLAGS_activation_alpha);
+  if (!alpha.empty()) {
+    float value = 0;
+    if (!absl::SimpleAtof(alpha, &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--activation_alpha: expected a number, got '", alpha, "'"));
+    }
+    args.activation_alpha = value;
+  }
+  return args;
+}
+
+int Health(Client& client) {
+  absl::StatusOr<std::string> status = client.Health();
+  if (!status.ok()) return Fail(status.status());
+  std::cout << *status << "\n";
+  return *status == "SERVING" ? 0 : 1;
+}
+
+int Shape(Client& client) {
+  absl::StatusOr<LayerArgs> args = LayerArgsFromFlags();
+  if (!args.ok()) return Fail(args.status());
+  absl::StatusOr<std::vector<int64_t>> input_shape =
+      ParseInts("input_shape", absl::GetFlag(FLAGS_input_shape));
+  absl::StatusOr<std::vector<int64_t>> weight_shape =
+      ParseInts("weight_shape", absl::GetFlag(FLAGS_weight_shape));
+  if (!input_shape.ok()) return Fail(input_shape.status());
+  if (!weight_shape.ok()) return Fail(weight_shape.status());
+  args->input_shape = *input_shape;
+  args->weight_shape = *weight_shape;
+  args->bias = absl::GetFlag(FLAGS_with_bias);
+  absl::StatusOr<v1::ConvLayer> layer = MakeLayer(*args);
+  if (!layer.ok()) return Fail(layer.status());
+  v1::Framework enforce = v1::FRAMEWORK_UNSPECIFIED;
+  const std::string enforce_name = absl::GetFlag(FLAGS_enforce);
+  if (!enforce_name.empty() &&
+      !v1::Framework_Parse("FRAMEWORK_" + absl::AsciiStrToUpper(enforce_name), &enforce)) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--enforce: expected pytorch, keras or onnx, got '", enforce_name, "'")));
+  }
+  absl::StatusOr<v1::ShapeReport> report = client.ValidateShape(*layer, *input_shape, enforce);
+  if (!report.ok()) return Fail(report.status());
+  std::cout << FormatReport(*report);
+  return 0;
+}
+
+int Conv(Client& client) {
+  absl::StatusOr<LayerArgs> args = LayerArgsFromFlags();
+  if (!args.ok()) return Fail(args.status());
+  if (absl::GetFlag(FLAGS_input).empty() || absl::GetFlag(FLAGS_weight).empty() ||
+      absl::GetFlag(FLAGS_output).empty()) {
+    return Fail(absl::InvalidArgumentError("conv: --input, --weight and --output are required"));
+  }
+  absl::StatusOr<FloatArray> input = ReadNpy(absl::GetFlag(FLAGS_input));
+  if (!input.ok()) return Fail(input.status());
+  absl::StatusOr<FloatArray> weight = ReadNpy(absl::GetFlag(FLAGS_weight));
+  if (!weight.ok()) return Fail(weight.status());
+  std::optional<FloatArray> bias;
+  if (!absl::GetFlag(FLAGS_bias).empty()) {
+    absl::StatusOr<FloatArray> read = ReadNpy(absl::GetFlag(FLAGS_bias));
+    if (!read.ok()) return Fail(read.status());
+    bias = *std::move(read);
+  }
+  args->input_shape = input->shape;
+  args->weight_shape = weight->shape;
+  args->bias = bias.has_value();
+  absl::StatusOr<v1::ConvLayer> layer = MakeLayer(*args);
+  if (!layer.ok()) return Fail(layer.status());
+  absl::StatusOr<ConvResult> result =
+      client.Conv(*layer, *input, *weight, bias.has_value() ? &*bias : nullptr);
+  if (!result.ok()) return Fail(result.status());
+  absl::Status written = WriteNpy(absl::GetFlag(FLAGS_output), result->output);
+  if (!written.ok()) return Fail(written);
+  std::cout << "output [" << absl::StrJoin(result->output.shape, ", ") << "] written to "
+            << absl::GetFlag(FLAGS_output) << " (" << result->compute_time_ns / 1000
+            << " us on the server, kernel " << result->kernel << ")\n";
+  return 0;
+}
+
+int Models(Client& client) {
+  absl::StatusOr<std::vector<v1::ModelInfo>> models = client.ListModels();
+  if (!models.ok()) return Fail(models.status());
+  for (const v1::ModelInfo& model : *models) {
+    std::cout << model.name() << ": " << model.layers_size() << " layers, " << model.parameters()
+              << " parameters\n";
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace convserve::client
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Talks to a ConvServe server.\n"
+      "Usage: convctl [--target=host:port] health|shape|conv|models [flags]\n"
+      "  health   print the serving status (exit 0 iff SERVING)\n"
+      "  shape    explain a layer: --input_shape --weight_shape [layer flags]\n"
+      "  conv     run a layer: --input x.npy --weight w.npy [--bias b.npy] --output y.npy\n"
+      "  models   list loaded models");
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() != 2) {
+    std::cerr << absl::ProgramUsageMessage() << "\n";
+    return 2;
+  }
+  const std::string command = positional[1];
+  std::unique_ptr<convserve::client::Client> client =
+      convserve::client::Client::Connect(absl::GetFlag(FLAGS_target));
+  client->set_timeout(std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
+  if (command == "health") return convserve::client::Health(*client);
+  if (command == "shape") return convserve::client::Shape(*client);
+  if (command == "conv") return convserve::client::Conv(*client);
+  if (command == "models") return convserve::client::Models(*client);
+  std::cerr << "convctl: unknown command '" << command << "'\n"
+            << absl::ProgramUsageMessage() << "\n";
+  return 2;
+}

@@ -1,0 +1,248 @@
+#include "client/cpp/convserve_client.h"
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace convserve::client {
+namespace {
+
+absl::Status BadArgument(const std::string& name, const std::string& expected,
+                         const std::string& got) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, ": expected ", expected, ", got '", got, "'"));
+}
+
+absl::StatusOr<int64_t> ParseInt(const std::string& name, absl::string_view text) {
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(text), &value)) {
+    return BadArgument(name, "an integer", std::string(text));
+  }
+  return value;
+}
+
+absl::Status SetPadding(const std::string& padding, v1::ConvLayer* layer) {
+  const std::string lower = absl::AsciiStrToLower(padding);
+  if (lower == "valid") {
+    layer->set_padding(v1::PADDING_PRESET_VALID);
+  } else if (lower == "same" || lower == "same_upper") {
+    layer->set_padding(v1::PADDING_PRESET_SAME_UPPER);
+  } else if (lower == "same_lower") {
+    layer->set_padding(v1::PADDING_PRESET_SAME_LOWER);
+  } else if (lower == "causal") {
+    layer->set_padding(v1::PADDING_PRESET_CAUSAL);
+  } else {
+    layer->set_padding(v1::PADDING_PRESET_EXPLICIT);
+    for (absl::string_view axis : absl::StrSplit(padding, ',', absl::SkipWhitespace())) {
+      std::vector<absl::string_view> ends = absl::StrSplit(axis, ':');
+      if (ends.size() > 2) {
+        return BadArgument("padding", "valid, same, same_lower, causal, P, P1,P2 or B1:E1,B2:E2",
+                           padding);
+      }
+      absl::StatusOr<int64_t> begin = ParseInt("padding", ends[0]);
+      absl::StatusOr<int64_t> end = ParseInt("padding", ends.back());
+      if (!begin.ok()) return begin.status();
+      if (!end.ok()) return end.status();
+      layer->add_pad_begin(*begin);
+      layer->add_pad_end(*end);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<v1::ConvLayer> MakeLayer(const LayerArgs& args) {
+  v1::ConvLayer layer;
+  const int rank = static_cast<int>(args.weight_shape.size()) - 2;
+  if (rank < 1 || rank > 3) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weight shape: expected 3 to 5 dims (rank + 2), got ", args.weight_shape.size()));
+  }
+  layer.set_spatial_rank(rank);
+  layer.set_groups(args.groups);
+  layer.set_bias(args.bias);
+
+  const std::string data_format = absl::AsciiStrToLower(args.data_format);
+  if (data_format == "channels_first") {
+    layer.set_data_layout(v1::DATA_LAYOUT_CHANNELS_FIRST);
+  } else if (data_format == "channels_last") {
+    layer.set_data_layout(v1::DATA_LAYOUT_CHANNELS_LAST);
+  } else {
+    return BadArgument("data_format", "channels_first or channels_last", args.data_format);
+  }
+  const std::string weight_format = absl::AsciiStrToLower(args.weight_format);
+  if (weight_format == "oihw") {
+    layer.set_weight_layout(v1::WEIGHT_LAYOUT_OIHW);
+    layer.set_out_channels(args.weight_shape[0]);
+    layer.mutable_kernel()->Add(args.weight_shape.begin() + 2, args.weight_shape.end());
+  } else if (weight_format == "hwio") {
+    layer.set_weight_layout(v1::WEIGHT_LAYOUT_HWIO);
+    layer.set_out_channels(args.weight_shape.back());
+    layer.mutable_kernel()->Add(args.weight_shape.begin(), args.weight_shape.end() - 2);
+  } else {
+    return BadArgument("weight_format", "oihw or hwio", args.weight_format);
+  }
+  if (args.input_shape.size() >= 2) {
+    layer.set_in_channels(layer.data_layout() == v1::DATA_LAYOUT_CHANNELS_FIRST
+                              ? args.input_shape[1]
+                              : args.input_shape.back());
+  }
+  layer.mutable_stride()->Add(args.stride.begin(), args.stride.end());
+  layer.mutable_dilation()->Add(args.dilation.begin(), args.dilation.end());
+  absl::Status padding = SetPadding(args.padding, &layer);
+  if (!padding.ok()) return padding;
+
+  v1::PaddingMode mode;
+  if (!v1::PaddingMode_Parse("PADDING_MODE_" + absl::AsciiStrToUpper(args.padding_mode),
+                             &mode)) {
+    return BadArgument("padding_mode", "zeros, reflect, replicate or circular", args.padding_mode);
+  }
+  layer.set_padding_mode(mode);
+  v1::Activation activation;
+  if (!v1::Activation_Parse("ACTIVATION_" + absl::AsciiStrToUpper(args.activation),
+                            &activation)) {
+    return BadArgument("activation",
+                       "none, relu, relu6, leaky_relu, elu, sigmoid, tanh, silu or gelu",
+                       args.activation);
+  }
+  layer.set_activation(activation);
+  if (args.activation_alpha.has_value()) layer.set_activation_alpha(*args.activation_alpha);
+  return layer;
+}
+
+void ToProto(const FloatArray& array, v1::Tensor* tensor) {
+  tensor->mutable_shape()->Add(array.shape.begin(), array.shape.end());
+  tensor->set_element_type(v1::ELEMENT_TYPE_FLOAT32);
+  // Little-endian host (as the server): the float bytes are the wire bytes.
+  tensor->set_data(reinterpret_cast<const char*>(array.values.data()),
+                   array.values.size() * sizeof(float));
+}
+
+absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor) {
+  FloatArray array;
+  array.shape.assign(tensor.shape().begin(), tensor.shape().end());
+  uint64_t count = 1;
+  for (int64_t dim : array.shape) count *= static_cast<uint64_t>(dim);
+  if (tensor.element_type() != v1::ELEMENT_TYPE_FLOAT32 ||
+      tensor.data().size() != count * sizeof(float)) {
+    return absl::InternalError(absl::StrCat("response tensor: expected ", count * sizeof(float),
+                                            " float32 bytes, got ", tensor.data().size()));
+  }
+  array.values.resize(count);
+  if (count > 0) std::memcpy(array.values.data(), tensor.data().data(), tensor.data().size());
+  return array;
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+std::unique_ptr<Client> Client::Connect(const std::string& target, int max_message_bytes) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(max_message_bytes);
+  arguments.SetMaxSendMessageSize(max_message_bytes);
+  return std::make_unique<Client>(
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+}
+
+Client::Client(std::shared_ptr<grpc::Channel> channel)
+    : channel_(std::move(channel)),
+      stub_(v1::ConvService::NewStub(channel_)),
+      health_(grpc::health::v1::Health::NewStub(channel_)) {}
+
+void Client::Prepare(grpc::ClientContext* context) const {
+  context->set_deadline(std::chrono::system_clock::now() + timeout_);
+}
+
+absl::StatusOr<std::string> Client::Health(const std::string& service) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  grpc::health::v1::HealthCheckResponse response;
+  absl::Status status = FromGrpcStatus(health_->Check(&context, request, &response));
+  if (!status.ok()) return status;
+  return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+}
+
+absl::StatusOr<v1::ShapeReport> Client::ValidateShape(const v1::ConvLayer& layer,
+                                                      const std::vector<int64_t>& input_shape,
+                                                      v1::Framework enforce_framework) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ValidateShapeRequest request;
+  *request.mutable_layer() = layer;
+  request.mutable_input_shape()->Add(input_shape.begin(), input_shape.end());
+  request.set_enforce_framework(enforce_framework);
+  v1::ValidateShapeResponse response;
+  absl::Status status = FromGrpcStatus(stub_->ValidateShape(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::move(*response.mutable_report());
+}
+
+absl::StatusOr<ConvResult> Client::Conv(const v1::ConvLayer& layer, const FloatArray& input,
+                                        const FloatArray& weight, const FloatArray* bias) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ConvRequest request;
+  *request.mutable_layer() = layer;
+  ToProto(input, request.mutable_input());
+  ToProto(weight, request.mutable_weight());
+  if (bias != nullptr) ToProto(*bias, request.mutable_bias());
+  v1::ConvResponse response;
+  absl::Status status = FromGrpcStatus(stub_->Conv(&context, request, &response));
+  if (!status.ok()) return status;
+  absl::StatusOr<FloatArray> output = FromProto(response.output());
+  if (!output.ok()) return output.status();
+  return ConvResult{*std::move(output), response.compute_time_ns(), response.kernel()};
+}
+
+absl::StatusOr<v1::ModelInfo> Client::LoadModel(const v1::LoadModelRequest& request) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::LoadModelResponse response;
+  absl::Status status = FromGrpcStatus(stub_->LoadModel(&context, request, &response));
+  if (!status.ok()) return status;
+  return std::move(*response.mutable_model());
+}
+
+absl::StatusOr<ConvResult> Client::RunModel(const std::string& name, const FloatArray& input) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::RunModelRequest request;
+  request.set_name(name);
+  ToProto(input, request.mutable_input());
+  v1::RunModelResponse response;
+  absl::Status status = FromGrpcStatus(stub_->RunModel(&context, request, &response));
+  if (!status.ok()) return status;
+  absl::StatusOr<FloatArray> output = FromProto(response.output());
+  if (!output.ok()) return output.status();
+  return ConvResult{*std::move(output), response.compute_time_ns(), ""};
+}
+
+absl::Status Client::UnloadModel(const std::string& name) {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::UnloadModelRequest request;
+  request.set_name(name);
+  v1::UnloadModelResponse response;
+  return FromGrpcStatus(stub_->UnloadModel(&context, request, &response));
+}
+
+absl::StatusOr<std::vector<v1::ModelInfo>> Client::ListModels() {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::ListModelsResponse response;
+  absl::Status status =
+      FromGrpcStatus(stub_->ListModels(&context, v1::ListModelsRequest(), &response));
+  if (!status.ok()) return status;
+  return std::vector<v1::ModelInfo>(response.models().begin(), response.models().end());
+}
+
+}  // namespace convserve::client

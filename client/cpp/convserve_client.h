@@ -1,0 +1,112 @@
+// convserve_client.h: C++ client of a ConvServe server.
+//
+//   auto client = convserve::client::Client::Connect("localhost:50051");
+//   LayerArgs args;  args.input_shape = {1, 1, 9};  args.weight_shape = {1, 1, 5};
+//   args.padding = "same";
+//   absl::StatusOr<v1::ConvLayer> layer = MakeLayer(args);
+//   absl::StatusOr<ConvResult> y = client->Conv(*layer, x, w, nullptr);
+//
+// Every call returns absl::Status with the server's gRPC code and message.
+// Thread-safe: one Client may serve many threads.
+#ifndef CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_
+#define CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "client/cpp/npy.h"
+#include "convserve/v1/convserve.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+
+namespace convserve::client {
+
+namespace v1 = ::convserve::v1;
+
+// A layer as a person writes it, with the conventions of the Python client:
+// channel counts and kernel come from the shapes.
+struct LayerArgs {
+  std::vector<int64_t> input_shape;   // (N, C, *S) or (N, *S, C)
+  std::vector<int64_t> weight_shape;  // (C_out, C_in/g, *K) or (*K, C_in/g, C_out); rank + 2 dims
+  bool bias = false;
+  std::vector<int64_t> stride = {1};
+  std::vector<int64_t> dilation = {1};
+  // "valid", "same" (= "same_upper"), "same_upper", "same_lower", "causal",
+  // "P" (every axis), "P1,P2" (per axis) or "B1:E1,B2:E2" (begin:end per axis).
+  std::string padding = "0";
+  std::string padding_mode = "zeros";  // zeros, reflect, replicate, circular
+  int64_t groups = 1;
+  std::string data_format = "channels_first";  // or channels_last
+  std::string weight_format = "oihw";          // or hwio
+  std::string activation = "none";             // none, relu, relu6, leaky_relu, elu, ...
+  std::optional<float> activation_alpha;
+};
+
+// INVALID_ARGUMENT naming the argument if a name or number is malformed.
+absl::StatusOr<v1::ConvLayer> MakeLayer(const LayerArgs& args);
+
+// FloatArray <-> wire tensor.
+void ToProto(const FloatArray& array, v1::Tensor* tensor);
+absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor);
+
+struct ConvResult {
+  FloatArray output;
+  int64_t compute_time_ns = 0;
+  std::string kernel;
+};
+
+class Client {
+ public:
+  // An insecure channel to `target` ("host:port") with room for messages of
+  // `max_message_bytes`.
+  static std::unique_ptr<Client> Connect(const std::string& target,
+                                         int max_message_bytes = 256 << 20);
+  explicit Client(std::shared_ptr<grpc::Channel> channel);
+
+  // Deadline applied to every call (default 60 s).
+  void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+
+  // "SERVING", "NOT_SERVING", ... for `service` ("" = the whole server).
+  absl::StatusOr<std::string> Health(const std::string& service = "");
+
+  absl::StatusOr<v1::ShapeReport> ValidateShape(
+      const v1::ConvLayer& layer, const std::vector<int64_t>& input_shape,
+      v1::Framework enforce_framework = v1::FRAMEWORK_UNSPECIFIED);
+
+  // `bias` may be null (then layer.bias must be false).
+  absl::StatusOr<ConvResult> Conv(const v1::ConvLayer& layer, const FloatArray& input,
+                                  const FloatArray& weight, const FloatArray* bias);
+
+  absl::StatusOr<v1::ModelInfo> LoadModel(const v1::LoadModelRequest& request);
+  absl::StatusOr<ConvResult> RunModel(const std::string& name, const FloatArray& input);
+  absl::Status UnloadModel(const std::string& name);
+  absl::StatusOr<std::vector<v1::ModelInfo>> ListModels();
+
+  grpc::Channel* channel() { return channel_.get(); }
+
+ private:
+  void Prepare(grpc::ClientContext* context) const;
+
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::ConvService::Stub> stub_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::chrono::milliseconds timeout_{60000};
+};
+
+// The client-side mirror of the server's status mapping.
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// The shape report as a person reads it: shapes, per-axis derivation,
+// cost, warnings, and each framework's verdict with its equivalent code.
+std::string FormatReport(const v1::ShapeReport& report);
+
+}  // namespace convserve::client
+
+#endif  // CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_

@@ -1,0 +1,119 @@
+"""python3 -m convserve: command-line access to a ConvServe server.
+
+    python3 -m convserve health
+    python3 -m convserve shape --input-shape 1,3,224,224 --weight-shape 64,3,7,7 \
+        --stride 2 --padding 3
+    python3 -m convserve conv --input x.npy --weight w.npy [--bias b.npy] --output y.npy \
+        --padding same --activation relu
+    python3 -m convserve models
+"""
+
+import argparse
+import ast
+import sys
+
+import numpy as np
+
+import convserve
+
+
+def _ints(text):
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _padding(text):
+    """'same', '1', '1,2' (per axis) or '[(1,2),(0,1)]' (begin, end per axis)."""
+    text = text.strip()
+    if text and (text[0].isalpha()):
+        return text
+    if text.startswith("["):
+        return [tuple(pair) for pair in ast.literal_eval(text)]
+    values = _ints(text)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _layer_options(parser):
+    parser.add_argument("--stride", type=_ints, default=[1])
+    parser.add_argument("--dilation", type=_ints, default=[1])
+    parser.add_argument("--padding", type=_padding, default=0,
+                        help="valid, same, same_lower, causal, P, P1,P2 or [(b,e),...]")
+    parser.add_argument("--padding-mode", default="zeros")
+    parser.add_argument("--groups", type=int, default=1)
+    parser.add_argument("--data-format", default="channels_first")
+    parser.add_argument("--weight-format", default="oihw")
+    parser.add_argument("--activation", default=None)
+    parser.add_argument("--activation-alpha", type=float, default=None)
+
+
+def _layer_kwargs(args):
+    return dict(stride=args.stride, padding=args.padding, padding_mode=args.padding_mode,
+                dilation=args.dilation, groups=args.groups, data_format=args.data_format,
+                weight_format=args.weight_format, activation=args.activation,
+                activation_alpha=args.activation_alpha)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python3 -m convserve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--target", default=None,
+                        help="server address (default $CONVSERVE_TARGET or localhost:50051)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("health", help="print the server's serving status")
+    shape = commands.add_parser("shape", help="explain a layer's shapes without computing it")
+    shape.add_argument("--input-shape", type=_ints, required=True)
+    shape.add_argument("--weight-shape", type=_ints, required=True)
+    shape.add_argument("--bias", action="store_true")
+    shape.add_argument("--enforce", default=None, help="pytorch, keras or onnx")
+    _layer_options(shape)
+    conv = commands.add_parser("conv", help="run one layer on .npy tensors")
+    conv.add_argument("--input", required=True)
+    conv.add_argument("--weight", required=True)
+    conv.add_argument("--bias", default=None)
+    conv.add_argument("--output", required=True)
+    _layer_options(conv)
+    commands.add_parser("models", help="list loaded models")
+    args = parser.parse_args(argv)
+
+    try:
+        with convserve.Client(args.target, timeout=args.timeout) as client:
+            if args.command == "health":
+                status = client.health()
+                print(status)
+                return 0 if status == "SERVING" else 1
+            if args.command == "shape":
+                report = convserve.validate(args.input_shape, args.weight_shape, args.bias,
+                                            enforce_framework=args.enforce, client=client,
+                                            **_layer_kwargs(args))
+                print(convserve.format_report(report))
+                return 0
+            if args.command == "conv":
+                x = np.load(args.input)
+                w = np.load(args.weight)
+                b = np.load(args.bias) if args.bias else None
+                rank = w.ndim - 2
+                function = {1: convserve.conv1d, 2: convserve.conv2d, 3: convserve.conv3d}.get(rank)
+                if function is None:
+                    print("--weight: expected 3 to 5 dims, got shape %s" % (w.shape,),
+                          file=sys.stderr)
+                    return 2
+                y = function(x, w, b, client=client, **_layer_kwargs(args))
+                np.save(args.output, y)
+                print("output %s written to %s" % (list(y.shape), args.output))
+                return 0
+            if args.command == "models":
+                for model in client.list_models():
+                    print("%s: %d layers, %d parameters" % (model.name, len(model.layers),
+                                                            model.parameters))
+                return 0
+    except convserve.ConvServeError as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 1
+    except (ValueError, OSError) as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,19 +105,29 @@ absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const Conv
 
 }  // namespace
 
-void FinishCall(const char* method, grpc::CallbackServerContext* context,
-                grpc::ServerUnaryReactor* reactor, const absl::Status& status) {
-  if (!status.ok()) {
-    const std::string code = absl::StatusCodeToString(status.code());
-    if (IsClientError(status.code())) {
-      spdlog::warn("{} from {} failed: {}: {}", method, context->peer(), code, std::string(status.message()));
+void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
+  grpc::Status result = ToGrpcStatus(status);
+  if (result.ok()) {
+    result = SerializeResponse(response_bytes_);
+    if (!result.ok()) {
+      result = grpc::Status(grpc::StatusCode::INTERNAL,
+                            "response: serialization failed: " + result.error_message());
+    }
+  }
+  if (!result.ok()) {
+    const absl::StatusCode code = static_cast<absl::StatusCode>(result.error_code());
+    const std::string code_name = absl::StatusCodeToString(code);
+    if (caller_fault || IsClientError(code)) {
+      spdlog::warn("{} from {} failed: {}: {}", method_, context_->peer(), code_name,
+                   result.error_message());
     } else {
-      spdlog::error("{} from {} failed: {}: {}", method, context->peer(), code, std::string(status.message()));
+      spdlog::error("{} from {} failed: {}: {}", method_, context_->peer(), code_name,
+                    result.error_message());
     }
   } else {
-    spdlog::debug("{} from {} ok", method, context->peer());
+    spdlog::debug("{} from {} ok", method_, context_->peer());
   }
-  reactor->Finish(ToGrpcStatus(status));
+  Finish(result);
 }
 
 ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool)
@@ -163,19 +173,9 @@ absl::Status ConvServiceImpl::CheckResponseSize(const std::vector<int64_t>& outp
   return absl::OkStatus();
 }
 
-bool ConvServiceImpl::RefuseIfDraining(const char* method,
-                                       grpc::CallbackServerContext* context,
-                                       grpc::ServerUnaryReactor* reactor) {
-  if (!draining_.load()) return false;
-  FinishCall(method, context, reactor,
-             absl::UnavailableError("the server is shutting down; retry on another replica"));
-  return true;
-}
-
-void ConvServiceImpl::RunOnPool(const char* method, grpc::CallbackServerContext* context,
-                                grpc::ServerUnaryReactor* reactor,
-                                std::function<absl::Status()> work) {
-  pool_->Submit([method, context, reactor, work = std::move(work)] {
+void ConvServiceImpl::RunOnPool(UnaryCall* call, std::function<absl::Status()> work) {
+  pool_->Submit([call, work = std::move(work)] {
+    grpc::CallbackServerContext* context = call->context();
     absl::Status status;
     if (context->IsCancelled()) {
       status = absl::CancelledError("the call was cancelled before its computation started");
@@ -193,15 +193,12 @@ void ConvServiceImpl::RunOnPool(const char* method, grpc::CallbackServerContext*
         status = absl::InternalError("unexpected exception");
       }
     }
-    FinishCall(method, context, reactor, status);
+    call->Complete(status);
   });
 }
 
-grpc::ServerUnaryReactor* ConvServiceImpl::Conv(grpc::CallbackServerContext* context,
-                                                const v1::ConvRequest* request,
+void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request,
                                                 v1::ConvResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (RefuseIfDraining("Conv", context, reactor)) return reactor;
   // Everything up to the admission decision is cheap and runs here; shared
   // so that the pool's copyable std::function can carry it.
   struct Job {
@@ -242,10 +239,10 @@ grpc::ServerUnaryReactor* ConvServiceImpl::Conv(grpc::CallbackServerContext* con
     return absl::OkStatus();
   }();
   if (!status.ok()) {
-    FinishCall("Conv", context, reactor, status);
-    return reactor;
+    call->Complete(status);
+    return;
   }
-  RunOnPool("Conv", context, reactor, [job, response]() -> absl::Status {
+  RunOnPool(call, [job, response]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
         ConvOperator::Create(job->layer.spec, job->layer.weight.values, job->layer.bias.values);
@@ -259,14 +256,10 @@ grpc::ServerUnaryReactor* ConvServiceImpl::Conv(grpc::CallbackServerContext* con
     job->reservation.Release();
     return absl::OkStatus();
   });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* ConvServiceImpl::ValidateShape(grpc::CallbackServerContext* context,
-                                                         const v1::ValidateShapeRequest* request,
+void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateShapeRequest* request,
                                                          v1::ValidateShapeResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (RefuseIfDraining("ValidateShape", context, reactor)) return reactor;
   // Validation only does arithmetic on the description: cheap enough to run
   // on the gRPC thread.
   absl::Status status = [&]() -> absl::Status {
@@ -300,15 +293,12 @@ grpc::ServerUnaryReactor* ConvServiceImpl::ValidateShape(grpc::CallbackServerCon
     ToProtoReport(*report, response->mutable_report());
     return absl::OkStatus();
   }();
-  FinishCall("ValidateShape", context, reactor, status);
-  return reactor;
+  call->Complete(status);
+  return;
 }
 
-grpc::ServerUnaryReactor* ConvServiceImpl::LoadModel(grpc::CallbackServerContext* context,
-                                                     const v1::LoadModelRequest* request,
+void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelRequest* request,
                                                      v1::LoadModelResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (RefuseIfDraining("LoadModel", context, reactor)) return reactor;
   auto layers = std::make_shared<std::vector<DecodedLayer>>();
   int64_t weight_bytes = 0;
   absl::Status status = [&]() -> absl::Status {
@@ -357,12 +347,11 @@ grpc::ServerUnaryReactor* ConvServiceImpl::LoadModel(grpc::CallbackServerContext
     return absl::OkStatus();
   }();
   if (!status.ok()) {
-    FinishCall("LoadModel", context, reactor, status);
-    return reactor;
+    call->Complete(status);
+    return;
   }
   // Packing the weights is the expensive part: it runs on the compute pool.
-  RunOnPool("LoadModel", context, reactor,
-            [this, request, response, layers, weight_bytes]() -> absl::Status {
+  RunOnPool(call, [this, request, response, layers, weight_bytes]() -> absl::Status {
               auto model = std::make_shared<Model>();
               model->name = request->name();
               model->weight_bytes = weight_bytes;
@@ -385,14 +374,10 @@ grpc::ServerUnaryReactor* ConvServiceImpl::LoadModel(grpc::CallbackServerContext
                                            info->parameters());
               return added;
             });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* ConvServiceImpl::RunModel(grpc::CallbackServerContext* context,
-                                                    const v1::RunModelRequest* request,
+void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
                                                     v1::RunModelResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (RefuseIfDraining("RunModel", context, reactor)) return reactor;
   struct Job {
     std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
     FloatTensor input;
@@ -437,10 +422,10 @@ grpc::ServerUnaryReactor* ConvServiceImpl::RunModel(grpc::CallbackServerContext*
     return absl::OkStatus();
   }();
   if (!status.ok()) {
-    FinishCall("RunModel", context, reactor, status);
-    return reactor;
+    call->Complete(status);
+    return;
   }
-  RunOnPool("RunModel", context, reactor, [job, response]() -> absl::Status {
+  RunOnPool(call, [job, response]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     std::vector<float> current;  // the previous layer's output
     std::vector<float> next;
@@ -468,25 +453,18 @@ grpc::ServerUnaryReactor* ConvServiceImpl::RunModel(grpc::CallbackServerContext*
     job->reservation.Release();
     return absl::OkStatus();
   });
-  return reactor;
 }
 
-grpc::ServerUnaryReactor* ConvServiceImpl::UnloadModel(grpc::CallbackServerContext* context,
-                                                       const v1::UnloadModelRequest* request,
+void ConvServiceImpl::HandleUnloadModel(UnaryCall* call, const v1::UnloadModelRequest* request,
                                                        v1::UnloadModelResponse* /*response*/) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (RefuseIfDraining("UnloadModel", context, reactor)) return reactor;
   absl::Status status = models_.Remove(request->name());
   if (status.ok()) spdlog::info("unloaded model '{}'", request->name());
-  FinishCall("UnloadModel", context, reactor, status);
-  return reactor;
+  call->Complete(status);
+  return;
 }
 
-grpc::ServerUnaryReactor* ConvServiceImpl::ListModels(grpc::CallbackServerContext* context,
-                                                      const v1::ListModelsRequest* /*request*/,
+void ConvServiceImpl::HandleListModels(UnaryCall* call, const v1::ListModelsRequest* /*request*/,
                                                       v1::ListModelsResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (RefuseIfDraining("ListModels", context, reactor)) return reactor;
   for (const std::shared_ptr<const Model>& model : models_.List()) {
     v1::ModelInfo* info = response->add_models();
     info->set_name(model->name);
@@ -496,8 +474,8 @@ grpc::ServerUnaryReactor* ConvServiceImpl::ListModels(grpc::CallbackServerContex
       *info->add_layers() = ToProtoLayer(layer->spec());
     }
   }
-  FinishCall("ListModels", context, reactor, absl::OkStatus());
-  return reactor;
+  call->Complete(absl::OkStatus());
+  return;
 }
 
 }  // namespace convserve

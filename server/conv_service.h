@@ -22,6 +22,7 @@
 #include "server/compute_pool.h"
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
+#include "server/unary_call.h"
 
 namespace convserve {
 
@@ -34,29 +35,57 @@ struct ServiceOptions {
   int64_t max_model_bytes = int64_t{1} << 30;     // --max_model_bytes: all models.
 };
 
-class ConvServiceImpl final : public v1::ConvService::CallbackService {
+// The generated service with every method registered as a raw callback
+// method (see unary_call.h for why).
+using RawConvService = v1::ConvService::WithRawCallbackMethod_Conv<
+    v1::ConvService::WithRawCallbackMethod_ValidateShape<
+        v1::ConvService::WithRawCallbackMethod_LoadModel<
+            v1::ConvService::WithRawCallbackMethod_RunModel<
+                v1::ConvService::WithRawCallbackMethod_UnloadModel<
+                    v1::ConvService::WithRawCallbackMethod_ListModels<
+                        v1::ConvService::Service>>>>>>;
+
+class ConvServiceImpl final : public RawConvService {
  public:
   // `pool` must outlive the service and be drained before it is destroyed.
   ConvServiceImpl(const ServiceOptions& options, ComputePool* pool);
 
   grpc::ServerUnaryReactor* Conv(grpc::CallbackServerContext* context,
-                                 const v1::ConvRequest* request,
-                                 v1::ConvResponse* response) override;
+                                 const grpc::ByteBuffer* request,
+                                 grpc::ByteBuffer* response) override {
+    return Start<v1::ConvRequest, v1::ConvResponse>("Conv", context, request, response,
+                                                    &ConvServiceImpl::HandleConv);
+  }
   grpc::ServerUnaryReactor* ValidateShape(grpc::CallbackServerContext* context,
-                                          const v1::ValidateShapeRequest* request,
-                                          v1::ValidateShapeResponse* response) override;
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override {
+    return Start<v1::ValidateShapeRequest, v1::ValidateShapeResponse>(
+        "ValidateShape", context, request, response, &ConvServiceImpl::HandleValidateShape);
+  }
   grpc::ServerUnaryReactor* LoadModel(grpc::CallbackServerContext* context,
-                                      const v1::LoadModelRequest* request,
-                                      v1::LoadModelResponse* response) override;
+                                      const grpc::ByteBuffer* request,
+                                      grpc::ByteBuffer* response) override {
+    return Start<v1::LoadModelRequest, v1::LoadModelResponse>(
+        "LoadModel", context, request, response, &ConvServiceImpl::HandleLoadModel);
+  }
   grpc::ServerUnaryReactor* RunModel(grpc::CallbackServerContext* context,
-                                     const v1::RunModelRequest* request,
-                                     v1::RunModelResponse* response) override;
+                                     const grpc::ByteBuffer* request,
+                                     grpc::ByteBuffer* response) override {
+    return Start<v1::RunModelRequest, v1::RunModelResponse>(
+        "RunModel", context, request, response, &ConvServiceImpl::HandleRunModel);
+  }
   grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
-                                        const v1::UnloadModelRequest* request,
-                                        v1::UnloadModelResponse* response) override;
+                                        const grpc::ByteBuffer* request,
+                                        grpc::ByteBuffer* response) override {
+    return Start<v1::UnloadModelRequest, v1::UnloadModelResponse>(
+        "UnloadModel", context, request, response, &ConvServiceImpl::HandleUnloadModel);
+  }
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
-                                       const v1::ListModelsRequest* request,
-                                       v1::ListModelsResponse* response) override;
+                                       const grpc::ByteBuffer* request,
+                                       grpc::ByteBuffer* response) override {
+    return Start<v1::ListModelsRequest, v1::ListModelsResponse>(
+        "ListModels", context, request, response, &ConvServiceImpl::HandleListModels);
+  }
 
   // From now on every new call fails with UNAVAILABLE; calls already
   // accepted run to completion. Called when the server starts draining.
@@ -65,19 +94,50 @@ class ConvServiceImpl final : public v1::ConvService::CallbackService {
   const MemoryBudget& memory_budget() const { return budget_; }
 
  private:
+  // Creates the call, parses its request and hands it to `handler`, which
+  // must Complete() it (now or later, from the compute pool).
+  template <typename Request, typename Response>
+  grpc::ServerUnaryReactor* Start(
+      const char* method, grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
+      grpc::ByteBuffer* response,
+      void (ConvServiceImpl::*handler)(UnaryCall*, const Request*, Response*)) {
+    auto* call = new TypedUnaryCall<Request, Response>(method, context, response);
+    if (draining_.load()) {
+      call->Complete(absl::UnavailableError("the server is shutting down; retry on another "
+                                            "replica"));
+      return call;
+    }
+    absl::Status parsed = call->Parse(*request);
+    if (!parsed.ok()) {
+      // INTERNAL is what gRPC itself answers to unparsable requests, but the
+      // fault is the caller's: logged at WARN.
+      call->Complete(parsed, /*caller_fault=*/true);
+      return call;
+    }
+    (this->*handler)(call, &call->request, &call->response);
+    return call;
+  }
+
+  void HandleConv(UnaryCall* call, const v1::ConvRequest* request, v1::ConvResponse* response);
+  void HandleValidateShape(UnaryCall* call, const v1::ValidateShapeRequest* request,
+                           v1::ValidateShapeResponse* response);
+  void HandleLoadModel(UnaryCall* call, const v1::LoadModelRequest* request,
+                       v1::LoadModelResponse* response);
+  void HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
+                      v1::RunModelResponse* response);
+  void HandleUnloadModel(UnaryCall* call, const v1::UnloadModelRequest* request,
+                         v1::UnloadModelResponse* response);
+  void HandleListModels(UnaryCall* call, const v1::ListModelsRequest* request,
+                        v1::ListModelsResponse* response);
+
   // Checks a resolved layer against --max_elements / --max_macs and the
   // response against --max_message_bytes.
   absl::Status CheckLimits(const std::string& field, const ConvGeometry& geometry) const;
   absl::Status CheckResponseSize(const std::vector<int64_t>& output_shape) const;
 
   // Runs `work` (which returns the call's status) on the compute pool, then
-  // finishes the call. Refuses calls already cancelled or past their deadline.
-  void RunOnPool(const char* method, grpc::CallbackServerContext* context,
-                 grpc::ServerUnaryReactor* reactor, std::function<absl::Status()> work);
-
-  // True (and the call finished with UNAVAILABLE) when the server drains.
-  bool RefuseIfDraining(const char* method, grpc::CallbackServerContext* context,
-                        grpc::ServerUnaryReactor* reactor);
+  // completes the call. Refuses calls already cancelled or past their deadline.
+  void RunOnPool(UnaryCall* call, std::function<absl::Status()> work);
 
   const ServiceOptions options_;
   std::atomic<bool> draining_{false};
@@ -85,11 +145,6 @@ class ConvServiceImpl final : public v1::ConvService::CallbackService {
   MemoryBudget budget_;
   ModelRegistry models_;
 };
-
-// Finishes a call with `status`, logging it once if it failed (WARN for the
-// caller's mistakes, ERROR for the server's).
-void FinishCall(const char* method, grpc::CallbackServerContext* context,
-                grpc::ServerUnaryReactor* reactor, const absl::Status& status);
 
 }  // namespace convserve
 

@@ -1,0 +1,408 @@
+// conv_bench: ConvServe's core against oneDNN on a layer set, side by side.
+//
+// For every layer, data layout (channels_first / channels_last) and thread
+// count, both libraries run the same layer in this process on the same
+// threads with plain input and output tensors (nchw / nhwc); each may keep
+// its weights pre-packed (ConvOperator packs at creation, oneDNN's weights are
+// reordered to its preferred layout once, outside the timed loop). Reported:
+// median GFLOP/s of --reps repetitions after warm-up, the ratio, and the share
+// of this machine's FMA peak measured in the same run. Outputs are compared
+// (a warning is printed on a mismatch).
+//
+//   conv_bench [--layers FILE] [--json FILE] [--filter SUBSTRING] [--reps N]
+//              [--threads 1,2] [--min-ms MS] [--onednn-isa all|avx2]
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/layer_set.h"
+#include "core/conv.h"
+#include "core/kernels/fast_conv.h"
+#include "core/kernels/micro_kernels.h"
+#include "oneapi/dnnl/dnnl.hpp"
+#include "tbb/task_arena.h"
+
+namespace convserve {
+namespace bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Options {
+  std::string layers = std::string(CONVSERVE_SOURCE_DIR) + "/../shared/bench/layers.json";
+  std::string json;
+  std::string filter;
+  int reps = 7;
+  double min_ms = 20.0;  // Each repetition runs the layer for at least this long.
+  std::vector<int> threads = {1, 2};
+  // Highest ISA oneDNN may use: "all" (its default) or "avx2" (the ISA
+  // ConvServe's kernels target).
+  std::string onednn_isa = "all";
+};
+
+bool ParseOptions(int argc, char** argv, Options* options) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s: expected a value\n", flag.c_str());
+      return false;
+    }
+    const std::string value = argv[++i];
+    if (flag == "--layers") {
+      options->layers = value;
+    } else if (flag == "--json") {
+      options->json = value;
+    } else if (flag == "--filter") {
+      options->filter = value;
+    } else if (flag == "--reps") {
+      options->reps = std::max(1, std::atoi(value.c_str()));
+    } else if (flag == "--onednn-isa") {
+      options->onednn_isa = value;
+    } else if (flag == "--min-ms") {
+      options->min_ms = std::max(0.0, std::atof(value.c_str()));
+    } else if (flag == "--threads") {
+      options->threads.clear();
+      for (size_t start = 0; start < value.size();) {
+        size_t end = value.find(',', start);
+        if (end == std::string::npos) end = value.size();
+        options->threads.push_back(std::max(1, std::atoi(value.substr(start, end - start).c_str())));
+        start = end + 1;
+      }
+    } else {
+      std::fprintf(stderr,
+                   "unknown flag %s\nusage: conv_bench [--layers FILE] [--json FILE] "
+                   "[--filter SUBSTRING] [--reps N] [--threads 1,2] [--min-ms MS] [--onednn-isa all|avx2]\n",
+                   flag.c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+// Median seconds per call of fn(): a warm-up of at least min_ms, then `reps`
+// repetitions of a call count calibrated to last about min_ms each.
+template <typename Fn>
+double MedianSeconds(Fn fn, int reps, double min_ms) {
+  int64_t calls = 0;
+  const Clock::time_point warm_start = Clock::now();
+  do {
+    fn();
+    ++calls;
+  } while (std::chrono::duration<double, std::milli>(Clock::now() - warm_start).count() < min_ms);
+  const double per_call =
+      std::chrono::duration<double>(Clock::now() - warm_start).count() / static_cast<double>(calls);
+  const int64_t batch = std::max<int64_t>(1, static_cast<int64_t>(min_ms * 1e-3 / per_call));
+  std::vector<double> samples;
+  for (int r = 0; r < reps; ++r) {
+    const Clock::time_point start = Clock::now();
+    for (int64_t i = 0; i < batch; ++i) fn();
+    samples.push_back(std::chrono::duration<double>(Clock::now() - start).count() /
+                      static_cast<double>(batch));
+  }
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+// FMA-only throughput of `threads` threads: 12 independent ymm FMA chains per
+// thread, 16 FLOP per FMA.
+double MeasurePeakGflops(int threads) {
+  constexpr size_t kIterations = 20'000'000;
+  std::vector<double> best(threads, 0.0);
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::thread> workers;
+    const Clock::time_point start = Clock::now();
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([] {
+        volatile float sink = kernels::f32_fma_peak_12x8_avx2_fma(kIterations);
+        (void)sink;
+      });
+    }
+    for (std::thread& worker : workers) worker.join();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    best[0] = std::max(best[0], 12.0 * 16.0 * kIterations * threads / seconds * 1e-9);
+  }
+  return best[0];
+}
+
+dnnl::memory::format_tag PlainTag(int rank, bool channels_last) {
+  using tag = dnnl::memory::format_tag;
+  switch (rank) {
+    case 1:
+      return channels_last ? tag::nwc : tag::ncw;
+    case 2:
+      return channels_last ? tag::nhwc : tag::nchw;
+    default:
+      return channels_last ? tag::ndhwc : tag::ncdhw;
+  }
+}
+
+dnnl::memory::format_tag PlainWeightTag(int rank, bool grouped) {
+  using tag = dnnl::memory::format_tag;
+  switch (rank) {
+    case 1:
+      return grouped ? tag::goiw : tag::oiw;
+    case 2:
+      return grouped ? tag::goihw : tag::oihw;
+    default:
+      return grouped ? tag::goidhw : tag::oidhw;
+  }
+}
+
+// oneDNN forward-inference convolution with plain src/dst, weights reordered
+// once into the primitive's preferred layout.
+class OneDnnConv {
+ public:
+  OneDnnConv(const BenchLayer& layer, bool channels_last, const std::vector<float>& weight_oihw,
+             const std::vector<float>& bias, const ConvGeometry& g)
+      : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
+    using dims = dnnl::memory::dims;
+    using dt = dnnl::memory::data_type;
+    const int rank = static_cast<int>(layer.spatial.size());
+    dims src_dims = {layer.batch, layer.in_channels};
+    dims dst_dims = {layer.batch, layer.out_channels};
+    dims weight_dims;
+    if (layer.groups > 1) {
+      weight_dims = {layer.groups, layer.out_channels / layer.groups,
+                     layer.in_channels / layer.groups};
+    } else {
+      weight_dims = {layer.out_channels, layer.in_channels};
+    }
+    dims strides, dilates, pad_l, pad_r;
+    for (int a = 0; a < rank; ++a) {
+      src_dims.push_back(layer.spatial[a]);
+      dst_dims.push_back(g.output[3 - rank + a]);
+      weight_dims.push_back(layer.kernel[a]);
+      strides.push_back(layer.stride);
+      dilates.push_back(layer.dilation - 1);
+      pad_l.push_back(layer.pad);
+      pad_r.push_back(layer.pad);
+    }
+    const dnnl::memory::desc src_md(src_dims, dt::f32, PlainTag(rank, channels_last));
+    const dnnl::memory::desc dst_md(dst_dims, dt::f32, PlainTag(rank, channels_last));
+    const dnnl::memory::desc user_weight_md(weight_dims, dt::f32,
+                                            PlainWeightTag(rank, layer.groups > 1));
+    const dnnl::memory::desc any_weight_md(weight_dims, dt::f32, dnnl::memory::format_tag::any);
+    const dnnl::memory::desc bias_md({layer.out_channels}, dt::f32, dnnl::memory::format_tag::x);
+    const dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
+        any_weight_md, bias_md, dst_md, strides, dilates, pad_l, pad_r);
+    pd_ = dnnl::convolution_forward::primitive_desc(desc, engine_);
+    conv_ = dnnl::convolution_forward(pd_);
+
+    dnnl::memory user_weights(user_weight_md, engine_, const_cast<float*>(weight_oihw.data()));
+    weights_ = dnnl::memory(pd_.weights_desc(), engine_);
+    dnnl::reorder(user_weights, weights_).execute(stream_, user_weights, weights_);
+    bias_ = dnnl::memory(bias_md, engine_);
+    std::copy(bias.begin(), bias.end(), static_cast<float*>(bias_.get_data_handle()));
+    src_ = dnnl::memory(src_md, engine_, nullptr);
+    dst_ = dnnl::memory(dst_md, engine_, nullptr);
+    stream_.wait();
+  }
+
+  std::string Implementation() const { return pd_.impl_info_str(); }
+
+  void Run(const float* input, float* output) {
+    src_.set_data_handle(const_cast<float*>(input));
+    dst_.set_data_handle(output);
+    conv_.execute(stream_, {{DNNL_ARG_SRC, src_},
+                            {DNNL_ARG_WEIGHTS, weights_},
+                            {DNNL_ARG_BIAS, bias_},
+                            {DNNL_ARG_DST, dst_}});
+    stream_.wait();
+  }
+
+ private:
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  dnnl::convolution_forward::primitive_desc pd_;
+  dnnl::convolution_forward conv_;
+  dnnl::memory weights_, bias_, src_, dst_;
+};
+
+struct Row {
+  std::string name;
+  std::string layout;
+  int threads = 1;
+  double convserve_gflops = 0;
+  double onednn_gflops = 0;
+  double ratio = 0;
+  double peak_fraction = 0;
+  std::string kernel;
+  std::string onednn_impl;
+};
+
+int Main(int argc, char** argv) {
+  Options options;
+  if (!ParseOptions(argc, argv, &options)) return 2;
+  absl::StatusOr<std::vector<BenchLayer>> layers = ReadLayerSet(options.layers);
+  if (!layers.ok()) {
+    std::fprintf(stderr, "%s\n", layers.status().ToString().c_str());
+    return 1;
+  }
+  if (!kernels::CpuHasAvx2Fma()) {
+    std::fprintf(stderr, "this CPU has no AVX2 + FMA: nothing to compare\n");
+    return 1;
+  }
+
+  if (options.onednn_isa == "avx2") {
+    dnnl::set_max_cpu_isa(dnnl::cpu_isa::avx2);
+  } else if (options.onednn_isa != "all") {
+    std::fprintf(stderr, "--onednn-isa: expected all or avx2, got %s\n",
+                 options.onednn_isa.c_str());
+    return 2;
+  }
+  std::printf("oneDNN %d.%d.%d, highest ISA allowed: %s\n", dnnl_version()->major,
+              dnnl_version()->minor, dnnl_version()->patch, options.onednn_isa.c_str());
+
+  std::map<int, double> peak;
+  for (int threads : options.threads) {
+    peak[threads] = MeasurePeakGflops(threads);
+    std::printf("FMA peak, %d thread(s): %.1f GFLOP/s\n", threads, peak[threads]);
+  }
+  std::printf("\n%-18s %-14s %3s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
+              "convserve", "onednn", "ratio", "%peak", "convserve kernel", "onednn impl");
+
+  std::vector<Row> rows;
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (const BenchLayer& layer : *layers) {
+    if (!options.filter.empty() && layer.name.find(options.filter) == std::string::npos) continue;
+    const int rank = static_cast<int>(layer.spatial.size());
+    for (bool channels_last : {false, true}) {
+      ConvSpec spec;
+      spec.spatial_rank = rank;
+      spec.in_channels = layer.in_channels;
+      spec.out_channels = layer.out_channels;
+      spec.groups = layer.groups;
+      spec.kernel = layer.kernel;
+      spec.stride = {layer.stride};
+      spec.dilation = {layer.dilation};
+      spec.pad_begin = {layer.pad};
+      spec.pad_end = {layer.pad};
+      spec.bias = true;
+      spec.data_layout = channels_last ? DataLayout::kChannelsLast : DataLayout::kChannelsFirst;
+      std::vector<int64_t> shape = {layer.batch};
+      if (!channels_last) shape.push_back(layer.in_channels);
+      shape.insert(shape.end(), layer.spatial.begin(), layer.spatial.end());
+      if (channels_last) shape.push_back(layer.in_channels);
+      absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(spec, shape);
+      if (!geometry.ok()) {
+        std::fprintf(stderr, "%s: %s\n", layer.name.c_str(), geometry.status().ToString().c_str());
+        return 1;
+      }
+      const ConvGeometry& g = *geometry;
+      std::vector<float> input(g.input_elements()), weight(g.weight_elements()),
+          bias(g.out_channels);
+      for (float& v : input) v = dist(rng);
+      for (float& v : weight) v = dist(rng);
+      for (float& v : bias) v = dist(rng);
+      absl::StatusOr<std::unique_ptr<ConvOperator>> op = ConvOperator::Create(spec, weight, bias);
+      if (!op.ok()) {
+        std::fprintf(stderr, "%s: %s\n", layer.name.c_str(), op.status().ToString().c_str());
+        return 1;
+      }
+      std::vector<float> ours(g.output_elements()), theirs(g.output_elements());
+      const double flops = 2.0 * static_cast<double>(g.output_elements()) *
+                           static_cast<double>(g.in_channels_per_group() * g.kernel_size());
+
+      for (int threads : options.threads) {
+        tbb::task_arena arena(threads);
+        // oneDNN fixes a primitive's thread count when it is created, so the
+        // primitive is made after the OpenMP thread count is set.
+        omp_set_num_threads(threads);
+        OneDnnConv onednn(layer, channels_last, weight, bias, g);
+        const double ours_s = MedianSeconds(
+            [&] { arena.execute([&] { (void)(*op)->Run(g, input.data(), ours.data()); }); },
+            options.reps, options.min_ms);
+        const double theirs_s = MedianSeconds([&] { onednn.Run(input.data(), theirs.data()); },
+                                              options.reps, options.min_ms);
+        double max_error = 0, max_value = 0;
+        for (size_t i = 0; i < ours.size(); ++i) {
+          max_error = std::max(max_error, static_cast<double>(std::fabs(ours[i] - theirs[i])));
+          max_value = std::max(max_value, static_cast<double>(std::fabs(theirs[i])));
+        }
+        if (!(max_error <= 1e-4 * (1.0 + max_value))) {
+          std::printf("WARNING: %s %s: outputs differ from oneDNN by %g (max |y| %g)\n",
+                      layer.name.c_str(), channels_last ? "channels_last" : "channels_first",
+                      max_error, max_value);
+        }
+        Row row;
+        row.name = layer.name;
+        row.layout = channels_last ? "channels_last" : "channels_first";
+        row.threads = threads;
+        row.convserve_gflops = flops / ours_s * 1e-9;
+        row.onednn_gflops = flops / theirs_s * 1e-9;
+        row.ratio = row.convserve_gflops / row.onednn_gflops;
+        row.peak_fraction = row.convserve_gflops / peak[threads];
+        row.kernel = (*op)->KernelName(g);
+        row.onednn_impl = onednn.Implementation();
+        std::printf("%-18s %-14s %3d %10.1f %10.1f %6.2f %6.1f%%  %-26s %s\n", row.name.c_str(),
+                    row.layout.c_str(), threads, row.convserve_gflops, row.onednn_gflops,
+                    row.ratio, 100.0 * row.peak_fraction, row.kernel.c_str(),
+                    row.onednn_impl.c_str());
+        std::fflush(stdout);
+        rows.push_back(row);
+      }
+    }
+  }
+
+  std::printf("\ngeometric mean of convserve/onednn:\n");
+  for (const char* layout : {"channels_first", "channels_last"}) {
+    for (int threads : options.threads) {
+      double log_sum = 0;
+      int count = 0;
+      double worst = 1e30;
+      std::string worst_name;
+      for (const Row& row : rows) {
+        if (row.layout != layout || row.threads != threads) continue;
+        log_sum += std::log(row.ratio);
+        ++count;
+        if (row.ratio < worst) {
+          worst = row.ratio;
+          worst_name = row.name;
+        }
+      }
+      if (count == 0) continue;
+      std::printf("  %-14s %d thread(s): %.3f over %d layers (lowest %.2f, %s)\n", layout,
+                  threads, std::exp(log_sum / count), count, worst, worst_name.c_str());
+    }
+  }
+
+  if (!options.json.empty()) {
+    FILE* file = std::fopen(options.json.c_str(), "w");
+    if (file == nullptr) {
+      std::fprintf(stderr, "cannot write %s\n", options.json.c_str());
+      return 1;
+    }
+    std::fprintf(file, "[\n");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& row = rows[i];
+      std::fprintf(file,
+                   "  {\"name\": \"%s\", \"layout\": \"%s\", \"threads\": %d, "
+                   "\"convserve_gflops\": %.3f, \"onednn_gflops\": %.3f, \"ratio\": %.4f, "
+                   "\"peak_fraction\": %.4f}%s\n",
+                   row.name.c_str(), row.layout.c_str(), row.threads, row.convserve_gflops,
+                   row.onednn_gflops, row.ratio, row.peak_fraction,
+                   i + 1 < rows.size() ? "," : "");
+    }
+    std::fprintf(file, "]\n");
+    std::fclose(file);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace bench
+}  // namespace convserve
+
+int main(int argc, char** argv) { return convserve::bench::Main(argc, argv); }

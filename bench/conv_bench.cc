@@ -113,25 +113,27 @@ double MedianSeconds(Fn fn, int reps, double min_ms) {
   return samples[samples.size() / 2];
 }
 
-// FMA-only throughput of `threads` threads: 12 independent ymm FMA chains per
-// thread, 16 FLOP per FMA.
-double MeasurePeakGflops(int threads) {
+// FMA-only throughput of `threads` threads: 12 independent FMA chains per
+// thread on ymm (AVX2) or zmm (AVX-512F) registers; best of three rounds.
+double MeasurePeakGflops(int threads, bool zmm) {
   constexpr size_t kIterations = 20'000'000;
-  std::vector<double> best(threads, 0.0);
+  const double flops_per_round = 12.0 * 2.0 * (zmm ? 16 : 8);
+  double best = 0.0;
   for (int round = 0; round < 3; ++round) {
     std::vector<std::thread> workers;
     const Clock::time_point start = Clock::now();
     for (int t = 0; t < threads; ++t) {
-      workers.emplace_back([] {
-        volatile float sink = kernels::f32_fma_peak_12x8_avx2_fma(kIterations);
+      workers.emplace_back([zmm] {
+        volatile float sink = zmm ? kernels::f32_fma_peak_12x16_avx512f(kIterations)
+                                  : kernels::f32_fma_peak_12x8_avx2_fma(kIterations);
         (void)sink;
       });
     }
     for (std::thread& worker : workers) worker.join();
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    best[0] = std::max(best[0], 12.0 * 16.0 * kIterations * threads / seconds * 1e-9);
+    best = std::max(best, flops_per_round * kIterations * threads / seconds * 1e-9);
   }
-  return best[0];
+  return best;
 }
 
 dnnl::memory::format_tag PlainTag(int rank, bool channels_last) {
@@ -264,11 +266,17 @@ int Main(int argc, char** argv) {
   std::printf("oneDNN %d.%d.%d, highest ISA allowed: %s\n", dnnl_version()->major,
               dnnl_version()->minor, dnnl_version()->patch, options.onednn_isa.c_str());
 
+  // The peak that counts is that of the widest FMA the fast path uses here.
+  const bool zmm = kernels::BestIsa() == kernels::Isa::kAvx512f;
   std::map<int, double> peak;
   for (int threads : options.threads) {
-    peak[threads] = MeasurePeakGflops(threads);
-    std::printf("FMA peak, %d thread(s): %.1f GFLOP/s\n", threads, peak[threads]);
+    const double ymm_peak = MeasurePeakGflops(threads, false);
+    peak[threads] = zmm ? MeasurePeakGflops(threads, true) : ymm_peak;
+    std::printf("FMA peak, %d thread(s): ymm (AVX2) %.1f GFLOP/s", threads, ymm_peak);
+    if (zmm) std::printf(", zmm (AVX-512F) %.1f GFLOP/s", peak[threads]);
+    std::printf("\n");
   }
+  std::printf("%%peak below is against the %s peak\n", zmm ? "zmm" : "ymm");
   std::printf("\n%-18s %-14s %3s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
               "convserve", "onednn", "ratio", "%peak", "convserve kernel", "onednn impl");
 
@@ -354,6 +362,19 @@ int Main(int argc, char** argv) {
         rows.push_back(row);
       }
     }
+  }
+
+  // The machine is shared: measure the peak again at the end and keep the
+  // better figure, so a busy moment does not inflate %peak.
+  for (int threads : options.threads) {
+    const double again = MeasurePeakGflops(threads, zmm);
+    if (again > peak[threads]) {
+      for (Row& row : rows) {
+        if (row.threads == threads) row.peak_fraction = row.convserve_gflops / again;
+      }
+      peak[threads] = again;
+    }
+    std::printf("FMA peak used for %%peak, %d thread(s): %.1f GFLOP/s\n", threads, peak[threads]);
   }
 
   std::printf("\ngeometric mean of convserve/onednn:\n");

@@ -54,7 +54,7 @@ absl::StatusOr<std::unique_ptr<ConvOperator>> ConvOperator::Create(const ConvSpe
                            bias.size()));
   }
   if (path == KernelPath::kAuto && kernels::CpuHasAvx2Fma()) {
-    return kernels::CreateAvx2ConvOperator(spec, weight, bias);
+    return kernels::CreateFastConvOperator(spec, weight, bias, kernels::BestIsa());
   }
   // Without AVX2 + FMA (or when asked for it) the scalar oracle runs the layer.
   return std::unique_ptr<ConvOperator>(

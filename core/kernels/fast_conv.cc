@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -22,6 +23,10 @@ namespace {
 // Output pixels per work item of the depthwise path: enough to amortise the
 // task, few enough that batch 1 still splits over every thread.
 constexpr int64_t kDepthwisePixelBlock = 128;
+// Output pixels per work item of the GEMM path (rounded up to whole tiles):
+// the item's input rows stay in L2 while every channel block of the item
+// streams over them.
+constexpr int64_t kPixelBlock = 96;
 // Widest channel range one work item of the GEMM path covers on a
 // channels-first output: bounds the per-thread block that is transposed into
 // place (pixel block x this many floats).
@@ -142,26 +147,46 @@ class TapSources {
         h_(AxisSources(g, 1, false)),
         w_(AxisSources(g, 2, view.w_padded)) {}
 
-  // Writes the taps' pointers of output pixel p of image n to slot[t * stride].
-  void Fill(int64_t n, int64_t p, const float** slot, int64_t stride) const {
+  // Writes the taps' pointers of output pixels [p_begin, p_end) of image n.
+  // Pixels are laid out in groups of `group` (a micro-kernel tile): pixel q
+  // of the range, tap t goes to slots[(q / group) * taps * group + t * group +
+  // q % group]. Output coordinates advance incrementally: this runs once per
+  // pixel per call, which matters for the memory-bound depthwise path.
+  void Fill(int64_t n, int64_t p_begin, int64_t p_end, int64_t group, const float** slots) const {
     const ConvGeometry& g = g_;
     const int64_t channels = g.in_channels;
+    const int64_t taps = g.kernel[0] * g.kernel[1] * kw_taps_;
     const float* image =
         view_.base + n * g.input[0] * g.input[1] * view_.row_pixels * channels;
-    const int64_t ow = p % g.output[2];
-    const int64_t oh = p / g.output[2] % g.output[1];
-    const int64_t od = p / (g.output[2] * g.output[1]);
-    for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
-      const int64_t id = d_[od * g.kernel[0] + kd];
-      for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
-        const int64_t ih = h_[oh * g.kernel[1] + kh];
-        const float* row = (id < 0 || ih < 0)
-                               ? nullptr
-                               : image + (id * g.input[1] + ih) * view_.row_pixels * channels;
-        for (int64_t kw = 0; kw < kw_taps_; ++kw) {
-          const int64_t iw = w_[ow * g.kernel[2] + kw];
-          *slot = (row == nullptr || iw < 0) ? zero_ : row + iw * channels;
-          slot += stride;
+    int64_t ow = p_begin % g.output[2];
+    int64_t oh = p_begin / g.output[2] % g.output[1];
+    int64_t od = p_begin / (g.output[2] * g.output[1]);
+    int64_t in_group = 0;
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const float** slot = slots + in_group;
+      for (int64_t kd = 0; kd < g.kernel[0]; ++kd) {
+        const int64_t id = d_[od * g.kernel[0] + kd];
+        for (int64_t kh = 0; kh < g.kernel[1]; ++kh) {
+          const int64_t ih = h_[oh * g.kernel[1] + kh];
+          const float* row = (id < 0 || ih < 0)
+                                 ? nullptr
+                                 : image + (id * g.input[1] + ih) * view_.row_pixels * channels;
+          const int64_t* iw = w_.data() + ow * g.kernel[2];
+          for (int64_t kw = 0; kw < kw_taps_; ++kw) {
+            *slot = (row == nullptr || iw[kw] < 0) ? zero_ : row + iw[kw] * channels;
+            slot += group;
+          }
+        }
+      }
+      if (++in_group == group) {
+        in_group = 0;
+        slots += taps * group;
+      }
+      if (++ow == g.output[2]) {
+        ow = 0;
+        if (++oh == g.output[1]) {
+          oh = 0;
+          ++od;
         }
       }
     }
@@ -175,10 +200,10 @@ class TapSources {
   const std::vector<int64_t> d_, h_, w_;
 };
 
-class Avx2ConvOperator final : public ConvOperator {
+class FastConvOperator final : public ConvOperator {
  public:
-  Avx2ConvOperator(const ConvSpec& spec, absl::Span<const float> weight,
-                   absl::Span<const float> bias)
+  FastConvOperator(const ConvSpec& spec, absl::Span<const float> weight,
+                   absl::Span<const float> bias, Isa isa)
       : ConvOperator(spec),
         groups_(spec.groups),
         in_per_group_(spec.in_channels / spec.groups),
@@ -189,14 +214,11 @@ class Avx2ConvOperator final : public ConvOperator {
     if (depthwise_) {
       PackDepthwise(spec, weight, bias);
     } else {
-      PackGemm(spec, weight, bias);
+      PackGemm(spec, weight, bias, isa);
     }
   }
 
-  std::string KernelName(const ConvGeometry&) const override {
-    if (depthwise_) return "f32-dwconv-nhwc-avx2-fma";
-    return nr_ == 16 ? "f32-igemm-6x16-avx2-fma" : "f32-igemm-12x8-avx2-fma";
-  }
+  std::string KernelName(const ConvGeometry&) const override { return kernel_name_; }
 
   absl::Status Run(const ConvGeometry& g, const float* input, float* output) const override {
     std::vector<float> storage;
@@ -225,10 +247,22 @@ class Avx2ConvOperator final : public ConvOperator {
   // so with one group the Kw taps of a pixel and its channels form one
   // contiguous K run, matching a materialised row.
   void PackGemm(const ConvSpec& spec, absl::Span<const float> weight,
-                absl::Span<const float> bias) {
-    nr_ = out_per_group_ <= 8 ? 8 : 16;
-    mr_ = nr_ == 8 ? 12 : 6;
-    igemm_ = nr_ == 8 ? &f32_igemm_12x8_avx2_fma : &f32_igemm_6x16_avx2_fma;
+                absl::Span<const float> bias, Isa isa) {
+    // Narrow groups fill 8 lanes at most: the 12x8 ymm tile wastes no lanes
+    // and keeps 12 chains in flight on either ISA.
+    if (out_per_group_ <= 8) {
+      nr_ = 8, mr_ = 12, igemm_ = &f32_igemm_12x8_avx2_fma;
+      kernel_name_ = "f32-igemm-12x8-avx2-fma";
+    } else if (isa == Isa::kAvx512f && out_per_group_ <= 16) {
+      nr_ = 16, mr_ = 16, igemm_ = &f32_igemm_16x16_avx512f;
+      kernel_name_ = "f32-igemm-16x16-avx512f";
+    } else if (isa == Isa::kAvx512f) {
+      nr_ = 32, mr_ = 8, igemm_ = &f32_igemm_8x32_avx512f;
+      kernel_name_ = "f32-igemm-8x32-avx512f";
+    } else {
+      nr_ = 16, mr_ = 6, igemm_ = &f32_igemm_6x16_avx2_fma;
+      kernel_name_ = "f32-igemm-6x16-avx2-fma";
+    }
     blocks_per_group_ = CeilDiv(out_per_group_, nr_);
     block_floats_ = nr_ + taps_ * in_per_group_ * nr_;
     packed_.assign(static_cast<size_t>(groups_ * blocks_per_group_ * block_floats_), 0.0f);
@@ -253,6 +287,7 @@ class Avx2ConvOperator final : public ConvOperator {
   void PackDepthwise(const ConvSpec& spec, absl::Span<const float> weight,
                      absl::Span<const float> bias) {
     const int64_t channels = spec.in_channels;
+    kernel_name_ = "f32-dwconv-nhwc-avx2-fma";
     const int64_t padded = CeilDiv(channels, 8) * 8;
     packed_.assign(static_cast<size_t>(padded * (1 + taps_)), 0.0f);
     for (int64_t c = 0; c < channels; ++c) {
@@ -339,7 +374,7 @@ class Avx2ConvOperator final : public ConvOperator {
     const TapSources sources(g, view, kw_taps, zero.data());
 
     // Work items: batch x pixel blocks x ranges of output-channel blocks.
-    const int64_t pixel_block = mr_ * (nr_ == 16 ? 16 : 8);
+    const int64_t pixel_block = mr_ * CeilDiv(kPixelBlock, mr_);
     const int64_t pixel_blocks = CeilDiv(out_spatial, pixel_block);
     const int64_t column_blocks = groups_ * blocks_per_group_;
     const int64_t threads = tbb::this_task_arena::max_concurrency();
@@ -375,9 +410,7 @@ class Avx2ConvOperator final : public ConvOperator {
 
             workspace.indirection.resize(static_cast<size_t>(tiles * taps * mr_));
             const float** indirection = workspace.indirection.data();
-            for (int64_t p = p0; p < p1; ++p) {
-              sources.Fill(n, p, indirection + (p - p0) / mr_ * taps * mr_ + (p - p0) % mr_, mr_);
-            }
+            sources.Fill(n, p0, p1, mr_, indirection);
 
             const int64_t oc_begin = first_channel(cb0);
             const int64_t oc_end = end_channel(cb1 - 1);
@@ -442,9 +475,7 @@ class Avx2ConvOperator final : public ConvOperator {
             const int64_t p0 = item % pixel_blocks * kDepthwisePixelBlock;
             const int64_t p1 = std::min(out_spatial, p0 + kDepthwisePixelBlock);
             workspace.indirection.resize(static_cast<size_t>((p1 - p0) * taps_));
-            for (int64_t p = p0; p < p1; ++p) {
-              sources.Fill(n, p, workspace.indirection.data() + (p - p0) * taps_, 1);
-            }
+            sources.Fill(n, p0, p1, 1, workspace.indirection.data());
             float* out;
             if (channels_first) {
               workspace.block.resize(static_cast<size_t>((p1 - p0) * channels));
@@ -479,6 +510,7 @@ class Avx2ConvOperator final : public ConvOperator {
   int64_t blocks_per_group_ = 0;
   int64_t block_floats_ = 0;
   F32IgemmFn igemm_ = nullptr;
+  std::string kernel_name_;
   std::vector<float> packed_;
 };
 
@@ -488,10 +520,26 @@ bool CpuHasAvx2Fma() {
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
-std::unique_ptr<ConvOperator> CreateAvx2ConvOperator(const ConvSpec& spec,
+bool CpuSupports(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx2Fma:
+      return CpuHasAvx2Fma();
+    case Isa::kAvx512f:
+      return CpuHasAvx2Fma() && __builtin_cpu_supports("avx512f");
+  }
+  return false;
+}
+
+Isa BestIsa() {
+  const char* cap = std::getenv("CONVSERVE_MAX_ISA");
+  if (cap != nullptr && std::string(cap) == "avx2") return Isa::kAvx2Fma;
+  return CpuSupports(Isa::kAvx512f) ? Isa::kAvx512f : Isa::kAvx2Fma;
+}
+
+std::unique_ptr<ConvOperator> CreateFastConvOperator(const ConvSpec& spec,
                                                      absl::Span<const float> weight,
-                                                     absl::Span<const float> bias) {
-  return std::make_unique<Avx2ConvOperator>(spec, weight, bias);
+                                                     absl::Span<const float> bias, Isa isa) {
+  return std::make_unique<FastConvOperator>(spec, weight, bias, isa);
 }
 
 }  // namespace kernels

@@ -1,4 +1,4 @@
-// fast_conv.h: the AVX2 + FMA convolution operator.
+// fast_conv.h: the fast (AVX2 + FMA, optionally AVX-512F) convolution operator.
 //
 // One design covers every layer ConvSpec describes: an indirect GEMM over a
 // channels-last view of the input. For each tile of output pixels the
@@ -27,14 +27,28 @@
 namespace convserve {
 namespace kernels {
 
+// Instruction sets the fast path has kernels for, narrowest first.
+enum class Isa {
+  kAvx2Fma,  // ymm kernels; the baseline every fast layer can run on.
+  kAvx512f,  // zmm GEMM kernels (depthwise and narrow groups stay on AVX2).
+};
+
 // True when this CPU runs AVX2 and FMA instructions.
 bool CpuHasAvx2Fma();
 
-// REQUIRES: CpuHasAvx2Fma(); `spec` passed WeightShape(); weight and bias hold
-// the element counts ConvOperator::Create checked.
-std::unique_ptr<ConvOperator> CreateAvx2ConvOperator(const ConvSpec& spec,
+// True when this CPU runs `isa`'s kernels.
+bool CpuSupports(Isa isa);
+
+// The widest ISA this CPU supports, capped by the environment variable
+// CONVSERVE_MAX_ISA ("avx2" keeps the AVX2 kernels, e.g. to compare ISAs).
+// REQUIRES: CpuHasAvx2Fma().
+Isa BestIsa();
+
+// REQUIRES: CpuSupports(isa); `spec` passed WeightShape(); weight and bias
+// hold the element counts ConvOperator::Create checked.
+std::unique_ptr<ConvOperator> CreateFastConvOperator(const ConvSpec& spec,
                                                      absl::Span<const float> weight,
-                                                     absl::Span<const float> bias);
+                                                     absl::Span<const float> bias, Isa isa);
 
 }  // namespace kernels
 }  // namespace convserve

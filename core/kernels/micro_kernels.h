@@ -5,7 +5,8 @@
 // contract: element type, operation, tile, ISA. They live in translation units
 // compiled with -mavx2 -mfma and must only be called when the CPU has both
 // (see CpuHasAvx2Fma()). Those units use no STL templates, so no AVX2 code can
-// leak into the portable part of the library through inline functions.
+// leak into the portable part of the library through inline functions. The
+// *_avx512f kernels likewise need AVX-512F.
 #ifndef CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
 #define CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
 
@@ -38,6 +39,17 @@ void f32_igemm_12x8_avx2_fma(size_t mr, size_t nc, size_t taps, size_t kc,
                              size_t a_offset, const float* zero, const float* packed, float* c,
                              size_t c_stride, float lo, float hi);
 
+// AVX-512F tiles (zmm): 8x32 (16 accumulators) for >= 17 channels per group,
+// 16x16 for 9..16.
+void f32_igemm_8x32_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
+                            const float* const* indirection, size_t indirection_stride,
+                            size_t a_offset, const float* zero, const float* packed, float* c,
+                            size_t c_stride, float lo, float hi);
+void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
+                             const float* const* indirection, size_t indirection_stride,
+                             size_t a_offset, const float* zero, const float* packed, float* c,
+                             size_t c_stride, float lo, float hi);
+
 // Depthwise (one input channel per output channel) over `pixels` output pixels
 // of a channels-last tensor: for pixel p and channel ch < channels,
 //   out[p * out_stride + ch] = clamp(packed[ch] + sum_{t < taps}
@@ -58,6 +70,8 @@ void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t s
 // ymm FMA chains (2 * 8 * 12 FLOP per round). Returns a value that depends on
 // every chain so the loop cannot be removed.
 float f32_fma_peak_12x8_avx2_fma(size_t iterations);
+// The same with zmm registers (2 * 16 * 12 FLOP per round). REQUIRES: AVX-512F.
+float f32_fma_peak_12x16_avx512f(size_t iterations);
 
 }  // namespace kernels
 }  // namespace convserve

@@ -84,27 +84,25 @@ bool CheckLayer(const ConvSpec& spec, const std::vector<int64_t>& shape, std::mt
   ReferenceConv(magnitude, ax.data(), aw.data(), ab.empty() ? nullptr : ab.data(), bound.data());
   const float slope = Slope(g.activation, g.activation_alpha);
 
-  absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-      ConvOperator::Create(spec, w, b, KernelPath::kAuto);
-  EXPECT_TRUE(op.ok()) << op.status();
-  if (!op.ok()) return true;
-  EXPECT_NE((*op)->KernelName(g).find("avx2"), std::string::npos) << (*op)->KernelName(g);
-
-  for (int threads : {1, 2}) {
-    SCOPED_TRACE("threads " + std::to_string(threads) + " kernel " + (*op)->KernelName(g));
-    // NaN fill: every output element must be written.
-    std::vector<float> y(g.output_elements(), std::nanf(""));
-    tbb::task_arena arena(threads);
-    arena.execute([&] { EXPECT_TRUE((*op)->Run(g, x.data(), y.data()).ok()); });
-    int reported = 0;
-    for (size_t i = 0; i < y.size(); ++i) {
-      const float tolerance = slope * (1e-5f * bound[i] + 1e-6f);
-      if (!(std::fabs(y[i] - ref[i]) <= tolerance) && reported++ < 5) {
-        ADD_FAILURE() << "output " << i << " of " << y.size() << ": got " << y[i] << ", want "
-                      << ref[i] << " (tolerance " << tolerance << ")";
+  for (kernels::Isa isa : {kernels::Isa::kAvx2Fma, kernels::Isa::kAvx512f}) {
+    if (!kernels::CpuSupports(isa)) continue;
+    const std::unique_ptr<ConvOperator> op = kernels::CreateFastConvOperator(spec, w, b, isa);
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE("threads " + std::to_string(threads) + " kernel " + op->KernelName(g));
+      // NaN fill: every output element must be written.
+      std::vector<float> y(g.output_elements(), std::nanf(""));
+      tbb::task_arena arena(threads);
+      arena.execute([&] { EXPECT_TRUE(op->Run(g, x.data(), y.data()).ok()); });
+      int reported = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        const float tolerance = slope * (1e-5f * bound[i] + 1e-6f);
+        if (!(std::fabs(y[i] - ref[i]) <= tolerance) && reported++ < 5) {
+          ADD_FAILURE() << "output " << i << " of " << y.size() << ": got " << y[i] << ", want "
+                        << ref[i] << " (tolerance " << tolerance << ")";
+        }
       }
+      if (reported > 0) return true;
     }
-    if (reported > 0) return true;
   }
   return true;
 }
@@ -194,7 +192,7 @@ TEST_F(FastConvTest, RandomDepthwiseLayers) { Sweep(3, 2, 150); }
 // 8-lane vectors, 8x8 transposes), in both layouts and with padding.
 TEST_F(FastConvTest, TileRemainders) {
   std::mt19937 rng(4);
-  for (int64_t out_channels : {1, 7, 8, 9, 15, 16, 17, 31, 33}) {
+  for (int64_t out_channels : {1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 48, 65}) {
     for (int64_t width : {1, 5, 6, 7, 12, 13, 97}) {
       for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
         ConvSpec s;
@@ -265,6 +263,29 @@ TEST_F(FastConvTest, TinyLayersEveryModeAndActivation) {
       }
     }
   }
+}
+
+// kAuto picks a fast kernel; kReference keeps the oracle.
+TEST_F(FastConvTest, DispatchByKernelPath) {
+  ConvSpec s;
+  s.spatial_rank = 2;
+  s.in_channels = 4;
+  s.out_channels = 32;
+  s.kernel = {3};
+  const std::vector<float> w(4 * 32 * 9, 0.5f), b(32, 0.0f);
+  absl::StatusOr<ConvGeometry> g = ResolveGeometry(s, {1, 4, 8, 8});
+  ASSERT_TRUE(g.ok()) << g.status();
+  absl::StatusOr<std::unique_ptr<ConvOperator>> fast = ConvOperator::Create(s, w, b);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  EXPECT_EQ((*fast)->KernelName(*g).find("reference"), std::string::npos);
+  const std::string expected = kernels::BestIsa() == kernels::Isa::kAvx512f
+                                   ? "f32-igemm-8x32-avx512f"
+                                   : "f32-igemm-6x16-avx2-fma";
+  EXPECT_EQ((*fast)->KernelName(*g), expected);
+  absl::StatusOr<std::unique_ptr<ConvOperator>> reference =
+      ConvOperator::Create(s, w, b, KernelPath::kReference);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_NE((*reference)->KernelName(*g).find("reference"), std::string::npos);
 }
 
 // The SEMANTICS.md reference values, computed by the fast path (input 1..9,

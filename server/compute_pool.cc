@@ -36,4 +36,9 @@ void ComputePool::Drain() {
   idle_.wait(lock, [this] { return pending_ == 0; });
 }
 
+bool ComputePool::DrainFor(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  return idle_.wait_for(lock, timeout, [this] { return pending_ == 0; });
+}
+
 }  // namespace convserve

@@ -7,6 +7,7 @@
 #ifndef CONVSERVE_SERVER_COMPUTE_POOL_H_
 #define CONVSERVE_SERVER_COMPUTE_POOL_H_
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -33,6 +34,9 @@ class ComputePool {
 
   // Blocks until every submitted work item has returned.
   void Drain();
+
+  // Drain() for at most `timeout`; true if the pool is idle.
+  bool DrainFor(std::chrono::milliseconds timeout);
 
   int threads() const { return threads_; }
 

@@ -2,8 +2,8 @@
 // and server reflection.
 //
 // Lifecycle: SIGINT/SIGTERM -> new calls are refused with UNAVAILABLE and
-// health turns NOT_SERVING -> after --drain_grace_ms the server shuts down,
-// letting calls in flight finish until --shutdown_timeout_s.
+// health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in
+// flight have finished (at most --shutdown_timeout_s), the server shuts down.
 #include <pthread.h>
 #include <signal.h>
 
@@ -48,8 +48,8 @@ ABSL_FLAG(int, drain_grace_ms, 500,
           "After SIGTERM: how long health reports NOT_SERVING (and new calls get UNAVAILABLE) "
           "before the listener closes, so load balancers notice.");
 ABSL_FLAG(int, shutdown_timeout_s, 30,
-          "After the drain grace: how long calls in flight may take to finish before they are "
-          "cancelled.");
+          "After the drain grace: how long calls in flight may take to finish before the "
+          "server shuts down and cancels them.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once the server serves (for tests "
           "and scripts using port 0).");
@@ -135,8 +135,14 @@ int Serve() {
   service.StartDraining();
   health->SetServingStatus(false);
   std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::seconds(absl::GetFlag(FLAGS_shutdown_timeout_s)));
+  // Calls in flight finish while the server still answers new ones with
+  // UNAVAILABLE; gRPC's Shutdown() would answer them CANCELLED instead.
+  const std::chrono::seconds timeout(absl::GetFlag(FLAGS_shutdown_timeout_s));
+  if (!pool.DrainFor(timeout)) {
+    spdlog::warn("calls still running after --shutdown_timeout_s={}; cancelling them",
+                 timeout.count());
+  }
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   pool.Drain();
   spdlog::info("stopped");
   return 0;

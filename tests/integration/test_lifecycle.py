@@ -1,0 +1,106 @@
+"""RELIABILITY row 12: draining on SIGTERM / SIGINT.
+
+Health turns NOT_SERVING first, new calls fail UNAVAILABLE, the call in
+flight completes, and the process exits 0.
+"""
+
+import math
+import signal
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+import convserve
+
+DRAIN_GRACE_MS = 800
+
+
+def small_conv(connection):
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 9)
+    return convserve.conv1d(x, np.ones((1, 1, 5), np.float32), client=connection, timeout=10)
+
+
+def load_slow_model(connection, seconds):
+    """Loads a compute-heavy model and returns an input it takes ~`seconds` on.
+
+    Ten 64 -> 64 channel 11 x 11 layers kept server-side: a small request
+    (so it reaches the server at once) buys a long computation.
+    """
+    rng = np.random.default_rng(3)
+    layers = []
+    for _ in range(10):
+        w = rng.uniform(-0.01, 0.01, (64, 64, 11, 11)).astype(np.float32)
+        layers.append(convserve.ModelLayer(
+            convserve.make_layer(2, (1, 64, 24, 24), w.shape, padding="same"), w, None))
+    connection.load_model("slow", layers)
+    x1 = rng.uniform(-1, 1, (1, 64, 24, 24)).astype(np.float32)
+    per_item = min(connection.run_model("slow", x1)[1] for _ in range(2)) / 1e9
+    batch = int(min(max(math.ceil(seconds / per_item), 1), 512))
+    return np.repeat(x1, batch, axis=0)
+
+
+def test_sigterm_drains(start_server):
+    process = start_server("--drain_grace_ms=%d" % DRAIN_GRACE_MS, compute_threads=1)
+    connection = convserve.Client(process.target, timeout=120)
+    other = convserve.Client(process.target, timeout=10)
+    assert connection.health() == "SERVING"
+    assert other.health() == "SERVING"
+    x = load_slow_model(connection, seconds=5.0)
+
+    outcome = {}
+
+    def in_flight():
+        try:
+            y, _ = connection.run_model("slow", x)
+            outcome["shape"] = y.shape
+        except convserve.ConvServeError as error:
+            outcome["error"] = error
+        outcome["finished"] = time.monotonic()
+
+    thread = threading.Thread(target=in_flight)
+    thread.start()
+    time.sleep(0.5)
+    assert thread.is_alive(), "calibration failed: the slow call finished in under 0.5 s"
+    sent = time.monotonic()
+    process.signal(signal.SIGTERM)
+
+    # Health turns NOT_SERVING first, while the listener is still open.
+    deadline = time.monotonic() + 1.0
+    status = other.health()
+    while status != "NOT_SERVING" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        status = other.health()
+    assert status == "NOT_SERVING"
+
+    # New calls are refused with UNAVAILABLE (during the grace period and after).
+    with pytest.raises(convserve.ConvServeError) as error:
+        small_conv(other)
+    assert error.value.code == grpc.StatusCode.UNAVAILABLE
+    time.sleep(DRAIN_GRACE_MS / 1000.0 + 0.3)
+    assert thread.is_alive(), "calibration failed: the slow call ended within the grace period: %s" % outcome
+    with pytest.raises(convserve.ConvServeError) as error:
+        small_conv(convserve.Client(process.target, timeout=5))
+    assert error.value.code == grpc.StatusCode.UNAVAILABLE
+
+    # The call in flight completes.
+    thread.join(timeout=120)
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["shape"] == (x.shape[0], 64, 24, 24)
+    assert outcome["finished"] > sent
+    assert process.process.wait(timeout=60) == 0
+    with pytest.raises(convserve.ConvServeError) as error:
+        small_conv(convserve.Client(process.target, timeout=5))
+    assert error.value.code == grpc.StatusCode.UNAVAILABLE
+    assert "draining" in process.log() and "stopped" in process.log()
+    assert process.lines_above_warn() == []
+
+
+def test_sigint_stops_cleanly(start_server):
+    process = start_server("--drain_grace_ms=0")
+    with convserve.Client(process.target, timeout=10) as connection:
+        assert small_conv(connection).shape == (1, 1, 5)
+    process.signal(signal.SIGINT)
+    assert process.process.wait(timeout=30) == 0

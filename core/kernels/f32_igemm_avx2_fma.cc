@@ -26,6 +26,9 @@ struct Ymm {
   static void StoreFirst(float* p, Reg v, size_t lanes) {
     _mm256_maskstore_ps(p, FirstLanes(lanes), v);
   }
+  static Reg LoadFirst(const float* p, size_t lanes) {
+    return _mm256_maskload_ps(p, FirstLanes(lanes));
+  }
 };
 
 }  // namespace
@@ -47,6 +50,13 @@ void f32_igemm_12x8_avx2_fma(size_t mr, size_t nc, size_t taps, size_t kc,
   assert(mr >= 1 && mr <= 12 && nc >= 1 && nc <= 8);
   IgemmTiles<Ymm, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12>::kByRows[mr](
       nc, taps, kc, indirection, indirection_stride, a_offset, zero, packed, c, c_stride, lo, hi);
+}
+
+void f32_gemm_6x16_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, const float* bias,
+                            const float* b, size_t b_stride, float* c, size_t c_stride, float lo,
+                            float hi) {
+  assert(mr >= 1 && mr <= 6 && nc >= 1 && nc <= 16);
+  GemmTile<Ymm, 6, 2>(mr, nc, kc, a, bias, b, b_stride, c, c_stride, lo, hi);
 }
 
 float f32_fma_peak_12x8_avx2_fma(size_t iterations) { return FmaPeakProbe<Ymm>(iterations); }

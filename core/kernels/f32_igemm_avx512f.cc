@@ -26,7 +26,13 @@ struct Zmm {
   static Reg Clamp(Reg v, Reg lo, Reg hi) { return _mm512_min_ps(hi, _mm512_max_ps(lo, v)); }
   static void Store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
   static void StoreFirst(float* p, Reg v, size_t lanes) {
-    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << lanes) - 1u), v);
+    _mm512_mask_storeu_ps(p, FirstLanes(lanes), v);
+  }
+  static Reg LoadFirst(const float* p, size_t lanes) {
+    return _mm512_maskz_loadu_ps(FirstLanes(lanes), p);
+  }
+  static __mmask16 FirstLanes(size_t lanes) {
+    return static_cast<__mmask16>((1u << lanes) - 1u);
   }
 };
 
@@ -49,6 +55,13 @@ void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
   assert(mr >= 1 && mr <= 16 && nc >= 1 && nc <= 16);
   IgemmTiles<Zmm, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16>::kByRows[mr](
       nc, taps, kc, indirection, indirection_stride, a_offset, zero, packed, c, c_stride, lo, hi);
+}
+
+void f32_gemm_12x32_avx512f(size_t mr, size_t nc, size_t kc, const float* a, const float* bias,
+                            const float* b, size_t b_stride, float* c, size_t c_stride, float lo,
+                            float hi) {
+  assert(mr >= 1 && mr <= 12 && nc >= 1 && nc <= 32);
+  GemmTile<Zmm, 12, 2>(mr, nc, kc, a, bias, b, b_stride, c, c_stride, lo, hi);
 }
 
 float f32_fma_peak_12x16_avx512f(size_t iterations) { return FmaPeakProbe<Zmm>(iterations); }

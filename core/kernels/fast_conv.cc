@@ -215,13 +215,20 @@ class FastConvOperator final : public ConvOperator {
       PackDepthwise(spec, weight, bias);
     } else {
       PackGemm(spec, weight, bias, isa);
+      if (taps_ == 1 && groups_ == 1) PackPointwise(spec, weight, bias, isa);
     }
   }
 
-  std::string KernelName(const ConvGeometry&) const override { return kernel_name_; }
+  std::string KernelName(const ConvGeometry& g) const override {
+    return UsesPointwise(g) ? pointwise_name_ : kernel_name_;
+  }
 
   absl::Status Run(const ConvGeometry& g, const float* input, float* output) const override {
     std::vector<float> storage;
+    if (UsesPointwise(g)) {
+      RunPointwise(g, input, output);
+      return absl::OkStatus();
+    }
     const InputView view = PrepareInput(g, input, &storage);
     if (depthwise_) {
       RunDepthwise(g, view, output);
@@ -296,6 +303,115 @@ class FastConvOperator final : public ConvOperator {
         packed_[padded * (1 + tap) + c] = WeightAt(spec, weight, taps_, c, 0, tap);
       }
     }
+  }
+
+  // An unpadded 1x1 layer on channels-first tensors is a plain GEMM per image
+  // (output rows = weights x input rows): with stride 1 it runs without any
+  // reorder or indirection; with a larger stride each work item first gathers
+  // its input pixels into a contiguous per-thread panel.
+  bool UsesPointwise(const ConvGeometry& g) const {
+    if (pointwise_ == nullptr || g.data_layout != DataLayout::kChannelsFirst) return false;
+    for (int a = 0; a < 3; ++a) {
+      if (g.pad_begin[a] != 0 || g.pad_end[a] != 0) return false;
+    }
+    return true;
+  }
+
+  // Per block of pointwise_mr_ output channels: pointwise_mr_ bias values,
+  // then [input channel][pointwise_mr_] weights (rows past C_out zero).
+  void PackPointwise(const ConvSpec& spec, absl::Span<const float> weight,
+                     absl::Span<const float> bias, Isa isa) {
+    if (isa == Isa::kAvx512f) {
+      pointwise_mr_ = 12, pointwise_nr_ = 32, pointwise_ = &f32_gemm_12x32_avx512f;
+      pointwise_name_ = "f32-gemm-12x32-avx512f";
+    } else {
+      pointwise_mr_ = 6, pointwise_nr_ = 16, pointwise_ = &f32_gemm_6x16_avx2_fma;
+      pointwise_name_ = "f32-gemm-6x16-avx2-fma";
+    }
+    const int64_t channels = spec.in_channels;
+    const int64_t blocks = CeilDiv(spec.out_channels, pointwise_mr_);
+    pointwise_block_floats_ = pointwise_mr_ * (1 + channels);
+    pointwise_packed_.assign(static_cast<size_t>(blocks * pointwise_block_floats_), 0.0f);
+    for (int64_t oc = 0; oc < spec.out_channels; ++oc) {
+      float* block = pointwise_packed_.data() + oc / pointwise_mr_ * pointwise_block_floats_;
+      const int64_t row = oc % pointwise_mr_;
+      if (spec.bias) block[row] = bias[oc];
+      for (int64_t ic = 0; ic < channels; ++ic) {
+        block[pointwise_mr_ * (1 + ic) + row] = WeightAt(spec, weight, 1, oc, ic, 0);
+      }
+    }
+  }
+
+  void RunPointwise(const ConvGeometry& g, const float* input, float* output) const {
+    constexpr int64_t kPixels = 256;  // Per item: the input panel stays in L2.
+    const int64_t channels = g.in_channels;
+    const int64_t out_channels = g.out_channels;
+    const int64_t spatial = g.output_spatial_size();
+    const Epilogue epilogue = EpilogueOf(g.activation);
+    const int64_t pixel_chunks = CeilDiv(spatial, kPixels);
+    const int64_t channel_blocks = CeilDiv(out_channels, pointwise_mr_);
+    const int64_t threads = tbb::this_task_arena::max_concurrency();
+    const int64_t base_items = g.batch * pixel_chunks;
+    int64_t splits = 1;
+    if (base_items < kItemsPerThread * threads) {
+      splits = std::min(channel_blocks, CeilDiv(kItemsPerThread * threads, base_items));
+    }
+    const int64_t chunk = CeilDiv(channel_blocks, splits);
+    splits = CeilDiv(channel_blocks, chunk);
+    const bool strided = g.stride[0] != 1 || g.stride[1] != 1 || g.stride[2] != 1;
+    const int64_t in_spatial = g.input_spatial_size();
+    tbb::parallel_for(
+        tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
+          Workspace& workspace = ThreadWorkspace();
+          for (int64_t item = range.begin(); item < range.end(); ++item) {
+            const int64_t n = item / (pixel_chunks * splits);
+            const int64_t p0 = item / splits % pixel_chunks * kPixels;
+            const int64_t p1 = std::min(spatial, p0 + kPixels);
+            const int64_t ob0 = item % splits * chunk;
+            const int64_t ob1 = std::min(channel_blocks, ob0 + chunk);
+            // b(ic, p) = image[ic * b_stride + p]: the input rows, or the panel.
+            const float* image = input + n * channels * in_spatial;
+            int64_t b_stride = in_spatial;
+            if (strided) {
+              const int64_t count = p1 - p0;
+              workspace.block.resize(static_cast<size_t>(channels * count));
+              float* panel = workspace.block.data();
+              for (int64_t q = 0; q < count; ++q) {
+                const int64_t p = p0 + q;
+                const int64_t ow = p % g.output[2];
+                const int64_t oh = p / g.output[2] % g.output[1];
+                const int64_t od = p / (g.output[2] * g.output[1]);
+                const float* source =
+                    image + ((od * g.stride[0] * g.input[1] + oh * g.stride[1]) * g.input[2] +
+                             ow * g.stride[2]);
+                for (int64_t ic = 0; ic < channels; ++ic) {
+                  panel[ic * count + q] = source[ic * in_spatial];
+                }
+              }
+              image = panel - p0;  // Indexed by absolute pixel below.
+              b_stride = count;
+            }
+            for (int64_t ob = ob0; ob < ob1; ++ob) {
+              const float* packed = pointwise_packed_.data() + ob * pointwise_block_floats_;
+              const int64_t oc0 = ob * pointwise_mr_;
+              const int64_t mr = std::min(pointwise_mr_, out_channels - oc0);
+              for (int64_t p = p0; p < p1; p += pointwise_nr_) {
+                const int64_t nc = std::min(pointwise_nr_, p1 - p);
+                float* c = output + (n * out_channels + oc0) * spatial + p;
+                pointwise_(mr, nc, channels, packed + pointwise_mr_, packed, image + p, b_stride,
+                           c, spatial, epilogue.lo, epilogue.hi);
+                if (epilogue.per_element) {
+                  for (int64_t i = 0; i < mr; ++i) {
+                    for (int64_t j = 0; j < nc; ++j) {
+                      float& v = c[i * spatial + j];
+                      v = ApplyActivation(g.activation, g.activation_alpha, v);
+                    }
+                  }
+                }
+              }
+            }
+          }
+        });
   }
 
   // Channels-last input is read in place unless its W padding is worth
@@ -512,6 +628,13 @@ class FastConvOperator final : public ConvOperator {
   F32IgemmFn igemm_ = nullptr;
   std::string kernel_name_;
   std::vector<float> packed_;
+  // Pointwise path (1x1 layers with one group; see UsesPointwise()).
+  F32GemmFn pointwise_ = nullptr;
+  int64_t pointwise_mr_ = 0;
+  int64_t pointwise_nr_ = 0;
+  int64_t pointwise_block_floats_ = 0;
+  std::string pointwise_name_;
+  std::vector<float> pointwise_packed_;
 };
 
 }  // namespace

@@ -84,6 +84,77 @@ struct IgemmTiles {
   static constexpr IgemmTileFn kByRows[] = {nullptr, &IgemmTile<V, Rows, NV>...};
 };
 
+// Direct GEMM tile for a 1x1, stride-1 layer on channels-first tensors, where
+// input and output rows are contiguous pixel runs (no reorder, no
+// indirection): for rows i < mr (output channels), columns j < nc (pixels),
+//   c[i * c_stride + j] = clamp(bias[i] + sum_{k < kc} a[k * MR + i] * b[k * b_stride + j])
+// `a` holds the packed weights of MR output channels (zero-padded rows),
+// `bias` MR values. Columns past nc are neither loaded nor stored, so the
+// tile may end a tensor. Needs V::LoadFirst(p, lanes) besides the above.
+template <typename V, int MR, int NV>
+void GemmTile(size_t mr, size_t nc, size_t kc, const float* a, const float* bias, const float* b,
+              size_t b_stride, float* c, size_t c_stride, float lo, float hi) {
+  using Reg = typename V::Reg;
+  constexpr int kLanes = V::kLanes;
+  Reg acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    const Reg row_bias = V::Broadcast(bias + i);
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) acc[i][j] = row_bias;
+  }
+  if (nc == static_cast<size_t>(kLanes * NV)) {
+    for (size_t k = 0; k < kc; ++k) {
+      Reg vb[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) vb[j] = V::Load(b + kLanes * j);
+      b += b_stride;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const Reg va = V::Broadcast(a + i);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::Fma(va, vb[j], acc[i][j]);
+      }
+      a += MR;
+    }
+  } else {
+    for (size_t k = 0; k < kc; ++k) {
+      Reg vb[NV];
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) {
+        const size_t first = static_cast<size_t>(kLanes * j);
+        const size_t lanes = first >= nc ? 0 : (nc - first < size_t{kLanes} ? nc - first : kLanes);
+        vb[j] = V::LoadFirst(b + first, lanes);
+      }
+      b += b_stride;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const Reg va = V::Broadcast(a + i);
+#pragma GCC unroll 4
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::Fma(va, vb[j], acc[i][j]);
+      }
+      a += MR;
+    }
+  }
+  const Reg vlo = V::Splat(lo);
+  const Reg vhi = V::Splat(hi);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    if (static_cast<size_t>(i) >= mr) break;
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      const size_t first = static_cast<size_t>(kLanes * j);
+      if (first >= nc) break;
+      const Reg v = V::Clamp(acc[i][j], vlo, vhi);
+      if (nc - first >= static_cast<size_t>(kLanes)) {
+        V::Store(c + i * c_stride + first, v);
+      } else {
+        V::StoreFirst(c + i * c_stride + first, v, nc - first);
+      }
+    }
+  }
+}
+
 // Peak-FMA probe: `iterations` rounds of 12 independent FMA chains. Returns
 // a value that depends on every chain so the loop cannot be removed.
 template <typename V>

@@ -50,6 +50,22 @@ void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
                              size_t a_offset, const float* zero, const float* packed, float* c,
                              size_t c_stride, float lo, float hi);
 
+// Direct GEMM for 1x1, stride-1 layers on channels-first tensors (input and
+// output rows are contiguous runs of pixels): for rows i < mr (output
+// channels) and columns j < nc (pixels),
+//   c[i * c_stride + j] = clamp(bias[i] + sum_{k < kc} a[k * MR + i] * b[k * b_stride + j], lo, hi)
+// `a`: kc x MR packed weights (rows past mr zero), `bias`: MR values. Only the
+// nc columns are read from b. REQUIRES: 1 <= mr <= MR, 1 <= nc <= NR.
+using F32GemmFn = void (*)(size_t mr, size_t nc, size_t kc, const float* a, const float* bias,
+                           const float* b, size_t b_stride, float* c, size_t c_stride, float lo,
+                           float hi);
+void f32_gemm_6x16_avx2_fma(size_t mr, size_t nc, size_t kc, const float* a, const float* bias,
+                            const float* b, size_t b_stride, float* c, size_t c_stride, float lo,
+                            float hi);
+void f32_gemm_12x32_avx512f(size_t mr, size_t nc, size_t kc, const float* a, const float* bias,
+                            const float* b, size_t b_stride, float* c, size_t c_stride, float lo,
+                            float hi);
+
 // Depthwise (one input channel per output channel) over `pixels` output pixels
 // of a channels-last tensor: for pixel p and channel ch < channels,
 //   out[p * out_stride + ch] = clamp(packed[ch] + sum_{t < taps}

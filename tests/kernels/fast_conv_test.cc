@@ -239,6 +239,41 @@ TEST_F(FastConvTest, WideChannels) {
   }
 }
 
+// 1x1 layers on channels-first tensors (the reorder-free GEMM path, strided
+// ones through a gathered panel): output channels and pixel counts around
+// the 12x32 and 6x16 tiles, 1-D to 3-D, batch 2.
+TEST_F(FastConvTest, PointwiseChannelsFirst) {
+  std::mt19937 rng(7);
+  int index = 0;
+  for (int64_t out_channels : {1, 5, 6, 12, 13, 40}) {
+    for (int64_t pixels : {1, 15, 16, 17, 32, 33, 300}) {
+      for (int64_t stride : {1, 2}) {
+        ConvSpec s;
+        s.spatial_rank = 1 + index % 3;
+        s.in_channels = 2 + index % 18;  // 1 -> 1 channel runs as depthwise.
+        s.out_channels = out_channels;
+        s.kernel = {1};
+        s.stride = {stride};
+        s.bias = index % 4 != 0;
+        s.activation = kActivations[index % 9];
+        s.weight_layout = index % 2 ? WeightLayout::kSpatialInOut : WeightLayout::kOutInSpatial;
+        std::vector<int64_t> shape = {2, s.in_channels};
+        for (int a = 1; a < s.spatial_rank; ++a) shape.push_back(a == 1 ? 3 : 2);
+        shape.push_back(pixels);
+        ++index;
+        absl::StatusOr<ConvGeometry> g = ResolveGeometry(s, shape);
+        ASSERT_TRUE(g.ok()) << g.status();
+        const std::vector<float> w(s.in_channels * out_channels), b(s.bias ? out_channels : 0);
+        absl::StatusOr<std::unique_ptr<ConvOperator>> op = ConvOperator::Create(s, w, b);
+        ASSERT_TRUE(op.ok()) << op.status();
+        EXPECT_EQ((*op)->KernelName(*g).rfind("f32-gemm-", 0), 0u) << (*op)->KernelName(*g);
+        ASSERT_TRUE(CheckLayer(s, shape, &rng));
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
 // Every padding mode and activation on the smallest layers: single-element
 // inputs and kernels that cover the whole padded input.
 TEST_F(FastConvTest, TinyLayersEveryModeAndActivation) {

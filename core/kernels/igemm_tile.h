@@ -84,6 +84,36 @@ struct IgemmTiles {
   static constexpr IgemmTileFn kByRows[] = {nullptr, &IgemmTile<V, Rows, NV>...};
 };
 
+// acc[i][j] += sum_k a[k * MR + i] * b[k * b_stride + j]; with kPartial only
+// the first nc columns of b are loaded.
+template <typename V, int MR, int NV, bool kPartial>
+inline void GemmAccumulate(size_t nc, size_t kc, const float* a, const float* b, size_t b_stride,
+                           typename V::Reg (&acc)[MR][NV]) {
+  using Reg = typename V::Reg;
+  constexpr int kLanes = V::kLanes;
+  for (size_t k = 0; k < kc; ++k) {
+    Reg vb[NV];
+#pragma GCC unroll 4
+    for (int j = 0; j < NV; ++j) {
+      if (kPartial) {
+        const size_t first = static_cast<size_t>(kLanes * j);
+        const size_t lanes = first >= nc ? 0 : (nc - first < size_t{kLanes} ? nc - first : kLanes);
+        vb[j] = V::LoadFirst(b + first, lanes);
+      } else {
+        vb[j] = V::Load(b + kLanes * j);
+      }
+    }
+    b += b_stride;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const Reg va = V::Broadcast(a + i);
+#pragma GCC unroll 4
+      for (int j = 0; j < NV; ++j) acc[i][j] = V::Fma(va, vb[j], acc[i][j]);
+    }
+    a += MR;
+  }
+}
+
 // Direct GEMM tile for a 1x1, stride-1 layer on channels-first tensors, where
 // input and output rows are contiguous pixel runs (no reorder, no
 // indirection): for rows i < mr (output channels), columns j < nc (pixels),
@@ -104,37 +134,9 @@ void GemmTile(size_t mr, size_t nc, size_t kc, const float* a, const float* bias
     for (int j = 0; j < NV; ++j) acc[i][j] = row_bias;
   }
   if (nc == static_cast<size_t>(kLanes * NV)) {
-    for (size_t k = 0; k < kc; ++k) {
-      Reg vb[NV];
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) vb[j] = V::Load(b + kLanes * j);
-      b += b_stride;
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const Reg va = V::Broadcast(a + i);
-#pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = V::Fma(va, vb[j], acc[i][j]);
-      }
-      a += MR;
-    }
+    GemmAccumulate<V, MR, NV, false>(nc, kc, a, b, b_stride, acc);
   } else {
-    for (size_t k = 0; k < kc; ++k) {
-      Reg vb[NV];
-#pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) {
-        const size_t first = static_cast<size_t>(kLanes * j);
-        const size_t lanes = first >= nc ? 0 : (nc - first < size_t{kLanes} ? nc - first : kLanes);
-        vb[j] = V::LoadFirst(b + first, lanes);
-      }
-      b += b_stride;
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const Reg va = V::Broadcast(a + i);
-#pragma GCC unroll 4
-        for (int j = 0; j < NV; ++j) acc[i][j] = V::Fma(va, vb[j], acc[i][j]);
-      }
-      a += MR;
-    }
+    GemmAccumulate<V, MR, NV, true>(nc, kc, a, b, b_stride, acc);
   }
   const Reg vlo = V::Splat(lo);
   const Reg vhi = V::Splat(hi);

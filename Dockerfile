@@ -1,0 +1,31 @@
+# ConvServe server image.
+#
+#   docker build -t convserve .
+#   docker run --rm -p 50051:50051 convserve [server flags...]
+#
+# Both stages install packages through scripts/setup.sh (profiles build and
+# runtime), and the build stage builds with scripts/run_server.sh itself, so
+# the image, the README and a bare-metal install use the same steps.
+
+# --- Build: the same script as a bare-metal install, without the exec.
+FROM debian:bookworm AS build
+WORKDIR /src
+COPY scripts/setup.sh scripts/setup.sh
+RUN bash scripts/setup.sh build && rm -rf /var/lib/apt/lists/*
+COPY . .
+RUN bash scripts/run_server.sh --build-only
+
+# --- Run: shared libraries only, non-root.
+FROM debian:bookworm-slim
+COPY scripts/setup.sh /tmp/setup.sh
+RUN bash /tmp/setup.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/setup.sh \
+  && useradd --system --no-create-home --shell /usr/sbin/nologin --uid 10001 convserve
+COPY --from=build /src/build-server/server/convserve_server /src/build-server/client/convctl \
+  /usr/local/bin/
+USER convserve
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["convctl", "--target=127.0.0.1:50051", "--timeout_s=3", "health"]
+# Flags given to `docker run` replace CMD; --listen must then be given again.
+ENTRYPOINT ["convserve_server"]
+CMD ["--listen=0.0.0.0:50051"]

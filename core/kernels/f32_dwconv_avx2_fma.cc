@@ -1,7 +1,9 @@
-// Depthwise micro-kernel (AVX2 + FMA) over a channels-last tensor: vectors run
-// along channels, so each tap is one contiguous load per 8 channels. The loop
-// is memory-bound (one FMA per two loads); tiles of 2 pixels x 32 channels
-// keep 8 accumulator chains in flight.
+// Depthwise micro-kernels (AVX2 + FMA) over a channels-last tensor: vectors
+// run along channels, so each tap is one contiguous load per 8 channels.
+// Tiles of 2 pixels x 32 channels keep 8 accumulator chains in flight and
+// share each weight vector between the two pixels. One template serves both
+// ways of finding a tap's input: a per-pixel indirection buffer (borders) and
+// row pointers plus fixed steps (interior pixels, no per-pixel setup).
 #include <immintrin.h>
 
 #include <cassert>
@@ -14,12 +16,37 @@ namespace convserve {
 namespace kernels {
 namespace {
 
-// PX pixels x NV * 8 channels starting at `ch`: PX * NV independent
-// accumulator chains, so the FMA latency of the short tap loop is covered and
-// each weight vector load serves PX pixels.
-template <int PX, int NV>
-inline void DwconvTile(size_t ch, size_t channels_padded, size_t taps, const float* const* ind,
-                       const float* packed, float* out, size_t out_stride, __m256 vlo,
+// Taps are visited as rows x kw (tap t = r * kw + k); At(x, r, k) is the
+// input of pixel x of the tile at that tap.
+
+// Through the indirection buffer: `rows` = taps, kw = 1.
+struct IndirectTaps {
+  const float* const* indirection;  // [pixel][tap]
+  size_t rows;
+  static constexpr size_t kw = 1;
+  const float* At(size_t x, size_t r, size_t) const { return indirection[x * rows + r]; }
+  IndirectTaps Advance(size_t pixels) const { return {indirection + pixels * rows, rows}; }
+};
+
+// Row pointers and fixed steps: row_inputs[r] + x * pixel_step + k * tap_step.
+struct RowTaps {
+  const float* const* row_inputs;
+  size_t rows;
+  size_t kw;
+  size_t pixel_step;
+  size_t tap_step;
+  size_t offset;  // pixel_step * (pixels already done)
+  const float* At(size_t x, size_t r, size_t k) const {
+    return row_inputs[r] + offset + x * pixel_step + k * tap_step;
+  }
+  RowTaps Advance(size_t pixels) const {
+    return {row_inputs, rows, kw, pixel_step, tap_step, offset + pixels * pixel_step};
+  }
+};
+
+// PX pixels x NV * 8 channels starting at `ch`.
+template <int PX, int NV, typename Taps>
+inline void DwconvTile(const Taps& in, size_t ch, size_t channels_padded, const float* packed, float* out, size_t out_stride, __m256 vlo,
                        __m256 vhi) {
   __m256 acc[PX][NV];
 #pragma GCC unroll 4
@@ -29,19 +56,21 @@ inline void DwconvTile(size_t ch, size_t channels_padded, size_t taps, const flo
     for (int x = 0; x < PX; ++x) acc[x][j] = bias;
   }
   const float* w = packed + channels_padded + ch;
-  for (size_t t = 0; t < taps; ++t) {
-    __m256 wv[NV];
+  for (size_t r = 0; r < in.rows; ++r) {
+    for (size_t k = 0; k < in.kw; ++k) {
+      __m256 wv[NV];
 #pragma GCC unroll 4
-    for (int j = 0; j < NV; ++j) wv[j] = _mm256_loadu_ps(w + 8 * j);
+      for (int j = 0; j < NV; ++j) wv[j] = _mm256_loadu_ps(w + 8 * j);
 #pragma GCC unroll 4
-    for (int x = 0; x < PX; ++x) {
-      const float* a = ind[x * taps + t] + ch;
+      for (int x = 0; x < PX; ++x) {
+        const float* a = in.At(x, r, k) + ch;
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) {
-        acc[x][j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * j), wv[j], acc[x][j]);
+        for (int j = 0; j < NV; ++j) {
+          acc[x][j] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * j), wv[j], acc[x][j]);
+        }
       }
+      w += channels_padded;
     }
-    w += channels_padded;
   }
 #pragma GCC unroll 4
   for (int x = 0; x < PX; ++x) {
@@ -53,17 +82,17 @@ inline void DwconvTile(size_t ch, size_t channels_padded, size_t taps, const flo
   }
 }
 
-// Pixels [0, PX) of `ind`/`out`, every channel.
-template <int PX>
-inline void DwconvPixels(size_t channels, size_t channels_padded, size_t taps,
-                         const float* const* ind, const float* packed, float* out,
-                         size_t out_stride, __m256 vlo, __m256 vhi) {
+// Pixels [0, PX) of `in`/`out`, every channel.
+template <int PX, typename Taps>
+inline void DwconvPixels(const Taps& in, size_t channels, size_t channels_padded,
+                         const float* packed, float* out, size_t out_stride, __m256 vlo,
+                         __m256 vhi) {
   size_t ch = 0;
   for (; ch + 32 <= channels; ch += 32) {
-    DwconvTile<PX, 4>(ch, channels_padded, taps, ind, packed, out, out_stride, vlo, vhi);
+    DwconvTile<PX, 4>(in, ch, channels_padded, packed, out, out_stride, vlo, vhi);
   }
   for (; ch + 8 <= channels; ch += 8) {
-    DwconvTile<PX, 1>(ch, channels_padded, taps, ind, packed, out, out_stride, vlo, vhi);
+    DwconvTile<PX, 1>(in, ch, channels_padded, packed, out, out_stride, vlo, vhi);
   }
   if (ch < channels) {
     // Masked loads: the last pixel's channels may end the input buffer.
@@ -71,14 +100,35 @@ inline void DwconvPixels(size_t channels, size_t channels_padded, size_t taps,
     for (int x = 0; x < PX; ++x) {
       __m256 acc = _mm256_loadu_ps(packed + ch);
       const float* w = packed + channels_padded + ch;
-      for (size_t t = 0; t < taps; ++t) {
-        acc = _mm256_fmadd_ps(_mm256_maskload_ps(ind[x * taps + t] + ch, mask),
-                              _mm256_loadu_ps(w), acc);
-        w += channels_padded;
+      for (size_t r = 0; r < in.rows; ++r) {
+        for (size_t k = 0; k < in.kw; ++k) {
+          acc = _mm256_fmadd_ps(_mm256_maskload_ps(in.At(x, r, k) + ch, mask),
+                                _mm256_loadu_ps(w), acc);
+          w += channels_padded;
+        }
       }
       _mm256_maskstore_ps(out + x * out_stride + ch, mask,
                           _mm256_min_ps(vhi, _mm256_max_ps(vlo, acc)));
     }
+  }
+}
+
+template <typename Taps>
+void Dwconv(Taps in, size_t pixels, size_t channels, const float* packed, float* out,
+            size_t out_stride, float lo, float hi) {
+  assert(channels >= 1 && in.rows * in.kw >= 1);
+  const size_t channels_padded = (channels + 7) / 8 * 8;
+  const __m256 vlo = _mm256_set1_ps(lo);
+  const __m256 vhi = _mm256_set1_ps(hi);
+  size_t p = 0;
+  for (; p + 2 <= pixels; p += 2) {
+    DwconvPixels<2>(in, channels, channels_padded, packed, out + p * out_stride,
+                    out_stride, vlo, vhi);
+    in = in.Advance(2);
+  }
+  if (p < pixels) {
+    DwconvPixels<1>(in, channels, channels_padded, packed, out + p * out_stride,
+                    out_stride, vlo, vhi);
   }
 }
 
@@ -87,19 +137,15 @@ inline void DwconvPixels(size_t channels, size_t channels_padded, size_t taps,
 void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
                               const float* const* indirection, const float* packed, float* out,
                               size_t out_stride, float lo, float hi) {
-  assert(channels >= 1 && taps >= 1);
-  const size_t channels_padded = (channels + 7) / 8 * 8;
-  const __m256 vlo = _mm256_set1_ps(lo);
-  const __m256 vhi = _mm256_set1_ps(hi);
-  size_t p = 0;
-  for (; p + 2 <= pixels; p += 2) {
-    DwconvPixels<2>(channels, channels_padded, taps, indirection + p * taps, packed,
-                    out + p * out_stride, out_stride, vlo, vhi);
-  }
-  if (p < pixels) {
-    DwconvPixels<1>(channels, channels_padded, taps, indirection + p * taps, packed,
-                    out + p * out_stride, out_stride, vlo, vhi);
-  }
+  Dwconv(IndirectTaps{indirection, taps}, pixels, channels, packed, out, out_stride, lo, hi);
+}
+
+void f32_dwconv_rows_nhwc_avx2_fma(size_t pixels, size_t channels, size_t rows, size_t kw,
+                                   const float* const* row_inputs, size_t pixel_step,
+                                   size_t tap_step, const float* packed, float* out,
+                                   size_t out_stride, float lo, float hi) {
+  Dwconv(RowTaps{row_inputs, rows, kw, pixel_step, tap_step, 0}, pixels, channels, packed, out,
+         out_stride, lo, hi);
 }
 
 }  // namespace kernels

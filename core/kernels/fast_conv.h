@@ -10,7 +10,17 @@
 // Depthwise layers (one input channel per output channel) use their own,
 // memory-bound kernel over the same indirection.
 //
-// Channels-first tensors are reordered per call: the input into a
+// Unpadded 1x1 layers on channels-first tensors skip all of that: they are a
+// plain GEMM of packed weights by input rows, written straight to the output.
+//
+// Memory per Run(): a channels-last copy of the input when the input is
+// channels-first (or channels-last with W padding and < 32 channels); per
+// thread, kept for the thread's life and bounded by the layer, not by the
+// input size: one pixel block's indirection (96 x taps pointers), one block of
+// output (96 pixels x <= 512 channels floats) and, for strided 1x1 layers, a
+// panel of 256 pixels x C_in floats.
+//
+// Channels-first tensors are otherwise reordered per call: the input into a
 // channels-last copy (with the W padding materialised, so that the Kw taps of
 // a pixel are one contiguous run and merge into the GEMM's K), the output
 // through a per-thread block transposed into place.

@@ -77,6 +77,16 @@ void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
                               const float* const* indirection, const float* packed, float* out,
                               size_t out_stride, float lo, float hi);
 
+// The same for pixels whose taps all fall inside their input rows (no W
+// padding): tap t = r * kw + k of pixel p reads
+//   row_inputs[r] + p * pixel_step + k * tap_step
+// (row_inputs[r] points at pixel 0's first tap in input row r, or into a zero
+// row as long as the input row).
+void f32_dwconv_rows_nhwc_avx2_fma(size_t pixels, size_t channels, size_t rows, size_t kw,
+                                   const float* const* row_inputs, size_t pixel_step,
+                                   size_t tap_step, const float* packed, float* out,
+                                   size_t out_stride, float lo, float hi);
+
 // dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols,
 // in 8x8 register blocks.
 void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t src_stride,

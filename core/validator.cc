@@ -369,9 +369,10 @@ absl::StatusOr<ConvGeometry> ResolveGeometry(const ConvSpec& spec,
   const std::vector<int64_t> output_shape = OutputShape(g);
   absl::StatusOr<int64_t> output_elements = CheckedElementCount("output", output_shape);
   if (!output_elements.ok()) return output_elements.status();
-  // MACs = N * C_out * prod(out) * (C_in/g) * prod(K)
-  if (!CheckedProduct({*output_elements, g.in_channels_per_group(), g.kernel_size()})) {
-    return Invalid(absl::StrCat("layer: multiply-accumulate count for output ",
+  // MACs = N * C_out * prod(out) * (C_in/g) * prod(K), and FLOPs = 2 * MACs
+  // must fit: the report states both.
+  if (!CheckedProduct({*output_elements, g.in_channels_per_group(), g.kernel_size(), 2})) {
+    return Invalid(absl::StrCat("layer: FLOP count (2 * multiply-accumulates) for output ",
                                 ShapeToString(output_shape), " overflows 64 bits"));
   }
   return g;

@@ -22,3 +22,9 @@ cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONVSE
 cmake --build build-sanitize -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -LE python
+
+echo "== libFuzzer (clang, ASan + UBSan): the request -> core path, 60 s"
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCONVSERVE_FUZZ=ON -DCONVSERVE_BUILD_BENCH=OFF
+cmake --build build-fuzz -j"$jobs" --target request_fuzzer
+ctest --test-dir build-fuzz --output-on-failure -L fuzz

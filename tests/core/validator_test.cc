@@ -266,6 +266,10 @@ TEST(ValidateErrorsTest, OverflowingShapesAreRefusedBeforeAnyAllocation) {  // r
   ConvSpec spec = Conv2d(1 << 20, 1 << 20, 1);
   ExpectInvalid(Validate(spec, {1 << 20, 1 << 20, 1 << 10, 1 << 10}).status(),
                 {"overflows 64 bits"});
+  // MACs (about 2^63 - 2^46) fit in 64 bits, FLOPs = 2 * MACs do not.
+  ConvSpec flops = Conv1d(int64_t{1} << 23, 1, PaddingPreset::kValid);
+  ExpectInvalid(Validate(flops, {1, 1, int64_t{1} << 40}).status(),
+                {"FLOP count", "overflows 64 bits"});
   ConvSpec wide = Conv1d(int64_t{1} << 40, 1, PaddingPreset::kValid);
   wide.dilation = {int64_t{1} << 40};
   ExpectInvalid(Validate(wide, {1, 1, 4}).status(), {"kernel:", "overflows 64 bits"});

@@ -72,9 +72,9 @@ Epilogue EpilogueOf(Activation activation) {
 }
 
 // Per-thread scratch, grown on demand and kept for the thread's life: one
-// pixel block's indirection pointers and, for channels-first outputs, one
-// pixel block x channel range of output. Neither depends on the input size
-// beyond one block.
+// work item's indirection pointers and one block of floats (a channels-first
+// output block before its transpose, or a strided 1x1 layer's input panel).
+// Both are bounded by the work item, not by the input size.
 struct Workspace {
   std::vector<const float*> indirection;
   std::vector<float> block;

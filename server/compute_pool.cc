@@ -6,8 +6,7 @@ namespace convserve {
 
 ComputePool::ComputePool(int threads)
     : threads_(threads),
-      worker_limit_(tbb::global_control::max_allowed_parallelism,
-                    static_cast<size_t>(threads) + 1),
+      worker_limit_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads) + 1),
       // No slots reserved for external threads: nobody calls execute(), all
       // work arrives through enqueue() and runs on workers.
       arena_(threads, /*reserved_for_masters=*/0) {}

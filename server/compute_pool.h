@@ -7,14 +7,14 @@
 #ifndef CONVSERVE_SERVER_COMPUTE_POOL_H_
 #define CONVSERVE_SERVER_COMPUTE_POOL_H_
 
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
-
-#include <oneapi/tbb/global_control.h>
-#include <oneapi/tbb/task_arena.h>
 
 namespace convserve {
 

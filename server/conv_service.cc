@@ -1,13 +1,13 @@
 #include "server/conv_service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <exception>
 #include <new>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -56,7 +56,7 @@ struct DecodedLayer {
 };
 
 absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
-                                   const v1::ConvLayer& layer) {
+                                    const v1::ConvLayer& layer) {
   if (!has_layer) {
     return absl::InvalidArgumentError(absl::StrCat(
         prefix, "layer: expected a layer description, got none (the field is missing)"));
@@ -67,8 +67,8 @@ absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
 // Decodes a layer's weight and bias tensors and checks them against `spec`;
 // `prefix` names the fields ("" for Conv, "layers[1]." for LoadModel).
 absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const ConvSpec& spec,
-                                           bool has_weight, const v1::Tensor& weight,
-                                           bool has_bias, const v1::Tensor& bias) {
+                                           bool has_weight, const v1::Tensor& weight, bool has_bias,
+                                           const v1::Tensor& bias) {
   DecodedLayer decoded;
   decoded.spec = spec;
   absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShape(decoded.spec);
@@ -84,14 +84,14 @@ absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const Conv
     absl::StatusOr<FloatTensor> bias_tensor = DecodeTensor(prefix + "bias", has_bias, bias);
     if (!bias_tensor.ok()) {
       if (!has_bias) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            prefix, "bias: expected a tensor of shape [", decoded.spec.out_channels,
-            "] because ", prefix, "layer.bias is true, got none"));
+        return absl::InvalidArgumentError(absl::StrCat(prefix, "bias: expected a tensor of shape [",
+                                                       decoded.spec.out_channels, "] because ",
+                                                       prefix, "layer.bias is true, got none"));
       }
       return bias_tensor.status();
     }
-    shape_ok = CheckShape(prefix + "bias", {decoded.spec.out_channels}, "(C_out)",
-                          bias_tensor->shape);
+    shape_ok =
+        CheckShape(prefix + "bias", {decoded.spec.out_channels}, "(C_out)", bias_tensor->shape);
     if (!shape_ok.ok()) return shape_ok;
     decoded.bias = *std::move(bias_tensor);
   } else if (has_bias) {
@@ -165,10 +165,10 @@ absl::Status ConvServiceImpl::CheckResponseSize(const std::vector<int64_t>& outp
   for (int64_t dim : output_shape) elements = SaturatingMultiply(elements, dim);
   const int64_t bytes = SaturatingMultiply(elements, sizeof(float));
   if (bytes < 0 || bytes > options_.max_message_bytes - kResponseOverheadBytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "output: ", ShapeToString(output_shape), " float32 is ", bytes,
-        " bytes, more than the server's send limit of ", options_.max_message_bytes,
-        " bytes per message (--max_message_bytes)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("output: ", ShapeToString(output_shape), " float32 is ", bytes,
+                     " bytes, more than the server's send limit of ", options_.max_message_bytes,
+                     " bytes per message (--max_message_bytes)"));
   }
   return absl::OkStatus();
 }
@@ -180,8 +180,8 @@ void ConvServiceImpl::RunOnPool(UnaryCall* call, std::function<absl::Status()> w
     if (context->IsCancelled()) {
       status = absl::CancelledError("the call was cancelled before its computation started");
     } else if (context->deadline() < std::chrono::system_clock::now()) {
-      status = absl::DeadlineExceededError(
-          "the call's deadline passed before its computation started");
+      status =
+          absl::DeadlineExceededError("the call's deadline passed before its computation started");
     } else {
       try {
         status = work();
@@ -198,7 +198,7 @@ void ConvServiceImpl::RunOnPool(UnaryCall* call, std::function<absl::Status()> w
 }
 
 void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request,
-                                                v1::ConvResponse* response) {
+                                 v1::ConvResponse* response) {
   // Everything up to the admission decision is cheap and runs here; shared
   // so that the pool's copyable std::function can carry it.
   struct Job {
@@ -220,9 +220,8 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(*spec, job->input.shape);
     if (!geometry.ok()) return geometry.status();
     job->geometry = *geometry;
-    absl::StatusOr<DecodedLayer> layer =
-        DecodeWeights("", *spec, request->has_weight(), request->weight(), request->has_bias(),
-                      request->bias());
+    absl::StatusOr<DecodedLayer> layer = DecodeWeights(
+        "", *spec, request->has_weight(), request->weight(), request->has_bias(), request->bias());
     if (!layer.ok()) return layer.status();
     job->layer = *std::move(layer);
     absl::Status limits = CheckLimits("", job->geometry);
@@ -230,10 +229,10 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     absl::Status size = CheckResponseSize(OutputShape(job->geometry));
     if (!size.ok()) return size;
     // The output buffer plus the operator's packed copy of the weights.
-    absl::StatusOr<MemoryBudget::Reservation> reservation = budget_.Reserve(
-        "Conv", (job->geometry.output_elements() + job->geometry.weight_elements() +
-                 job->geometry.bias_elements()) *
-                    static_cast<int64_t>(sizeof(float)));
+    absl::StatusOr<MemoryBudget::Reservation> reservation =
+        budget_.Reserve("Conv", (job->geometry.output_elements() + job->geometry.weight_elements() +
+                                 job->geometry.bias_elements()) *
+                                    static_cast<int64_t>(sizeof(float)));
     if (!reservation.ok()) return reservation.status();
     job->reservation = *std::move(reservation);
     return absl::OkStatus();
@@ -259,7 +258,7 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
 }
 
 void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateShapeRequest* request,
-                                                         v1::ValidateShapeResponse* response) {
+                                          v1::ValidateShapeResponse* response) {
   // Validation only does arithmetic on the description: cheap enough to run
   // on the gRPC thread.
   absl::Status status = [&]() -> absl::Status {
@@ -271,7 +270,8 @@ void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateSha
     if (!spec.ok()) return spec.status();
     ValidateOptions options;
     switch (request->enforce_framework()) {
-      case v1::FRAMEWORK_UNSPECIFIED: break;
+      case v1::FRAMEWORK_UNSPECIFIED:
+        break;
       case v1::FRAMEWORK_PYTORCH:
         options = {true, Framework::kPyTorch};
         break;
@@ -287,8 +287,8 @@ void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateSha
                          "KERAS(2), ONNX(3), got ",
                          static_cast<int>(request->enforce_framework())));
     }
-    absl::StatusOr<ShapeReport> report = Validate(
-        *spec, {request->input_shape().begin(), request->input_shape().end()}, options);
+    absl::StatusOr<ShapeReport> report =
+        Validate(*spec, {request->input_shape().begin(), request->input_shape().end()}, options);
     if (!report.ok()) return report.status();
     ToProtoReport(*report, response->mutable_report());
     return absl::OkStatus();
@@ -298,7 +298,7 @@ void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateSha
 }
 
 void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelRequest* request,
-                                                     v1::LoadModelResponse* response) {
+                                      v1::LoadModelResponse* response) {
   auto layers = std::make_shared<std::vector<DecodedLayer>>();
   int64_t weight_bytes = 0;
   absl::Status status = [&]() -> absl::Status {
@@ -319,19 +319,20 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
         const ConvSpec& previous = layers->back().spec;
         const ConvSpec& spec = decoded->spec;
         if (spec.in_channels != previous.out_channels) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              prefix, "layer.in_channels: expected ", previous.out_channels,
-              " (layers[", i - 1, "].layer.out_channels), got ", spec.in_channels));
+          return absl::InvalidArgumentError(
+              absl::StrCat(prefix, "layer.in_channels: expected ", previous.out_channels,
+                           " (layers[", i - 1, "].layer.out_channels), got ", spec.in_channels));
         }
         if (spec.spatial_rank != previous.spatial_rank) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              prefix, "layer.spatial_rank: expected ", previous.spatial_rank, " (layers[", i - 1,
-              "].layer.spatial_rank), got ", spec.spatial_rank));
+          return absl::InvalidArgumentError(
+              absl::StrCat(prefix, "layer.spatial_rank: expected ", previous.spatial_rank,
+                           " (layers[", i - 1, "].layer.spatial_rank), got ", spec.spatial_rank));
         }
         if (spec.data_layout != previous.data_layout) {
           return absl::InvalidArgumentError(absl::StrCat(
-              prefix, "layer.data_layout: expected ", std::string(DataLayoutName(previous.data_layout)),
-              " (layers[", i - 1, "].layer.data_layout), got ", std::string(DataLayoutName(spec.data_layout))));
+              prefix, "layer.data_layout: expected ",
+              std::string(DataLayoutName(previous.data_layout)), " (layers[", i - 1,
+              "].layer.data_layout), got ", std::string(DataLayoutName(spec.data_layout))));
         }
       }
       weight_bytes += static_cast<int64_t>(
@@ -339,10 +340,9 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
       layers->push_back(*std::move(decoded));
     }
     if (weight_bytes > options_.max_model_bytes) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("layers: the model holds ", weight_bytes,
-                       " weight bytes, more than the limit --max_model_bytes=",
-                       options_.max_model_bytes));
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "layers: the model holds ", weight_bytes,
+          " weight bytes, more than the limit --max_model_bytes=", options_.max_model_bytes));
     }
     return absl::OkStatus();
   }();
@@ -352,32 +352,31 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   }
   // Packing the weights is the expensive part: it runs on the compute pool.
   RunOnPool(call, [this, request, response, layers, weight_bytes]() -> absl::Status {
-              auto model = std::make_shared<Model>();
-              model->name = request->name();
-              model->weight_bytes = weight_bytes;
-              v1::ModelInfo* info = response->mutable_model();
-              for (const DecodedLayer& layer : *layers) {
-                absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-                    ConvOperator::Create(layer.spec, layer.weight.values, layer.bias.values);
-                if (!op.ok()) return op.status();
-                model->parameters +=
-                    static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
-                model->layers.push_back(*std::move(op));
-                *info->add_layers() = ToProtoLayer(layer.spec);
-              }
-              info->set_name(model->name);
-              info->set_parameters(model->parameters);
-              info->set_weight_bytes(model->weight_bytes);
-              const std::string name = model->name;
-              absl::Status added = models_.Add(std::move(model), request->replace());
-              if (added.ok()) spdlog::info("loaded model '{}' ({} parameters)", name,
-                                           info->parameters());
-              return added;
-            });
+    auto model = std::make_shared<Model>();
+    model->name = request->name();
+    model->weight_bytes = weight_bytes;
+    v1::ModelInfo* info = response->mutable_model();
+    for (const DecodedLayer& layer : *layers) {
+      absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+          ConvOperator::Create(layer.spec, layer.weight.values, layer.bias.values);
+      if (!op.ok()) return op.status();
+      model->parameters +=
+          static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
+      model->layers.push_back(*std::move(op));
+      *info->add_layers() = ToProtoLayer(layer.spec);
+    }
+    info->set_name(model->name);
+    info->set_parameters(model->parameters);
+    info->set_weight_bytes(model->weight_bytes);
+    const std::string name = model->name;
+    absl::Status added = models_.Add(std::move(model), request->replace());
+    if (added.ok()) spdlog::info("loaded model '{}' ({} parameters)", name, info->parameters());
+    return added;
+  });
 }
 
 void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
-                                                    v1::RunModelResponse* response) {
+                                     v1::RunModelResponse* response) {
   struct Job {
     std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
     FloatTensor input;
@@ -398,14 +397,14 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     int64_t intermediate_elements = 0;
     for (size_t i = 0; i < job->model->layers.size(); ++i) {
       const std::string prefix = absl::StrCat("layers[", i, "].");
-      absl::StatusOr<ConvGeometry> geometry =
-          ResolveGeometry(job->model->layers[i]->spec(), shape);
+      absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(job->model->layers[i]->spec(), shape);
       if (!geometry.ok()) {
-        return absl::Status(geometry.status().code(),
-                            i == 0 ? std::string(geometry.status().message())
-                                   : absl::StrCat("model '", job->model->name, "' ", prefix,
-                                                  " on the previous layer's output: ",
-                                                  geometry.status().message()));
+        return absl::Status(
+            geometry.status().code(),
+            i == 0
+                ? std::string(geometry.status().message())
+                : absl::StrCat("model '", job->model->name, "' ", prefix,
+                               " on the previous layer's output: ", geometry.status().message()));
       }
       absl::Status limits = CheckLimits(i == 0 ? "" : prefix, *geometry);
       if (!limits.ok()) return limits;
@@ -456,7 +455,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
 }
 
 void ConvServiceImpl::HandleUnloadModel(UnaryCall* call, const v1::UnloadModelRequest* request,
-                                                       v1::UnloadModelResponse* /*response*/) {
+                                        v1::UnloadModelResponse* /*response*/) {
   absl::Status status = models_.Remove(request->name());
   if (status.ok()) spdlog::info("unloaded model '{}'", request->name());
   call->Complete(status);
@@ -464,7 +463,7 @@ void ConvServiceImpl::HandleUnloadModel(UnaryCall* call, const v1::UnloadModelRe
 }
 
 void ConvServiceImpl::HandleListModels(UnaryCall* call, const v1::ListModelsRequest* /*request*/,
-                                                      v1::ListModelsResponse* response) {
+                                       v1::ListModelsResponse* response) {
   for (const std::shared_ptr<const Model>& model : models_.List()) {
     v1::ModelInfo* info = response->add_models();
     info->set_name(model->name);

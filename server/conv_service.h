@@ -8,13 +8,13 @@
 #ifndef CONVSERVE_SERVER_CONV_SERVICE_H_
 #define CONVSERVE_SERVER_CONV_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "convserve/v1/convserve.grpc.pb.h"
@@ -28,11 +28,11 @@ namespace convserve {
 
 // Limits of one server. Each is named in the error a request above it gets.
 struct ServiceOptions {
-  int64_t max_message_bytes = 256 << 20;          // --max_message_bytes
-  int64_t max_elements = int64_t{1} << 28;        // --max_elements: per tensor.
-  int64_t max_macs = int64_t{1} << 40;            // --max_macs: per request.
-  int64_t memory_budget_bytes = int64_t{2} << 30; // --memory_budget_bytes
-  int64_t max_model_bytes = int64_t{1} << 30;     // --max_model_bytes: all models.
+  int64_t max_message_bytes = 256 << 20;           // --max_message_bytes
+  int64_t max_elements = int64_t{1} << 28;         // --max_elements: per tensor.
+  int64_t max_macs = int64_t{1} << 40;             // --max_macs: per request.
+  int64_t memory_budget_bytes = int64_t{2} << 30;  // --memory_budget_bytes
+  int64_t max_model_bytes = int64_t{1} << 30;      // --max_model_bytes: all models.
 };
 
 // The generated service with every method registered as a raw callback
@@ -71,8 +71,8 @@ class ConvServiceImpl final : public RawConvService {
   grpc::ServerUnaryReactor* RunModel(grpc::CallbackServerContext* context,
                                      const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override {
-    return Start<v1::RunModelRequest, v1::RunModelResponse>(
-        "RunModel", context, request, response, &ConvServiceImpl::HandleRunModel);
+    return Start<v1::RunModelRequest, v1::RunModelResponse>("RunModel", context, request, response,
+                                                            &ConvServiceImpl::HandleRunModel);
   }
   grpc::ServerUnaryReactor* UnloadModel(grpc::CallbackServerContext* context,
                                         const grpc::ByteBuffer* request,
@@ -97,14 +97,15 @@ class ConvServiceImpl final : public RawConvService {
   // Creates the call, parses its request and hands it to `handler`, which
   // must Complete() it (now or later, from the compute pool).
   template <typename Request, typename Response>
-  grpc::ServerUnaryReactor* Start(
-      const char* method, grpc::CallbackServerContext* context, const grpc::ByteBuffer* request,
-      grpc::ByteBuffer* response,
-      void (ConvServiceImpl::*handler)(UnaryCall*, const Request*, Response*)) {
+  grpc::ServerUnaryReactor* Start(const char* method, grpc::CallbackServerContext* context,
+                                  const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
+                                  void (ConvServiceImpl::*handler)(UnaryCall*, const Request*,
+                                                                   Response*)) {
     auto* call = new TypedUnaryCall<Request, Response>(method, context, response);
     if (draining_.load()) {
-      call->Complete(absl::UnavailableError("the server is shutting down; retry on another "
-                                            "replica"));
+      call->Complete(
+          absl::UnavailableError("the server is shutting down; retry on another "
+                                 "replica"));
       return call;
     }
     absl::Status parsed = call->Parse(*request);

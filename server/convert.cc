@@ -10,8 +10,7 @@
 namespace convserve {
 namespace {
 
-absl::Status BadEnum(const std::string& field, const char* name, int value,
-                     const char* expected) {
+absl::Status BadEnum(const std::string& field, const char* name, int value, const char* expected) {
   return absl::InvalidArgumentError(
       absl::StrCat(field, ".", name, ": expected one of ", expected, ", got ", value));
 }
@@ -43,49 +42,93 @@ absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLaye
   spec.bias = layer.bias();
 
   switch (layer.padding()) {
-    case v1::PADDING_PRESET_EXPLICIT: spec.padding = PaddingPreset::kExplicit; break;
-    case v1::PADDING_PRESET_VALID: spec.padding = PaddingPreset::kValid; break;
-    case v1::PADDING_PRESET_SAME_UPPER: spec.padding = PaddingPreset::kSameUpper; break;
-    case v1::PADDING_PRESET_SAME_LOWER: spec.padding = PaddingPreset::kSameLower; break;
-    case v1::PADDING_PRESET_CAUSAL: spec.padding = PaddingPreset::kCausal; break;
+    case v1::PADDING_PRESET_EXPLICIT:
+      spec.padding = PaddingPreset::kExplicit;
+      break;
+    case v1::PADDING_PRESET_VALID:
+      spec.padding = PaddingPreset::kValid;
+      break;
+    case v1::PADDING_PRESET_SAME_UPPER:
+      spec.padding = PaddingPreset::kSameUpper;
+      break;
+    case v1::PADDING_PRESET_SAME_LOWER:
+      spec.padding = PaddingPreset::kSameLower;
+      break;
+    case v1::PADDING_PRESET_CAUSAL:
+      spec.padding = PaddingPreset::kCausal;
+      break;
     default:
       return BadEnum(field, "padding", layer.padding(),
                      "EXPLICIT(0), VALID(1), SAME_UPPER(2), SAME_LOWER(3), CAUSAL(4)");
   }
   switch (layer.padding_mode()) {
-    case v1::PADDING_MODE_ZEROS: spec.padding_mode = PaddingMode::kZeros; break;
-    case v1::PADDING_MODE_REFLECT: spec.padding_mode = PaddingMode::kReflect; break;
-    case v1::PADDING_MODE_REPLICATE: spec.padding_mode = PaddingMode::kReplicate; break;
-    case v1::PADDING_MODE_CIRCULAR: spec.padding_mode = PaddingMode::kCircular; break;
+    case v1::PADDING_MODE_ZEROS:
+      spec.padding_mode = PaddingMode::kZeros;
+      break;
+    case v1::PADDING_MODE_REFLECT:
+      spec.padding_mode = PaddingMode::kReflect;
+      break;
+    case v1::PADDING_MODE_REPLICATE:
+      spec.padding_mode = PaddingMode::kReplicate;
+      break;
+    case v1::PADDING_MODE_CIRCULAR:
+      spec.padding_mode = PaddingMode::kCircular;
+      break;
     default:
       return BadEnum(field, "padding_mode", layer.padding_mode(),
                      "ZEROS(0), REFLECT(1), REPLICATE(2), CIRCULAR(3)");
   }
   switch (layer.activation()) {
-    case v1::ACTIVATION_NONE: spec.activation = Activation::kNone; break;
-    case v1::ACTIVATION_RELU: spec.activation = Activation::kRelu; break;
-    case v1::ACTIVATION_RELU6: spec.activation = Activation::kRelu6; break;
-    case v1::ACTIVATION_LEAKY_RELU: spec.activation = Activation::kLeakyRelu; break;
-    case v1::ACTIVATION_ELU: spec.activation = Activation::kElu; break;
-    case v1::ACTIVATION_SIGMOID: spec.activation = Activation::kSigmoid; break;
-    case v1::ACTIVATION_TANH: spec.activation = Activation::kTanh; break;
-    case v1::ACTIVATION_SILU: spec.activation = Activation::kSilu; break;
-    case v1::ACTIVATION_GELU: spec.activation = Activation::kGelu; break;
+    case v1::ACTIVATION_NONE:
+      spec.activation = Activation::kNone;
+      break;
+    case v1::ACTIVATION_RELU:
+      spec.activation = Activation::kRelu;
+      break;
+    case v1::ACTIVATION_RELU6:
+      spec.activation = Activation::kRelu6;
+      break;
+    case v1::ACTIVATION_LEAKY_RELU:
+      spec.activation = Activation::kLeakyRelu;
+      break;
+    case v1::ACTIVATION_ELU:
+      spec.activation = Activation::kElu;
+      break;
+    case v1::ACTIVATION_SIGMOID:
+      spec.activation = Activation::kSigmoid;
+      break;
+    case v1::ACTIVATION_TANH:
+      spec.activation = Activation::kTanh;
+      break;
+    case v1::ACTIVATION_SILU:
+      spec.activation = Activation::kSilu;
+      break;
+    case v1::ACTIVATION_GELU:
+      spec.activation = Activation::kGelu;
+      break;
     default:
       return BadEnum(field, "activation", layer.activation(),
                      "NONE(0), RELU(1), RELU6(2), LEAKY_RELU(3), ELU(4), SIGMOID(5), TANH(6), "
                      "SILU(7), GELU(8)");
   }
   switch (layer.data_layout()) {
-    case v1::DATA_LAYOUT_CHANNELS_FIRST: spec.data_layout = DataLayout::kChannelsFirst; break;
-    case v1::DATA_LAYOUT_CHANNELS_LAST: spec.data_layout = DataLayout::kChannelsLast; break;
+    case v1::DATA_LAYOUT_CHANNELS_FIRST:
+      spec.data_layout = DataLayout::kChannelsFirst;
+      break;
+    case v1::DATA_LAYOUT_CHANNELS_LAST:
+      spec.data_layout = DataLayout::kChannelsLast;
+      break;
     default:
       return BadEnum(field, "data_layout", layer.data_layout(),
                      "CHANNELS_FIRST(0), CHANNELS_LAST(1)");
   }
   switch (layer.weight_layout()) {
-    case v1::WEIGHT_LAYOUT_OIHW: spec.weight_layout = WeightLayout::kOutInSpatial; break;
-    case v1::WEIGHT_LAYOUT_HWIO: spec.weight_layout = WeightLayout::kSpatialInOut; break;
+    case v1::WEIGHT_LAYOUT_OIHW:
+      spec.weight_layout = WeightLayout::kOutInSpatial;
+      break;
+    case v1::WEIGHT_LAYOUT_HWIO:
+      spec.weight_layout = WeightLayout::kSpatialInOut;
+      break;
     default:
       return BadEnum(field, "weight_layout", layer.weight_layout(), "OIHW(0), HWIO(1)");
   }
@@ -129,9 +172,9 @@ absl::StatusOr<FloatTensor> DecodeTensor(const std::string& field, bool present,
   }
   if (tensor.element_type() != v1::ELEMENT_TYPE_FLOAT32) {
     const std::string& name = v1::ElementType_Name(tensor.element_type());
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ".element_type: expected ELEMENT_TYPE_FLOAT32, got ",
-        name.empty() ? absl::StrCat(static_cast<int>(tensor.element_type())) : name));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".element_type: expected ELEMENT_TYPE_FLOAT32, got ",
+                     name.empty() ? absl::StrCat(static_cast<int>(tensor.element_type())) : name));
   }
   FloatTensor decoded;
   decoded.shape = ToVector(tensor.shape());
@@ -175,9 +218,12 @@ float* PrepareOutput(const std::vector<int64_t>& shape, v1::Tensor* tensor) {
 
 v1::Framework ToProtoFramework(Framework framework) {
   switch (framework) {
-    case Framework::kPyTorch: return v1::FRAMEWORK_PYTORCH;
-    case Framework::kKeras: return v1::FRAMEWORK_KERAS;
-    case Framework::kOnnx: return v1::FRAMEWORK_ONNX;
+    case Framework::kPyTorch:
+      return v1::FRAMEWORK_PYTORCH;
+    case Framework::kKeras:
+      return v1::FRAMEWORK_KERAS;
+    case Framework::kOnnx:
+      return v1::FRAMEWORK_ONNX;
   }
   return v1::FRAMEWORK_UNSPECIFIED;
 }

@@ -9,7 +9,6 @@
 
 #include <cstdint>
 #include <string>
-#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"

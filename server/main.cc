@@ -4,8 +4,12 @@
 // Lifecycle: SIGINT/SIGTERM -> new calls are refused with UNAVAILABLE and
 // health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in
 // flight have finished (at most --shutdown_timeout_s), the server shuts down.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,11 +20,6 @@
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-#include <spdlog/spdlog.h>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -63,9 +62,10 @@ int Serve() {
   const std::string level_name = absl::GetFlag(FLAGS_log_level);
   const spdlog::level::level_enum level = spdlog::level::from_str(level_name);
   if (level == spdlog::level::off && level_name != "off") {
-    spdlog::critical("--log_level: expected trace, debug, info, warn, error, critical or off, "
-                     "got '{}'",
-                     level_name);
+    spdlog::critical(
+        "--log_level: expected trace, debug, info, warn, error, critical or off, "
+        "got '{}'",
+        level_name);
     return 2;
   }
   spdlog::set_level(level);
@@ -81,8 +81,9 @@ int Serve() {
   if (options.max_message_bytes < 1024 || options.max_message_bytes > INT_MAX ||
       options.max_elements < 1 || options.max_macs < 1 || options.memory_budget_bytes < 0 ||
       options.max_model_bytes < 0) {
-    spdlog::critical("invalid limits: --max_message_bytes must be in [1024, 2^31 - 1] and "
-                     "--max_elements, --max_macs >= 1, budgets >= 0");
+    spdlog::critical(
+        "invalid limits: --max_message_bytes must be in [1024, 2^31 - 1] and "
+        "--max_elements, --max_macs >= 1, budgets >= 0");
     return 2;
   }
 

@@ -21,10 +21,12 @@ absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model, bool replace
   }
   const int64_t after = total_weight_bytes_ - freed + model->weight_bytes;
   if (model->weight_bytes > max_total_weight_bytes_ || after > max_total_weight_bytes_) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "layers: the model holds ", model->weight_bytes, " weight bytes; with the ",
-        total_weight_bytes_ - freed, " bytes of the models already loaded that exceeds the "
-        "limit --max_model_bytes=", max_total_weight_bytes_, " (unload a model first)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("layers: the model holds ", model->weight_bytes, " weight bytes; with the ",
+                     total_weight_bytes_ - freed,
+                     " bytes of the models already loaded that exceeds the "
+                     "limit --max_model_bytes=",
+                     max_total_weight_bytes_, " (unload a model first)"));
   }
   total_weight_bytes_ = after;
   models_[model->name] = std::move(model);
@@ -37,9 +39,9 @@ absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::Find(const std::stri
   if (found == models_.end()) {
     std::vector<std::string> names;
     for (const auto& [loaded, model] : models_) names.push_back(loaded);
-    return absl::NotFoundError(absl::StrCat("name: no model named '", name, "' is loaded (loaded: ",
-                                            names.empty() ? "none" : absl::StrJoin(names, ", "),
-                                            ")"));
+    return absl::NotFoundError(absl::StrCat(
+        "name: no model named '", name,
+        "' is loaded (loaded: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
   }
   return found->second;
 }

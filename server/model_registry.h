@@ -49,7 +49,7 @@ class ModelRegistry {
   const int64_t max_total_weight_bytes_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Model>> models_;  // guarded by mutex_
-  int64_t total_weight_bytes_ = 0;                               // guarded by mutex_
+  int64_t total_weight_bytes_ = 0;                              // guarded by mutex_
 };
 
 // OK if `name` is 1..128 characters of [A-Za-z0-9_.-]; INVALID_ARGUMENT otherwise.

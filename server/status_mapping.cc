@@ -9,9 +9,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   const int code = static_cast<int>(status.code());
   if (code < static_cast<int>(absl::StatusCode::kOk) ||
       code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
-    return grpc::Status(grpc::StatusCode::INTERNAL,
-                        "internal error: unexpected status code " + std::to_string(code) + ": " +
-                            std::string(status.message()));
+    return grpc::Status(grpc::StatusCode::INTERNAL, "internal error: unexpected status code " +
+                                                        std::to_string(code) + ": " +
+                                                        std::string(status.message()));
   }
   return grpc::Status(static_cast<grpc::StatusCode>(code), std::string(status.message()));
 }

@@ -42,7 +42,8 @@ ABSL_FLAG(std::string, padding, "0",
 ABSL_FLAG(std::string, padding_mode, "zeros", "zeros, reflect, replicate or circular.");
 ABSL_FLAG(int64_t, groups, 1, "Groups.");
 ABSL_FLAG(std::string, data_format, "channels_first", "channels_first or channels_last.");
-ABSL_FLAG(std::string, weight_format, "oihw", "oihw (C_out, C_in/g, *K) or hwio (*K, C_in/g, C_out).");
+ABSL_FLAG(std::string, weight_format, "oihw",
+          "oihw (C_out, C_in/g, *K) or hwio (*K, C_in/g, C_out).");
 ABSL_FLAG(std::string, activation, "none",
           "none, relu, relu6, leaky_relu, elu, sigmoid, tanh, silu or gelu.");
 ABSL_FLAG(std::string, activation_alpha, "", "Alpha of leaky_relu / elu (empty = default).");

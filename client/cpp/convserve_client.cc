@@ -98,14 +98,12 @@ absl::StatusOr<v1::ConvLayer> MakeLayer(const LayerArgs& args) {
   if (!padding.ok()) return padding;
 
   v1::PaddingMode mode;
-  if (!v1::PaddingMode_Parse("PADDING_MODE_" + absl::AsciiStrToUpper(args.padding_mode),
-                             &mode)) {
+  if (!v1::PaddingMode_Parse("PADDING_MODE_" + absl::AsciiStrToUpper(args.padding_mode), &mode)) {
     return BadArgument("padding_mode", "zeros, reflect, replicate or circular", args.padding_mode);
   }
   layer.set_padding_mode(mode);
   v1::Activation activation;
-  if (!v1::Activation_Parse("ACTIVATION_" + absl::AsciiStrToUpper(args.activation),
-                            &activation)) {
+  if (!v1::Activation_Parse("ACTIVATION_" + absl::AsciiStrToUpper(args.activation), &activation)) {
     return BadArgument("activation",
                        "none, relu, relu6, leaky_relu, elu, sigmoid, tanh, silu or gelu",
                        args.activation);

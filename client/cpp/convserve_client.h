@@ -11,14 +11,14 @@
 #ifndef CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_
 #define CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

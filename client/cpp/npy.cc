@@ -67,9 +67,9 @@ absl::StatusOr<FloatArray> ParseNpy(const std::string& bytes) {
   absl::StatusOr<std::string> descr = HeaderValue(header, "descr");
   if (!descr.ok()) return descr.status();
   if (*descr != "'<f4'") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("npy: expected dtype '<f4' (float32), got ", *descr,
-                     " (convert with array.astype(numpy.float32))"));
+    return absl::InvalidArgumentError(absl::StrCat("npy: expected dtype '<f4' (float32), got ",
+                                                   *descr,
+                                                   " (convert with array.astype(numpy.float32))"));
   }
   absl::StatusOr<std::string> order = HeaderValue(header, "fortran_order");
   if (!order.ok()) return order.status();
@@ -109,8 +109,7 @@ absl::StatusOr<FloatArray> ReadNpy(const std::string& path) {
   contents << file.rdbuf();
   absl::StatusOr<FloatArray> array = ParseNpy(contents.str());
   if (!array.ok()) {
-    return absl::Status(array.status().code(),
-                        absl::StrCat(path, ": ", array.status().message()));
+    return absl::Status(array.status().code(), absl::StrCat(path, ": ", array.status().message()));
   }
   return array;
 }

@@ -15,10 +15,14 @@ std::string Shape(const Repeated& values) {
 
 std::string FrameworkLabel(v1::Framework framework) {
   switch (framework) {
-    case v1::FRAMEWORK_PYTORCH: return "PyTorch";
-    case v1::FRAMEWORK_KERAS: return "Keras";
-    case v1::FRAMEWORK_ONNX: return "ONNX";
-    default: return "?";
+    case v1::FRAMEWORK_PYTORCH:
+      return "PyTorch";
+    case v1::FRAMEWORK_KERAS:
+      return "Keras";
+    case v1::FRAMEWORK_ONNX:
+      return "ONNX";
+    default:
+      return "?";
   }
 }
 
@@ -34,8 +38,8 @@ std::string FormatReport(const v1::ShapeReport& report) {
     absl::StrAppend(&text, "  axis ", i, ": ", report.axes(i).derivation(), "\n");
   }
   absl::StrAppend(&text, "\nparameters ", report.parameters(), "   MACs ", report.macs(),
-                  "   FLOPs ", report.flops(), "\nbytes: input ", report.input_bytes(),
-                  ", output ", report.output_bytes(), ", weight ", report.weight_bytes(), "\n");
+                  "   FLOPs ", report.flops(), "\nbytes: input ", report.input_bytes(), ", output ",
+                  report.output_bytes(), ", weight ", report.weight_bytes(), "\n");
   if (report.warnings_size() > 0) {
     absl::StrAppend(&text, "\n");
     for (const std::string& warning : report.warnings()) {
@@ -46,10 +50,10 @@ std::string FormatReport(const v1::ShapeReport& report) {
   for (const v1::FrameworkVerdict& verdict : report.frameworks()) {
     std::string label = FrameworkLabel(verdict.framework());
     label.resize(8, ' ');
-    absl::StrAppend(&text, "  ", label, " ",
-                    verdict.accepted() ? std::string("accepts")
-                                       : absl::StrCat("refuses: ", verdict.reason()),
-                    "\n");
+    absl::StrAppend(
+        &text, "  ", label, " ",
+        verdict.accepted() ? std::string("accepts") : absl::StrCat("refuses: ", verdict.reason()),
+        "\n");
     for (absl::string_view line : absl::StrSplit(verdict.equivalent(), '\n', absl::SkipEmpty())) {
       absl::StrAppend(&text, "           ", line, "\n");
     }

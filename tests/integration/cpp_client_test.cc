@@ -1,5 +1,7 @@
 // Every RPC through the C++ client library against the real server binary,
 // started once for the suite on a free loopback port.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -12,9 +14,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "client/cpp/convserve_client.h"
@@ -55,9 +54,9 @@ class ServerEnvironment {
     char directory_template[] = "/tmp/convserve_cpp_test_XXXXXX";
     directory_ = mkdtemp(directory_template);
     const std::string port_file = directory_ + "/port";
-    std::vector<std::string> arguments = {CONVSERVE_SERVER_BINARY, "--listen=127.0.0.1:0",
+    std::vector<std::string> arguments = {CONVSERVE_SERVER_BINARY,    "--listen=127.0.0.1:0",
                                           "--port_file=" + port_file, "--compute_threads=2",
-                                          "--drain_grace_ms=0", "--log_level=warn"};
+                                          "--drain_grace_ms=0",       "--log_level=warn"};
     std::vector<char*> argv;
     for (std::string& argument : arguments) argv.push_back(argument.data());
     argv.push_back(nullptr);
@@ -135,10 +134,8 @@ TEST_F(CppClientTest, ConvReproducesReferenceTable) {
     args.padding = c.padding;
     absl::StatusOr<ConvResult> result = client_->Conv(Layer(args), input, weight, nullptr);
     ASSERT_TRUE(result.ok()) << result.status();
-    EXPECT_EQ(result->output.values, c.expected) << "k=" << c.k << " s=" << c.s << " "
-                                                 << c.padding;
-    EXPECT_THAT(result->output.shape,
-                ElementsAre(1, 1, static_cast<int64_t>(c.expected.size())));
+    EXPECT_EQ(result->output.values, c.expected) << "k=" << c.k << " s=" << c.s << " " << c.padding;
+    EXPECT_THAT(result->output.shape, ElementsAre(1, 1, static_cast<int64_t>(c.expected.size())));
     EXPECT_GT(result->compute_time_ns, 0);
     EXPECT_FALSE(result->kernel.empty());
   }

@@ -37,6 +37,26 @@ def test_reference_table(client, k, s):
     assert y.ravel().tolist() == same_upper
 
 
+def test_functions_without_client_use_target_or_environment(server, monkeypatch):
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 9)
+    w = np.ones((1, 1, 5), np.float32)
+    expected = REFERENCE_TABLE[(5, 1)][0]
+    assert convserve.conv1d(x, w, target=server.target).ravel().tolist() == expected
+    monkeypatch.setenv("CONVSERVE_TARGET", server.target)
+    assert convserve.conv1d(x, w).ravel().tolist() == expected
+    assert list(convserve.validate(x.shape, w.shape).output_shape) == [1, 1, 5]
+
+
+def test_local_argument_errors_are_value_errors():
+    x = np.zeros((1, 1, 9), np.float32)
+    with pytest.raises(ValueError, match="padding_mode"):
+        convserve.conv1d(x, np.ones((1, 1, 3), np.float32), padding_mode="mirror")
+    with pytest.raises(ValueError, match="w: expected 3 dims"):
+        convserve.conv1d(x, np.ones((1, 3), np.float32))
+    with pytest.raises(ValueError, match="activation"):
+        convserve.conv1d(x, np.ones((1, 1, 3), np.float32), activation="softmax")
+
+
 def test_health_serving(client):
     assert client.health() == "SERVING"
     assert client.health("convserve.v1.ConvService") == "SERVING"

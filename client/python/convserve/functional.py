@@ -13,10 +13,12 @@ weight_format: "oihw" = (C_out, C_in/groups, *K) (PyTorch) or
 """
 
 import numbers
+import os
+import threading
 
 import numpy as np
 
-from convserve.client import Client, pb
+from convserve.client import DEFAULT_TARGET, Client, pb
 
 _PADDING_PRESETS = {
     "valid": pb.PADDING_PRESET_VALID,
@@ -139,10 +141,23 @@ def make_layer(rank, input_shape, weight_shape, bias=False, stride=1, padding=0,
     return layer
 
 
-def _client(client, target, timeout):
+_default_clients = {}
+_default_clients_lock = threading.Lock()
+
+
+def _client(client, target):
+    """The client to use: `client`, or the process's shared one for `target`.
+
+    Without client=, one Client per target is kept for the process: opening
+    a channel per call would cost a TCP and HTTP/2 handshake every time.
+    """
     if client is not None:
-        return client, False
-    return Client(target=target, timeout=timeout), True
+        return client
+    target = target or os.environ.get("CONVSERVE_TARGET", DEFAULT_TARGET)
+    with _default_clients_lock:
+        if target not in _default_clients:
+            _default_clients[target] = Client(target=target)
+        return _default_clients[target]
 
 
 def _conv(rank, x, w, b, stride, padding, padding_mode, dilation, groups, data_format,
@@ -152,12 +167,7 @@ def _conv(rank, x, w, b, stride, padding, padding_mode, dilation, groups, data_f
     layer = make_layer(rank, x.shape, w.shape, b is not None, stride, padding, padding_mode,
                        dilation, groups, data_format, weight_format, activation,
                        activation_alpha)
-    connection, owned = _client(client, target, timeout)
-    try:
-        y, _ = connection.conv(layer, x, w, b, timeout=timeout)
-    finally:
-        if owned:
-            connection.close()
+    y, _ = _client(client, target).conv(layer, x, w, b, timeout=timeout)
     return y
 
 
@@ -199,9 +209,5 @@ def validate(input_shape, weight_shape, bias=False, stride=1, padding=0, padding
     layer = make_layer(rank, input_shape, weight_shape, bias, stride, padding, padding_mode,
                        dilation, groups, data_format, weight_format, activation,
                        activation_alpha)
-    connection, owned = _client(client, target, timeout)
-    try:
-        return connection.validate(layer, input_shape, enforce_framework, timeout=timeout)
-    finally:
-        if owned:
-            connection.close()
+    return _client(client, target).validate(layer, input_shape, enforce_framework,
+                                                     timeout=timeout)

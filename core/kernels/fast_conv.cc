@@ -344,12 +344,15 @@ class FastConvOperator final : public ConvOperator {
   }
 
   void RunPointwise(const ConvGeometry& g, const float* input, float* output) const {
-    constexpr int64_t kPixels = 256;  // Per item: the input panel stays in L2.
     const int64_t channels = g.in_channels;
+    // Pixels per item: the item's input panel (C_in x pixels floats) stays in
+    // L2, and a strided layer's gathered copy of it stays under 1 MiB.
+    const int64_t pixels_per_item = std::clamp<int64_t>(
+        (int64_t{1} << 18) / channels / pointwise_nr_ * pointwise_nr_, pointwise_nr_, 256);
     const int64_t out_channels = g.out_channels;
     const int64_t spatial = g.output_spatial_size();
     const Epilogue epilogue = EpilogueOf(g.activation);
-    const int64_t pixel_chunks = CeilDiv(spatial, kPixels);
+    const int64_t pixel_chunks = CeilDiv(spatial, pixels_per_item);
     const int64_t channel_blocks = CeilDiv(out_channels, pointwise_mr_);
     const int64_t threads = tbb::this_task_arena::max_concurrency();
     const int64_t base_items = g.batch * pixel_chunks;
@@ -366,8 +369,8 @@ class FastConvOperator final : public ConvOperator {
           Workspace& workspace = ThreadWorkspace();
           for (int64_t item = range.begin(); item < range.end(); ++item) {
             const int64_t n = item / (pixel_chunks * splits);
-            const int64_t p0 = item / splits % pixel_chunks * kPixels;
-            const int64_t p1 = std::min(spatial, p0 + kPixels);
+            const int64_t p0 = item / splits % pixel_chunks * pixels_per_item;
+            const int64_t p1 = std::min(spatial, p0 + pixels_per_item);
             const int64_t ob0 = item % splits * chunk;
             const int64_t ob1 = std::min(channel_blocks, ob0 + chunk);
             // b(ic, p) = image[ic * b_stride + p]: the input rows, or the panel.

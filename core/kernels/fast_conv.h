@@ -18,7 +18,7 @@
 // thread, kept for the thread's life and bounded by the layer, not by the
 // input size: one pixel block's indirection (96 x taps pointers), one block of
 // output (96 pixels x <= 512 channels floats) and, for strided 1x1 layers, a
-// panel of 256 pixels x C_in floats.
+// panel of about 1 MiB at most (up to 256 pixels x C_in floats, at least one tile).
 //
 // Channels-first tensors are otherwise reordered per call: the input into a
 // channels-last copy (with the W padding materialised, so that the Kw taps of

@@ -106,28 +106,25 @@ absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const Conv
 }  // namespace
 
 void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
-  grpc::Status result = ToGrpcStatus(status);
+  absl::Status result = status;
   if (result.ok()) {
-    result = SerializeResponse(response_bytes_);
-    if (!result.ok()) {
-      result = grpc::Status(grpc::StatusCode::INTERNAL,
-                            "response: serialization failed: " + result.error_message());
+    const grpc::Status serialized = SerializeResponse(response_bytes_);
+    if (!serialized.ok()) {
+      result = absl::InternalError("response: serialization failed: " + serialized.error_message());
     }
   }
   if (!result.ok()) {
-    const absl::StatusCode code = static_cast<absl::StatusCode>(result.error_code());
-    const std::string code_name = absl::StatusCodeToString(code);
-    if (caller_fault || IsClientError(code)) {
-      spdlog::warn("{} from {} failed: {}: {}", method_, context_->peer(), code_name,
-                   result.error_message());
+    const std::string code_name = absl::StatusCodeToString(result.code());
+    const std::string message(result.message());
+    if (caller_fault || IsClientError(result.code())) {
+      spdlog::warn("{} from {} failed: {}: {}", method_, context_->peer(), code_name, message);
     } else {
-      spdlog::error("{} from {} failed: {}: {}", method_, context_->peer(), code_name,
-                    result.error_message());
+      spdlog::error("{} from {} failed: {}: {}", method_, context_->peer(), code_name, message);
     }
   } else {
     spdlog::debug("{} from {} ok", method_, context_->peer());
   }
-  Finish(result);
+  Finish(ToGrpcStatus(result));
 }
 
 ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool)
@@ -300,6 +297,7 @@ void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateSha
 void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelRequest* request,
                                       v1::LoadModelResponse* response) {
   auto layers = std::make_shared<std::vector<DecodedLayer>>();
+  auto reservation = std::make_shared<MemoryBudget::Reservation>();
   int64_t weight_bytes = 0;
   absl::Status status = [&]() -> absl::Status {
     absl::Status name_ok = CheckModelName(request->name());
@@ -339,11 +337,12 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
           (decoded->weight.values.size() + decoded->bias.values.size()) * sizeof(float));
       layers->push_back(*std::move(decoded));
     }
-    if (weight_bytes > options_.max_model_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "layers: the model holds ", weight_bytes,
-          " weight bytes, more than the limit --max_model_bytes=", options_.max_model_bytes));
-    }
+    absl::Status room = models_.CheckAdd(request->name(), weight_bytes, request->replace());
+    if (!room.ok()) return room;
+    // The packed copies are made before the model is stored.
+    absl::StatusOr<MemoryBudget::Reservation> reserved = budget_.Reserve("LoadModel", weight_bytes);
+    if (!reserved.ok()) return reserved.status();
+    *reservation = *std::move(reserved);
     return absl::OkStatus();
   }();
   if (!status.ok()) {
@@ -351,7 +350,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     return;
   }
   // Packing the weights is the expensive part: it runs on the compute pool.
-  RunOnPool(call, [this, request, response, layers, weight_bytes]() -> absl::Status {
+  RunOnPool(call, [this, request, response, layers, weight_bytes, reservation]() -> absl::Status {
     auto model = std::make_shared<Model>();
     model->name = request->name();
     model->weight_bytes = weight_bytes;
@@ -369,6 +368,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     info->set_parameters(model->parameters);
     info->set_weight_bytes(model->weight_bytes);
     const std::string name = model->name;
+    // Once stored, the weights count against --max_model_bytes instead.
+    reservation->Release();
     absl::Status added = models_.Add(std::move(model), request->replace());
     if (added.ok()) spdlog::info("loaded model '{}' ({} parameters)", name, info->parameters());
     return added;

@@ -7,28 +7,42 @@
 
 namespace convserve {
 
-absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model, bool replace) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto existing = models_.find(model->name);
+absl::Status ModelRegistry::CheckAddLocked(const std::string& name, int64_t weight_bytes,
+                                           bool replace) const {
+  auto existing = models_.find(name);
   int64_t freed = 0;
   if (existing != models_.end()) {
     if (!replace) {
       return absl::AlreadyExistsError(absl::StrCat(
-          "name: a model named '", model->name,
+          "name: a model named '", name,
           "' is already loaded (set replace = true to replace it, or unload it first)"));
     }
     freed = existing->second->weight_bytes;
   }
-  const int64_t after = total_weight_bytes_ - freed + model->weight_bytes;
-  if (model->weight_bytes > max_total_weight_bytes_ || after > max_total_weight_bytes_) {
+  const int64_t others = total_weight_bytes_ - freed;
+  if (weight_bytes > max_total_weight_bytes_ - others) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("layers: the model holds ", model->weight_bytes, " weight bytes; with the ",
-                     total_weight_bytes_ - freed,
-                     " bytes of the models already loaded that exceeds the "
-                     "limit --max_model_bytes=",
+        absl::StrCat("layers: the model holds ", weight_bytes, " weight bytes; with the ", others,
+                     " bytes of the models already loaded that exceeds the limit "
+                     "--max_model_bytes=",
                      max_total_weight_bytes_, " (unload a model first)"));
   }
-  total_weight_bytes_ = after;
+  return absl::OkStatus();
+}
+
+absl::Status ModelRegistry::CheckAdd(const std::string& name, int64_t weight_bytes,
+                                     bool replace) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return CheckAddLocked(name, weight_bytes, replace);
+}
+
+absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model, bool replace) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  absl::Status room = CheckAddLocked(model->name, model->weight_bytes, replace);
+  if (!room.ok()) return room;
+  auto existing = models_.find(model->name);
+  if (existing != models_.end()) total_weight_bytes_ -= existing->second->weight_bytes;
+  total_weight_bytes_ += model->weight_bytes;
   models_[model->name] = std::move(model);
   return absl::OkStatus();
 }

@@ -36,6 +36,10 @@ class ModelRegistry {
   // RESOURCE_EXHAUSTED if the models would hold more than the limit.
   absl::Status Add(std::shared_ptr<const Model> model, bool replace);
 
+  // What Add() of a model of that name and size would say now; lets a load
+  // fail before it spends time and memory packing weights.
+  absl::Status CheckAdd(const std::string& name, int64_t weight_bytes, bool replace) const;
+
   // The model named `name`, or NOT_FOUND.
   absl::StatusOr<std::shared_ptr<const Model>> Find(const std::string& name) const;
 
@@ -46,6 +50,8 @@ class ModelRegistry {
   std::vector<std::shared_ptr<const Model>> List() const;
 
  private:
+  absl::Status CheckAddLocked(const std::string& name, int64_t weight_bytes, bool replace) const;
+
   const int64_t max_total_weight_bytes_;
   mutable std::mutex mutex_;
   std::map<std::string, std::shared_ptr<const Model>> models_;  // guarded by mutex_

@@ -18,16 +18,25 @@ void ComputePool::Submit(std::function<void()> work) {
     std::lock_guard<std::mutex> lock(mutex_);
     ++pending_;
   }
-  arena_.enqueue([this, work = std::move(work)] {
-    try {
-      work();
-    } catch (...) {
-      // Handlers finish their calls on every path and do not throw; nothing
-      // may escape into TBB (it would terminate the process).
-    }
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (--pending_ == 0) idle_.notify_all();
-  });
+  try {
+    arena_.enqueue([this, work = std::move(work)] {
+      try {
+        work();
+      } catch (...) {
+        // Handlers finish their calls on every path and do not throw; nothing
+        // may escape into TBB (it would terminate the process).
+      }
+      Done();
+    });
+  } catch (...) {
+    Done();  // never enqueued: Drain() must not wait for it.
+    throw;
+  }
+}
+
+void ComputePool::Done() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (--pending_ == 0) idle_.notify_all();
 }
 
 void ComputePool::Drain() {

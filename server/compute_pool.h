@@ -41,6 +41,8 @@ class ComputePool {
   int threads() const { return threads_; }
 
  private:
+  void Done();  // one submitted work item has returned (or was never enqueued)
+
   const int threads_;
   // TBB starts (hardware concurrency - 1) workers by default; an arena that
   // only receives enqueued work needs `threads_` workers of its own.

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <string>
 
 #include "absl/status/status.h"
@@ -115,7 +116,16 @@ class ConvServiceImpl final : public RawConvService {
       call->Complete(parsed, /*caller_fault=*/true);
       return call;
     }
-    (this->*handler)(call, &call->request, &call->response);
+    // Handlers complete the call (or hand it to the pool) as their last
+    // step, so an exception can only come before that: the call is still
+    // open and is completed here. Nothing may unwind into gRPC.
+    try {
+      (this->*handler)(call, &call->request, &call->response);
+    } catch (const std::bad_alloc&) {
+      call->Complete(absl::ResourceExhaustedError("the server ran out of memory for this call"));
+    } catch (...) {
+      call->Complete(absl::InternalError("unexpected exception in the request handler"));
+    }
     return call;
   }
 

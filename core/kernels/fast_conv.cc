@@ -78,6 +78,7 @@ Epilogue EpilogueOf(Activation activation) {
 struct Workspace {
   std::vector<const float*> indirection;
   std::vector<float> block;
+  std::vector<int64_t> offsets;  // Strided 1x1 layers: a panel pixel's input offset.
 };
 
 Workspace& ThreadWorkspace() {
@@ -381,17 +382,22 @@ class FastConvOperator final : public ConvOperator {
               const int64_t count = p1 - p0;
               workspace.block.resize(static_cast<size_t>(channels * count));
               float* panel = workspace.block.data();
+              // Source offsets once per pixel, then channel by channel so
+              // that reads walk along input rows.
+              workspace.offsets.resize(static_cast<size_t>(count));
+              int64_t* offsets = workspace.offsets.data();
               for (int64_t q = 0; q < count; ++q) {
                 const int64_t p = p0 + q;
                 const int64_t ow = p % g.output[2];
                 const int64_t oh = p / g.output[2] % g.output[1];
                 const int64_t od = p / (g.output[2] * g.output[1]);
-                const float* source =
-                    image + ((od * g.stride[0] * g.input[1] + oh * g.stride[1]) * g.input[2] +
-                             ow * g.stride[2]);
-                for (int64_t ic = 0; ic < channels; ++ic) {
-                  panel[ic * count + q] = source[ic * in_spatial];
-                }
+                offsets[q] = (od * g.stride[0] * g.input[1] + oh * g.stride[1]) * g.input[2] +
+                             ow * g.stride[2];
+              }
+              for (int64_t ic = 0; ic < channels; ++ic) {
+                const float* source = image + ic * in_spatial;
+                float* target = panel + ic * count;
+                for (int64_t q = 0; q < count; ++q) target[q] = source[offsets[q]];
               }
               image = panel;
               b_stride = count;

@@ -6,7 +6,8 @@
 // its weights pre-packed (ConvOperator packs at creation, oneDNN's weights are
 // reordered to its preferred layout once, outside the timed loop). Reported:
 // median GFLOP/s of --reps repetitions after warm-up, the ratio, and the share
-// of this machine's FMA peak measured in the same run. Outputs are compared
+// of this machine's FMA peak measured in the same run. Repetitions of the two
+// libraries alternate, so a change in the machine's load hits both. Outputs are compared
 // (a warning is printed on a mismatch).
 //
 //   conv_bench [--layers FILE] [--json FILE] [--filter SUBSTRING] [--reps N]
@@ -23,6 +24,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bench/layer_set.h"
@@ -89,28 +91,46 @@ bool ParseOptions(int argc, char** argv, Options* options) {
   return true;
 }
 
-// Median seconds per call of fn(): a warm-up of at least min_ms, then `reps`
-// repetitions of a call count calibrated to last about min_ms each.
+// Calls per repetition so that one repetition of fn() lasts about min_ms,
+// after a warm-up of at least min_ms.
 template <typename Fn>
-double MedianSeconds(Fn fn, int reps, double min_ms) {
+int64_t CallsPerRepetition(Fn fn, double min_ms) {
   int64_t calls = 0;
-  const Clock::time_point warm_start = Clock::now();
+  const Clock::time_point start = Clock::now();
   do {
     fn();
     ++calls;
-  } while (std::chrono::duration<double, std::milli>(Clock::now() - warm_start).count() < min_ms);
+  } while (std::chrono::duration<double, std::milli>(Clock::now() - start).count() < min_ms);
   const double per_call =
-      std::chrono::duration<double>(Clock::now() - warm_start).count() / static_cast<double>(calls);
-  const int64_t batch = std::max<int64_t>(1, static_cast<int64_t>(min_ms * 1e-3 / per_call));
-  std::vector<double> samples;
-  for (int r = 0; r < reps; ++r) {
-    const Clock::time_point start = Clock::now();
-    for (int64_t i = 0; i < batch; ++i) fn();
-    samples.push_back(std::chrono::duration<double>(Clock::now() - start).count() /
-                      static_cast<double>(batch));
-  }
+      std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(calls);
+  return std::max<int64_t>(1, static_cast<int64_t>(min_ms * 1e-3 / per_call));
+}
+
+template <typename Fn>
+double SecondsPerCall(Fn fn, int64_t calls) {
+  const Clock::time_point start = Clock::now();
+  for (int64_t i = 0; i < calls; ++i) fn();
+  return std::chrono::duration<double>(Clock::now() - start).count() / static_cast<double>(calls);
+}
+
+double Median(std::vector<double> samples) {
   std::sort(samples.begin(), samples.end());
   return samples[samples.size() / 2];
+}
+
+// Median seconds per call of `ours` and `theirs`, measured in alternating
+// repetitions so that both see the same machine (it is shared and its load
+// changes within seconds).
+template <typename Ours, typename Theirs>
+std::pair<double, double> PairedMedianSeconds(Ours ours, Theirs theirs, int reps, double min_ms) {
+  const int64_t ours_calls = CallsPerRepetition(ours, min_ms);
+  const int64_t theirs_calls = CallsPerRepetition(theirs, min_ms);
+  std::vector<double> ours_samples, theirs_samples;
+  for (int r = 0; r < reps; ++r) {
+    ours_samples.push_back(SecondsPerCall(ours, ours_calls));
+    theirs_samples.push_back(SecondsPerCall(theirs, theirs_calls));
+  }
+  return {Median(ours_samples), Median(theirs_samples)};
 }
 
 // FMA-only throughput of `threads` threads: 12 independent FMA chains per
@@ -329,11 +349,9 @@ int Main(int argc, char** argv) {
         // primitive is made after the OpenMP thread count is set.
         omp_set_num_threads(threads);
         OneDnnConv onednn(layer, channels_last, weight, bias, g);
-        const double ours_s = MedianSeconds(
+        const auto [ours_s, theirs_s] = PairedMedianSeconds(
             [&] { arena.execute([&] { (void)(*op)->Run(g, input.data(), ours.data()); }); },
-            options.reps, options.min_ms);
-        const double theirs_s = MedianSeconds([&] { onednn.Run(input.data(), theirs.data()); },
-                                              options.reps, options.min_ms);
+            [&] { onednn.Run(input.data(), theirs.data()); }, options.reps, options.min_ms);
         double max_error = 0, max_value = 0;
         for (size_t i = 0; i < ours.size(); ++i) {
           max_error = std::max(max_error, static_cast<double>(std::fabs(ours[i] - theirs[i])));

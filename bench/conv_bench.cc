@@ -297,6 +297,15 @@ int Main(int argc, char** argv) {
     std::printf("\n");
   }
   std::printf("%%peak below is against the %s peak\n", zmm ? "zmm" : "ymm");
+  for (int threads : options.threads) {
+    // Threads that do not scale the FMA loop do not have their own cores.
+    if (threads > 1 && options.threads.front() == 1 &&
+        peak[threads] < 0.8 * threads * peak[1]) {
+      std::printf("WARNING: %d threads reach only %.1fx the 1-thread FMA peak: the machine is "
+                  "busy, %d-thread figures are unreliable\n",
+                  threads, peak[threads] / peak[1], threads);
+    }
+  }
   std::printf("\n%-18s %-14s %3s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
               "convserve", "onednn", "ratio", "%peak", "convserve kernel", "onednn impl");
 

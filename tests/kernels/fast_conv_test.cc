@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/conv.h"
@@ -295,6 +296,55 @@ TEST_F(FastConvTest, TinyLayersEveryModeAndActivation) {
         if (extent + 2 * pad < 3) continue;
         ASSERT_TRUE(CheckLayer(s, {1, 2, extent, extent}, &rng)) << extent;
         if (HasFailure()) return;
+      }
+    }
+  }
+}
+
+// Run() is const and may be called concurrently (the server does): four
+// callers, each in its own arena, on one operator with per-thread scratch.
+TEST_F(FastConvTest, ConcurrentRunsAgreeWithReference) {
+  for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+    for (int64_t groups : {1, 24}) {  // GEMM and depthwise paths.
+      ConvSpec s;
+      s.spatial_rank = 2;
+      s.in_channels = 24;
+      s.out_channels = 24;
+      s.groups = groups;
+      s.kernel = {3};
+      s.pad_begin = {1};
+      s.pad_end = {1};
+      s.data_layout = layout;
+      const std::vector<int64_t> shape = layout == DataLayout::kChannelsFirst
+                                             ? std::vector<int64_t>{2, 24, 19, 23}
+                                             : std::vector<int64_t>{2, 19, 23, 24};
+      absl::StatusOr<ConvGeometry> g = ResolveGeometry(s, shape);
+      ASSERT_TRUE(g.ok()) << g.status();
+      std::mt19937 rng(8);
+      std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+      std::vector<float> x(g->input_elements()), w(g->weight_elements()), b(24);
+      for (float& v : x) v = dist(rng);
+      for (float& v : w) v = dist(rng);
+      for (float& v : b) v = dist(rng);
+      std::vector<float> ref(g->output_elements());
+      ReferenceConv(*g, x.data(), w.data(), b.data(), ref.data());
+      absl::StatusOr<std::unique_ptr<ConvOperator>> op = ConvOperator::Create(s, w, b);
+      ASSERT_TRUE(op.ok()) << op.status();
+      std::vector<std::vector<float>> outputs(4, std::vector<float>(ref.size()));
+      std::vector<std::thread> callers;
+      for (int c = 0; c < 4; ++c) {
+        callers.emplace_back([&, c] {
+          tbb::task_arena arena(2);
+          for (int repeat = 0; repeat < 20; ++repeat) {
+            arena.execute([&] { (void)(*op)->Run(*g, x.data(), outputs[c].data()); });
+          }
+        });
+      }
+      for (std::thread& caller : callers) caller.join();
+      for (const std::vector<float>& y : outputs) {
+        for (size_t i = 0; i < y.size(); ++i) {
+          ASSERT_NEAR(y[i], ref[i], 1e-4) << "output " << i << " groups " << groups;
+        }
       }
     }
   }

@@ -86,13 +86,23 @@ Workspace& ThreadWorkspace() {
   return workspace;
 }
 
-// The input as the micro-kernels read it: channels-last rows of `row_pixels`
-// pixels of `channels` floats. With `w_padded`, each row already holds the W
-// padding (so a row coordinate is the padded coordinate).
+// The input as the micro-kernels read it: rows of `row_pixels` pixels of
+// `pixel_floats` floats, D x H rows per image (and per group when
+// `group_major`). With `w_padded`, each row already holds the W padding (so a
+// row coordinate is the padded coordinate).
+//   interleaved (channels-last): pixel_floats = C_in, group g's channels start
+//     g * C_in/g floats into a pixel;
+//   group_major: each group's channels form their own channels-last tensor
+//     (pixel_floats = C_in/g), so that a pixel's Kw taps are contiguous for
+//     that group too and merge into the GEMM's K.
 struct InputView {
   const float* base = nullptr;
   int64_t row_pixels = 0;
   bool w_padded = false;
+  bool group_major = false;
+  int64_t pixel_floats = 0;  // Floats from one pixel to the next.
+  int64_t group_floats = 0;  // Floats from group g's data to group g + 1's.
+  int64_t image_floats = 0;  // Floats from image n to image n + 1.
 };
 
 // For one spatial axis: the input cell that output o reads at kernel offset
@@ -113,10 +123,9 @@ std::vector<int64_t> AxisSources(const ConvGeometry& g, int axis, bool materiali
   return sources;
 }
 
-// Fills the W padding cells of one materialised channels-last row whose
-// interior (W pixels) starts at pixel pad_begin.
-void FillRowPadding(const ConvGeometry& g, float* row) {
-  const int64_t channels = g.in_channels;
+// Fills the W padding cells of one materialised row (pixels of `channels`
+// floats) whose interior (W pixels) starts at pixel pad_begin.
+void FillRowPadding(const ConvGeometry& g, int64_t channels, float* row) {
   const int64_t width = g.input[2];
   const int64_t begin = g.pad_begin[2];
   const int64_t row_pixels = width + begin + g.pad_end[2];
@@ -156,10 +165,9 @@ class TapSources {
   // pixel per call, which matters for the memory-bound depthwise path.
   void Fill(int64_t n, int64_t p_begin, int64_t p_end, int64_t group, const float** slots) const {
     const ConvGeometry& g = g_;
-    const int64_t channels = g.in_channels;
+    const int64_t channels = view_.pixel_floats;
     const int64_t taps = g.kernel[0] * g.kernel[1] * kw_taps_;
-    const float* image =
-        view_.base + n * g.input[0] * g.input[1] * view_.row_pixels * channels;
+    const float* image = view_.base + n * view_.image_floats;
     int64_t ow = p_begin % g.output[2];
     int64_t oh = p_begin / g.output[2] % g.output[1];
     int64_t od = p_begin / (g.output[2] * g.output[1]);
@@ -426,36 +434,73 @@ class FastConvOperator final : public ConvOperator {
         });
   }
 
-  // Channels-last input is read in place unless its W padding is worth
-  // materialising (few channels: merging the Kw taps into K lengthens the
-  // micro-kernel's inner loop several-fold). Channels-first input is always
-  // reordered, and the reorder writes the W padding for free.
+  // Channels-last input is read in place unless its W padding or its
+  // groups are worth materialising (few channels per group: merging the Kw
+  // taps into K lengthens the micro-kernel's inner loop several-fold).
+  // Channels-first input is always reordered, and the reorder writes the W
+  // padding for free.
   InputView PrepareInput(const ConvGeometry& g, const float* input,
                          std::unique_ptr<float[]>* storage) const {
     const int64_t channels = g.in_channels;
     const int64_t width = g.input[2];
     const int64_t pad_w = g.pad_begin[2] + g.pad_end[2];
-    const int64_t rows = g.batch * g.input[0] * g.input[1];
+    const int64_t plane_rows = g.input[0] * g.input[1];
+    const int64_t rows = g.batch * plane_rows;
     const int64_t row_pixels = width + pad_w;
+    const int64_t spatial = g.input_spatial_size();
     const bool channels_last = g.data_layout == DataLayout::kChannelsLast;
-    const bool merge_worth_copy = !depthwise_ && groups_ == 1 && g.dilation[2] == 1 && channels < 32;
-    if (channels_last && (pad_w == 0 || !merge_worth_copy)) return {input, width, false};
+    const bool mergeable = !depthwise_ && g.dilation[2] == 1 && in_per_group_ < 32;
+    const bool group_major = mergeable && groups_ > 1 && g.kernel[2] > 1;
+    const bool pad_worth_copy = mergeable && groups_ == 1;
+    if (channels_last && !group_major && (pad_w == 0 || !pad_worth_copy)) {
+      return {input, width, false, false, channels, in_per_group_, spatial * channels};
+    }
 
     // Every element is written below: no zero-fill.
     storage->reset(new float[static_cast<size_t>(rows * row_pixels * channels)]);
     float* dst = storage->get();
+    const int64_t image_floats = plane_rows * row_pixels * channels;
+    if (group_major) {
+      const int64_t per_group = in_per_group_;
+      const int64_t group_floats = plane_rows * row_pixels * per_group;
+      // Row r of the copy is (image, group, plane row).
+      tbb::parallel_for(
+          tbb::blocked_range<int64_t>(0, rows * groups_), [&](const auto& range) {
+            for (int64_t r = range.begin(); r < range.end(); ++r) {
+              const int64_t n = r / (groups_ * plane_rows);
+              const int64_t group = r / plane_rows % groups_;
+              const int64_t plane_row = r % plane_rows;
+              float* row = dst + r * row_pixels * per_group;
+              float* interior = row + g.pad_begin[2] * per_group;
+              if (channels_last) {
+                const float* source =
+                    input + (n * plane_rows + plane_row) * width * channels + group * per_group;
+                for (int64_t w = 0; w < width; ++w) {
+                  std::memcpy(interior + w * per_group, source + w * channels,
+                              sizeof(float) * static_cast<size_t>(per_group));
+                }
+              } else {
+                f32_transpose_8x8_avx2(
+                    per_group, width,
+                    input + (n * channels + group * per_group) * spatial + plane_row * width,
+                    spatial, interior, per_group);
+              }
+              FillRowPadding(g, per_group, row);
+            }
+          });
+      return {dst, row_pixels, true, true, per_group, group_floats, image_floats};
+    }
     if (channels_last) {
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows), [&](const auto& range) {
         for (int64_t r = range.begin(); r < range.end(); ++r) {
           float* row = dst + r * row_pixels * channels;
           std::memcpy(row + g.pad_begin[2] * channels, input + r * width * channels,
                       sizeof(float) * static_cast<size_t>(width * channels));
-          FillRowPadding(g, row);
+          FillRowPadding(g, channels, row);
         }
       });
-      return {dst, row_pixels, true};
+      return {dst, row_pixels, true, false, channels, in_per_group_, image_floats};
     }
-    const int64_t spatial = g.input_spatial_size();
     if (pad_w == 0) {
       // One (C x S) transpose per image, split over pixel ranges.
       constexpr int64_t kPixels = 64;
@@ -469,9 +514,8 @@ class FastConvOperator final : public ConvOperator {
                                  dst + (n * spatial + s0) * channels, channels);
         }
       });
-      return {dst, width, false};
+      return {dst, width, false, false, channels, in_per_group_, image_floats};
     }
-    const int64_t plane_rows = g.input[0] * g.input[1];
     tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows), [&](const auto& range) {
       for (int64_t r = range.begin(); r < range.end(); ++r) {
         const int64_t n = r / plane_rows;
@@ -480,10 +524,10 @@ class FastConvOperator final : public ConvOperator {
         f32_transpose_8x8_avx2(channels, width,
                                input + n * channels * spatial + plane_row * width, spatial,
                                row + g.pad_begin[2] * channels, channels);
-        FillRowPadding(g, row);
+        FillRowPadding(g, channels, row);
       }
     });
-    return {dst, row_pixels, true};
+    return {dst, row_pixels, true, false, channels, in_per_group_, image_floats};
   }
 
   void RunGemm(const ConvGeometry& g, const InputView& view, float* output) const {
@@ -493,8 +537,9 @@ class FastConvOperator final : public ConvOperator {
     const bool channels_first = g.data_layout == DataLayout::kChannelsFirst;
     const Epilogue epilogue = EpilogueOf(g.activation);
     // Kw taps of one pixel are contiguous when a row holds its W padding (or
-    // has none) and dilation along W is 1; with one group they merge into K.
-    const bool merge_w = groups_ == 1 && g.dilation[2] == 1 &&
+    // has none) and dilation along W is 1; with one group, or with each group in
+    // its own tensor (group_major), they merge into K.
+    const bool merge_w = (groups_ == 1 || view.group_major) && g.dilation[2] == 1 &&
                          (view.w_padded || g.pad_begin[2] + g.pad_end[2] == 0);
     const int64_t kw_taps = merge_w ? 1 : g.kernel[2];
     const int64_t taps = g.kernel[0] * g.kernel[1] * kw_taps;
@@ -553,7 +598,7 @@ class FastConvOperator final : public ConvOperator {
               const int64_t oc0 = first_channel(cb);
               const int64_t nc = end_channel(cb) - oc0;
               const float* packed = packed_.data() + cb * block_floats_;
-              const int64_t a_offset = cb / blocks_per_group_ * in_per_group_;
+              const int64_t a_offset = cb / blocks_per_group_ * view.group_floats;
               for (int64_t tile = 0; tile < tiles; ++tile) {
                 const int64_t p = p0 + tile * mr_;
                 const int64_t mr = std::min(mr_, p1 - p);

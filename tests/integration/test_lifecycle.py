@@ -5,6 +5,7 @@ flight completes, and the process exits 0.
 """
 
 import math
+import subprocess
 import signal
 import threading
 import time
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import convserve
+from conftest import SERVER_BINARY
 
 DRAIN_GRACE_MS = 800
 
@@ -104,3 +106,18 @@ def test_sigint_stops_cleanly(start_server):
         assert small_conv(connection).shape == (1, 1, 5)
     process.signal(signal.SIGINT)
     assert process.process.wait(timeout=30) == 0
+
+
+def test_port_in_use_fails_loudly(start_server):
+    process = start_server("--drain_grace_ms=0")
+    clash = subprocess.run([str(SERVER_BINARY), "--listen=%s" % process.target],
+                           capture_output=True, text=True, timeout=30)
+    assert clash.returncode == 1
+    assert "cannot listen on %s" % process.target in clash.stdout + clash.stderr
+
+
+def test_bad_flags_are_refused(start_server):
+    for flag in ("--log_level=loud", "--max_message_bytes=10"):
+        result = subprocess.run([str(SERVER_BINARY), "--listen=127.0.0.1:0", flag],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2, flag

@@ -116,7 +116,7 @@ def test_port_in_use_fails_loudly(start_server):
     assert "cannot listen on %s" % process.target in clash.stdout + clash.stderr
 
 
-def test_bad_flags_are_refused(start_server):
+def test_bad_flags_are_refused():
     for flag in ("--log_level=loud", "--max_message_bytes=10"):
         result = subprocess.run([str(SERVER_BINARY), "--listen=127.0.0.1:0", flag],
                                 capture_output=True, text=True, timeout=30)

@@ -170,7 +170,12 @@ absl::Status ConvServiceImpl::CheckResponseSize(const std::vector<int64_t>& outp
   return absl::OkStatus();
 }
 
-void ConvServiceImpl::RunOnPool(UnaryCall* call, std::function<absl::Status()> work) {
+void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
+                                    std::function<absl::Status()> work) {
+  if (!admitted.ok()) {
+    call->Complete(admitted);
+    return;
+  }
   pool_->Submit([call, work = std::move(work)] {
     grpc::CallbackServerContext* context = call->context();
     absl::Status status;
@@ -234,11 +239,7 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     job->reservation = *std::move(reservation);
     return absl::OkStatus();
   }();
-  if (!status.ok()) {
-    call->Complete(status);
-    return;
-  }
-  RunOnPool(call, [job, response]() -> absl::Status {
+  RunIfAdmitted(call, status, [job, response]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
         ConvOperator::Create(job->layer.spec, job->layer.weight.values, job->layer.bias.values);
@@ -345,35 +346,33 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     *reservation = *std::move(reserved);
     return absl::OkStatus();
   }();
-  if (!status.ok()) {
-    call->Complete(status);
-    return;
-  }
   // Packing the weights is the expensive part: it runs on the compute pool.
-  RunOnPool(call, [this, request, response, layers, weight_bytes, reservation]() -> absl::Status {
-    auto model = std::make_shared<Model>();
-    model->name = request->name();
-    model->weight_bytes = weight_bytes;
-    v1::ModelInfo* info = response->mutable_model();
-    for (const DecodedLayer& layer : *layers) {
-      absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-          ConvOperator::Create(layer.spec, layer.weight.values, layer.bias.values);
-      if (!op.ok()) return op.status();
-      model->parameters +=
-          static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
-      model->layers.push_back(*std::move(op));
-      *info->add_layers() = ToProtoLayer(layer.spec);
-    }
-    info->set_name(model->name);
-    info->set_parameters(model->parameters);
-    info->set_weight_bytes(model->weight_bytes);
-    const std::string name = model->name;
-    // Once stored, the weights count against --max_model_bytes instead.
-    reservation->Release();
-    absl::Status added = models_.Add(std::move(model), request->replace());
-    if (added.ok()) spdlog::info("loaded model '{}' ({} parameters)", name, info->parameters());
-    return added;
-  });
+  RunIfAdmitted(call, status,
+                [this, request, response, layers, weight_bytes, reservation]() -> absl::Status {
+                  auto model = std::make_shared<Model>();
+                  model->name = request->name();
+                  model->weight_bytes = weight_bytes;
+                  v1::ModelInfo* info = response->mutable_model();
+                  for (const DecodedLayer& layer : *layers) {
+                    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+                        ConvOperator::Create(layer.spec, layer.weight.values, layer.bias.values);
+                    if (!op.ok()) return op.status();
+                    model->parameters +=
+                        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
+                    model->layers.push_back(*std::move(op));
+                    *info->add_layers() = ToProtoLayer(layer.spec);
+                  }
+                  info->set_name(model->name);
+                  info->set_parameters(model->parameters);
+                  info->set_weight_bytes(model->weight_bytes);
+                  const std::string name = model->name;
+                  // Once stored, the weights count against --max_model_bytes instead.
+                  reservation->Release();
+                  absl::Status added = models_.Add(std::move(model), request->replace());
+                  if (added.ok())
+                    spdlog::info("loaded model '{}' ({} parameters)", name, info->parameters());
+                  return added;
+                });
 }
 
 void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
@@ -421,11 +420,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     job->reservation = *std::move(reservation);
     return absl::OkStatus();
   }();
-  if (!status.ok()) {
-    call->Complete(status);
-    return;
-  }
-  RunOnPool(call, [job, response]() -> absl::Status {
+  RunIfAdmitted(call, status, [job, response]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     std::vector<float> current;  // the previous layer's output
     std::vector<float> next;

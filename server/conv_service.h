@@ -146,9 +146,12 @@ class ConvServiceImpl final : public RawConvService {
   absl::Status CheckLimits(const std::string& field, const ConvGeometry& geometry) const;
   absl::Status CheckResponseSize(const std::vector<int64_t>& output_shape) const;
 
-  // Runs `work` (which returns the call's status) on the compute pool, then
-  // completes the call. Refuses calls already cancelled or past their deadline.
-  void RunOnPool(UnaryCall* call, std::function<absl::Status()> work);
+  // Completes the call with `admitted` if that is an error (the request was
+  // refused before any work); otherwise runs `work` (which returns the
+  // call's status) on the compute pool, then completes the call. Refuses
+  // calls already cancelled or past their deadline when their turn comes.
+  void RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
+                     std::function<absl::Status()> work);
 
   const ServiceOptions options_;
   std::atomic<bool> draining_{false};

@@ -121,3 +121,19 @@ def test_bad_flags_are_refused():
         result = subprocess.run([str(SERVER_BINARY), "--listen=127.0.0.1:0", flag],
                                 capture_output=True, text=True, timeout=30)
         assert result.returncode == 2, flag
+
+
+def test_client_cancel_mid_call_leaves_server_live(start_server):
+    # RELIABILITY row 14: the caller goes away; the server stays live and
+    # keeps serving others (the computation itself runs to its end).
+    process = start_server("--drain_grace_ms=0", compute_threads=1)
+    connection = convserve.Client(process.target, timeout=120)
+    x = load_slow_model(connection, seconds=2.0)
+    request = convserve.client.pb.RunModelRequest(name="slow")
+    convserve.client.to_tensor(x, request.input)
+    future = connection.stub.RunModel.future(request, timeout=120)
+    time.sleep(0.5)
+    assert future.cancel()
+    assert connection.health() == "SERVING"
+    assert small_conv(connection).shape == (1, 1, 5)
+    assert process.lines_above_warn() == []

@@ -321,6 +321,37 @@ def test_model_too_large_for_model_budget(start_server):
         assert connection.health() == "SERVING"
 
 
+def _rss_kb(pid):
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def test_memory_returns_to_baseline(server, client):
+    # The same mix of good and bad calls, repeated, must not grow the server.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 16, 64, 64)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    bad = [request for _, request, _ in BAD_INPUTS]
+
+    def round_of_calls():
+        for _ in range(10):
+            convserve.conv2d(x, w, padding=1, client=client)
+        for request in bad:
+            with pytest.raises(grpc.RpcError):
+                client.stub.Conv(request, timeout=30)
+
+    for _ in range(3):
+        round_of_calls()
+    baseline = _rss_kb(server.process.pid)
+    for _ in range(10):
+        round_of_calls()
+    grown = _rss_kb(server.process.pid) - baseline
+    assert grown < 16 * 1024, "server RSS grew by %d kB over 10 rounds" % grown
+
+
 def test_log_has_nothing_above_warn(server):
     assert server.lines_above_warn() == []
     assert "[warning]" in server.log()  # failures were logged, once each, at WARN

@@ -26,6 +26,14 @@ CONVCTL = BUILD_DIR / "client" / "convctl"
 CPP_REFERENCE_EXAMPLE = BUILD_DIR / "client" / "reference_table_example"
 
 
+def server_is_sanitized():
+    """Whether the server binary is built with AddressSanitizer."""
+    try:
+        return b"__asan_init" in SERVER_BINARY.read_bytes()
+    except OSError:
+        return False
+
+
 class ServerProcess:
     """One convserve_server process, logging to a file."""
 

@@ -20,6 +20,7 @@
 #include "absl/status/status.h"
 #include "convserve/v1/convserve.grpc.pb.h"
 #include "core/conv_spec.h"
+#include "server/auth.h"
 #include "server/compute_pool.h"
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
@@ -34,6 +35,8 @@ struct ServiceOptions {
   int64_t max_macs = int64_t{1} << 40;             // --max_macs: per request.
   int64_t memory_budget_bytes = int64_t{2} << 30;  // --memory_budget_bytes
   int64_t max_model_bytes = int64_t{1} << 30;      // --max_model_bytes: all models.
+  // Non-empty: every call needs "authorization: Bearer <auth_token>" (--auth_token_file).
+  std::string auth_token;
 };
 
 // The generated service with every method registered as a raw callback
@@ -103,6 +106,13 @@ class ConvServiceImpl final : public RawConvService {
                                   void (ConvServiceImpl::*handler)(UnaryCall*, const Request*,
                                                                    Response*)) {
     auto* call = new TypedUnaryCall<Request, Response>(method, context, response);
+    if (!options_.auth_token.empty()) {
+      absl::Status authorized = CheckBearerToken(context->client_metadata(), options_.auth_token);
+      if (!authorized.ok()) {
+        call->Complete(authorized);
+        return call;
+      }
+    }
     if (draining_.load()) {
       call->Complete(
           absl::UnavailableError("the server is shutting down; retry on another "

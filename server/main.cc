@@ -24,6 +24,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "server/auth.h"
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
 
@@ -42,6 +43,10 @@ ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{2} << 30,
           "RESOURCE_EXHAUSTED at once.");
 ABSL_FLAG(int64_t, max_model_bytes, int64_t{1} << 30,
           "Weight bytes all loaded models may hold together.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "If set, a file whose first line is the token every ConvService call must present "
+          "as metadata 'authorization: Bearer <token>' (UNAUTHENTICATED otherwise). Health "
+          "and reflection stay open.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off.");
 ABSL_FLAG(int, drain_grace_ms, 500,
           "After SIGTERM: how long health reports NOT_SERVING (and new calls get UNAVAILABLE) "
@@ -87,6 +92,16 @@ int Serve() {
     return 2;
   }
 
+  const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(token_file);
+    if (!token.ok()) {
+      spdlog::critical("{}", std::string(token.status().message()));
+      return 2;
+    }
+    options.auth_token = *std::move(token);
+  }
+
   // Block the stop signals in every thread (gRPC's and TBB's inherit the
   // mask); this thread takes them synchronously with sigwait below.
   sigset_t stop_signals;
@@ -121,9 +136,11 @@ int Serve() {
 
   spdlog::info(
       "convserve_server serving on {} (port {}): compute_threads={} max_message_bytes={} "
-      "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} log_level={}",
+      "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} auth={} "
+      "log_level={}",
       listen, port, threads, options.max_message_bytes, options.max_elements, options.max_macs,
-      options.memory_budget_bytes, options.max_model_bytes, spdlog::level::to_string_view(level));
+      options.memory_budget_bytes, options.max_model_bytes,
+      options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level));
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temporary name and renamed so readers never see half a number.

@@ -9,6 +9,7 @@
 // kernel come from the shapes; --padding is valid, same, same_lower, causal,
 // P, P1,P2 or B1:E1,B2:E2.
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -27,6 +28,9 @@
 
 ABSL_FLAG(std::string, target, "localhost:50051", "Server address, host:port.");
 ABSL_FLAG(int, timeout_s, 60, "Deadline of each call, in seconds.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File whose first line is the server's bearer token (servers run with "
+          "--auth_token_file).");
 ABSL_FLAG(std::string, input_shape, "", "shape: input shape, e.g. 1,3,224,224.");
 ABSL_FLAG(std::string, weight_shape, "", "shape: weight shape, e.g. 64,3,7,7.");
 ABSL_FLAG(bool, with_bias, false, "shape: the layer has a bias.");
@@ -194,6 +198,16 @@ int main(int argc, char** argv) {
   std::unique_ptr<convserve::client::Client> client =
       convserve::client::Client::Connect(absl::GetFlag(FLAGS_target));
   client->set_timeout(std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
+  const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
+  if (!token_file.empty()) {
+    std::ifstream file(token_file);
+    std::string token;
+    if (!std::getline(file, token)) {
+      std::cerr << "convctl: --auth_token_file: cannot read a token from '" << token_file << "'\n";
+      return 2;
+    }
+    client->set_auth_token(std::string(absl::StripAsciiWhitespace(token)));
+  }
   if (command == "health") return convserve::client::Health(*client);
   if (command == "shape") return convserve::client::Shape(*client);
   if (command == "conv") return convserve::client::Conv(*client);

@@ -156,6 +156,7 @@ Client::Client(std::shared_ptr<grpc::Channel> channel)
 
 void Client::Prepare(grpc::ClientContext* context) const {
   context->set_deadline(std::chrono::system_clock::now() + timeout_);
+  if (!auth_token_.empty()) context->AddMetadata("authorization", "Bearer " + auth_token_);
 }
 
 absl::StatusOr<std::string> Client::Health(const std::string& service) {

@@ -73,6 +73,9 @@ class Client {
   // Deadline applied to every call (default 60 s).
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
+  // Bearer token sent with every call, for servers run with --auth_token_file.
+  void set_auth_token(const std::string& token) { auth_token_ = token; }
+
   // "SERVING", "NOT_SERVING", ... for `service` ("" = the whole server).
   absl::StatusOr<std::string> Health(const std::string& service = "");
 
@@ -98,6 +101,7 @@ class Client {
   std::unique_ptr<v1::ConvService::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::chrono::milliseconds timeout_{60000};
+  std::string auth_token_;
 };
 
 // The client-side mirror of the server's status mapping.

@@ -6,9 +6,11 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "server/auth.h"
 #include "server/convert.h"
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
@@ -203,6 +205,21 @@ TEST(ModelRegistryTest, AddFindReplaceRemove) {
   EXPECT_EQ(registry.Remove("a").code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(registry.Add(other, false).ok());
   EXPECT_EQ(registry.List().size(), 1u);
+}
+
+TEST(AuthTest, ChecksBearerToken) {
+  std::multimap<grpc::string_ref, grpc::string_ref> metadata;
+  EXPECT_EQ(CheckBearerToken(metadata, "abc").code(), absl::StatusCode::kUnauthenticated);
+  metadata.emplace("authorization", "Bearer abc");
+  EXPECT_TRUE(CheckBearerToken(metadata, "abc").ok());
+  EXPECT_EQ(CheckBearerToken(metadata, "abd").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(CheckBearerToken(metadata, "abcd").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(CheckBearerToken(metadata, "ab").code(), absl::StatusCode::kUnauthenticated);
+  metadata.clear();
+  metadata.emplace("authorization", "Basic abc");
+  EXPECT_THAT(std::string(CheckBearerToken(metadata, "abc").message()), HasSubstr("Bearer"));
+  EXPECT_EQ(ReadTokenFile("/nonexistent/token").status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(ModelNameTest, AcceptsOnlyPlainNames) {

@@ -251,6 +251,24 @@ def test_convctl_health_shape_conv(server, tmp_path):
     assert result.returncode != 0 and "'<f4'" in result.stderr
 
 
+def test_clis_send_the_auth_token(start_server, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("cli-token\n")
+    process = start_server("--auth_token_file=%s" % token_file, "--drain_grace_ms=0")
+    shape = ["--input_shape=1,1,9", "--weight_shape=1,1,5"]
+    result = _run([str(CONVCTL), "--target=%s" % process.target, "shape"] + shape)
+    assert result.returncode == 1 and "UNAUTHENTICATED" in result.stderr
+    result = _run([str(CONVCTL), "--target=%s" % process.target,
+                   "--auth_token_file=%s" % token_file, "shape"] + shape)
+    assert result.returncode == 0, result.stderr
+    base = [sys.executable, "-m", "convserve", "--target", process.target]
+    shape = ["shape", "--input-shape", "1,1,9", "--weight-shape", "1,1,5"]
+    result = _run(base + shape)
+    assert result.returncode == 1 and "UNAUTHENTICATED" in result.stderr
+    result = _run(base + ["--auth-token-file", str(token_file)] + shape)
+    assert result.returncode == 0, result.stderr
+
+
 def test_python_cli(server, tmp_path):
     base = [sys.executable, "-m", "convserve", "--target", server.target]
     result = _run(base + ["health"])

@@ -355,6 +355,29 @@ def test_memory_returns_to_baseline(server, client):
     assert grown < 16 * 1024, "server RSS grew by %d kB over 10 rounds" % grown
 
 
+def test_row15_auth_token(start_server, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token\n")
+    process = start_server("--auth_token_file=%s" % token_file, "--drain_grace_ms=0")
+    x = np.arange(1, 10, dtype=np.float32).reshape(1, 1, 9)
+    w = np.ones((1, 1, 5), np.float32)
+    for token in (None, "wrong-token", "s3cret-tokenX", ""):
+        with convserve.Client(process.target, timeout=30, token=token) as anonymous:
+            assert anonymous.health() == "SERVING"  # probes need no token
+            with pytest.raises(convserve.ConvServeError) as error:
+                convserve.conv1d(x, w, client=anonymous)
+            assert error.value.code == grpc.StatusCode.UNAUTHENTICATED, token
+            assert "authorization" in error.value.details
+            assert "s3cret" not in error.value.details
+    raw = grpc.insecure_channel(process.target).unary_unary("/convserve.v1.ConvService/Conv")
+    with pytest.raises(grpc.RpcError) as error:
+        raw(b"", timeout=30, metadata=(("authorization", "Basic czNjcmV0"),))
+    assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with convserve.Client(process.target, timeout=30, token="s3cret-token") as allowed:
+        assert convserve.conv1d(x, w, client=allowed).ravel().tolist() == [15, 20, 25, 30, 35]
+    assert process.lines_above_warn() == []
+
+
 def test_log_has_nothing_above_warn(server):
     assert server.lines_above_warn() == []
     assert "[warning]" in server.log()  # failures were logged, once each, at WARN

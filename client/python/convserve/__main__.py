@@ -58,6 +58,8 @@ def main(argv=None):
     parser.add_argument("--target", default=None,
                         help="server address (default $CONVSERVE_TARGET or localhost:50051)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument("--auth-token-file", default=None,
+                        help="file holding the server's bearer token (default $CONVSERVE_TOKEN)")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("health", help="print the server's serving status")
     shape = commands.add_parser("shape", help="explain a layer's shapes without computing it")
@@ -76,7 +78,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        with convserve.Client(args.target, timeout=args.timeout) as client:
+        token = None
+        if args.auth_token_file:
+            with open(args.auth_token_file) as token_file:
+                token = token_file.readline().strip()
+        with convserve.Client(args.target, timeout=args.timeout, token=token) as client:
             if args.command == "health":
                 status = client.health()
                 print(status)

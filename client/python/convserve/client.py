@@ -57,9 +57,14 @@ def from_tensor(tensor):
 class Client:
     """A connection to one ConvServe server. Thread-safe; reuse it."""
 
-    def __init__(self, target=None, timeout=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES):
+    def __init__(self, target=None, timeout=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+                 token=None):
+        """token: the server's bearer token when it runs with --auth_token_file
+        (default $CONVSERVE_TOKEN, or none)."""
         self.target = target or os.environ.get("CONVSERVE_TARGET", DEFAULT_TARGET)
         self.timeout = timeout
+        token = token if token is not None else os.environ.get("CONVSERVE_TOKEN")
+        self._metadata = (("authorization", "Bearer " + token),) if token else None
         self._channel = grpc.insecure_channel(self.target, options=[
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -85,7 +90,8 @@ class Client:
 
     def _call(self, method, request, timeout=None):
         try:
-            return method(request, timeout=timeout if timeout is not None else self.timeout)
+            return method(request, timeout=timeout if timeout is not None else self.timeout,
+                          metadata=self._metadata)
         except grpc.RpcError as error:
             raise ConvServeError(error.code(), error.details()) from None
 

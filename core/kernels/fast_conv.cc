@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "core/kernels/micro_kernels.h"
 #include "core/reference_conv.h"
 #include "tbb/blocked_range.h"
@@ -35,6 +36,10 @@ constexpr int64_t kMaxBlockChannels = 512;
 // Work items per thread the GEMM path aims for, so that uneven items still
 // balance across threads.
 constexpr int64_t kItemsPerThread = 4;
+
+// Scratch memory one Run() may allocate beyond a copy of its input (see
+// FastConvOperator::ScratchBytes()); larger geometries are refused.
+constexpr int64_t kMaxScratchBytes = int64_t{256} << 20;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -239,6 +244,12 @@ class FastConvOperator final : public ConvOperator {
       RunPointwise(g, input, output);
       return absl::OkStatus();
     }
+    if (const int64_t scratch = ScratchBytes(g); scratch > kMaxScratchBytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "layer: the kernels would need ", scratch, " bytes of scratch memory for this geometry "
+          "(kernel or output extents far beyond the input's), above the limit of ",
+          kMaxScratchBytes, " bytes"));
+    }
     const InputView view = PrepareInput(g, input, &storage);
     if (depthwise_) {
       RunDepthwise(g, view, output);
@@ -434,6 +445,36 @@ class FastConvOperator final : public ConvOperator {
         });
   }
 
+  // Whether PrepareInput() may write the W padding into its copy of the
+  // input: only while the padding is no wider than the row itself, so that
+  // the copy stays within twice the input whatever the pads (wider padding is
+  // left to the indirection's zero rows and index maps).
+  static bool PaddingFitsInCopy(const ConvGeometry& g) {
+    return g.pad_begin[2] + g.pad_end[2] <= g.input[2];
+  }
+
+  // An upper bound of the scratch memory Run() allocates beyond a reordered
+  // copy of the input itself (which the caller already budgets as input): the
+  // per-axis tap tables, zero rows, the copy's W padding and, per thread, the
+  // indirection and output blocks. It grows with kernel and output extents,
+  // not only with the tensors, so Run() refuses geometries where it is large.
+  int64_t ScratchBytes(const ConvGeometry& g) const {
+    constexpr int64_t kPointer = sizeof(void*), kFloat = sizeof(float);
+    const int64_t threads = tbb::this_task_arena::max_concurrency();
+    const int64_t pad_w = g.pad_begin[2] + g.pad_end[2];
+    const int64_t row_pixels = g.input[2] + (PaddingFitsInCopy(g) ? pad_w : 0);
+    int64_t bytes = 0;
+    for (int a = 0; a < 3; ++a) bytes += 2 * kPointer * g.output[a] * g.kernel[a];
+    if (PaddingFitsInCopy(g)) {
+      bytes += kFloat * g.batch * g.input[0] * g.input[1] * pad_w * g.in_channels;
+    }
+    bytes += kFloat * (row_pixels + g.kernel[2]) * g.in_channels + 64;  // zero rows
+    const int64_t pixels = std::max(kPixelBlock + 32, kDepthwisePixelBlock);
+    const int64_t per_thread = kPointer * pixels * taps_ +
+                               kFloat * pixels * std::max(kMaxBlockChannels, g.in_channels);
+    return bytes + threads * per_thread;
+  }
+
   // Channels-last input is read in place unless its W padding or its
   // groups are worth materialising (few channels per group: merging the Kw
   // taps into K lengthens the micro-kernel's inner loop several-fold).
@@ -449,7 +490,8 @@ class FastConvOperator final : public ConvOperator {
     const int64_t row_pixels = width + pad_w;
     const int64_t spatial = g.input_spatial_size();
     const bool channels_last = g.data_layout == DataLayout::kChannelsLast;
-    const bool mergeable = !depthwise_ && g.dilation[2] == 1 && in_per_group_ < 32;
+    const bool fits = PaddingFitsInCopy(g);
+    const bool mergeable = !depthwise_ && g.dilation[2] == 1 && in_per_group_ < 32 && fits;
     const bool group_major = mergeable && groups_ > 1 && g.kernel[2] > 1;
     const bool pad_worth_copy = mergeable && groups_ == 1;
     if (channels_last && !group_major && (pad_w == 0 || !pad_worth_copy)) {
@@ -457,9 +499,10 @@ class FastConvOperator final : public ConvOperator {
     }
 
     // Every element is written below: no zero-fill.
-    storage->reset(new float[static_cast<size_t>(rows * row_pixels * channels)]);
+    const int64_t copy_pixels = fits ? row_pixels : width;
+    storage->reset(new float[static_cast<size_t>(rows * copy_pixels * channels)]);
     float* dst = storage->get();
-    const int64_t image_floats = plane_rows * row_pixels * channels;
+    const int64_t image_floats = plane_rows * copy_pixels * channels;
     if (group_major) {
       const int64_t per_group = in_per_group_;
       const int64_t group_floats = plane_rows * row_pixels * per_group;
@@ -501,8 +544,9 @@ class FastConvOperator final : public ConvOperator {
       });
       return {dst, row_pixels, true, false, channels, in_per_group_, image_floats};
     }
-    if (pad_w == 0) {
-      // One (C x S) transpose per image, split over pixel ranges.
+    if (pad_w == 0 || !fits) {
+      // One (C x S) transpose per image, split over pixel ranges; W padding,
+      // if any, is left to the indirection.
       constexpr int64_t kPixels = 64;
       const int64_t chunks = CeilDiv(spatial, kPixels);
       tbb::parallel_for(tbb::blocked_range<int64_t>(0, g.batch * chunks), [&](const auto& range) {

@@ -63,3 +63,53 @@ TEST(ConvOperatorTest, RunChecksTheInputAgainstTheShape) {
 
 }  // namespace
 }  // namespace convserve
+
+namespace convserve {
+namespace {
+
+// Padding far wider than the input must not make any path allocate in
+// proportion to the padding (a request of a few bytes could ask for GiBs).
+TEST(ConvOperatorTest, PaddingFarWiderThanTheInputStaysCheap) {
+  ConvSpec spec;
+  spec.spatial_rank = 1;
+  spec.in_channels = spec.out_channels = 1;
+  spec.kernel = {1};
+  spec.stride = {int64_t{1} << 19};
+  spec.pad_begin = spec.pad_end = {int64_t{1} << 20};
+  const std::vector<float> weight = {2.0f}, bias = {0.5f}, input = {3.0f};
+  for (KernelPath path : {KernelPath::kAuto, KernelPath::kReference}) {
+    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+        ConvOperator::Create(spec, weight, bias, path);
+    ASSERT_TRUE(op.ok()) << op.status();
+    std::vector<float> output;
+    std::vector<int64_t> shape;
+    ASSERT_TRUE((*op)->Run({1, 1, 1}, input, &output, &shape).ok());
+    // Windows at padded cells 0, 2^19, 2^20 (the input cell), 3 * 2^19, 2^21.
+    EXPECT_THAT(output, ::testing::ElementsAre(0.5f, 0.5f, 6.5f, 0.5f, 0.5f));
+  }
+}
+
+// Scratch that grows with kernel and output extents (not with the tensors)
+// is bounded: past the limit the fast path refuses instead of allocating.
+TEST(ConvOperatorTest, GeometryNeedingHugeScratchIsRefusedNotAllocated) {
+  ConvSpec spec;
+  spec.spatial_rank = 1;
+  spec.in_channels = spec.out_channels = 2;
+  spec.kernel = {int64_t{1} << 12};
+  spec.dilation = {1};
+  spec.pad_begin = spec.pad_end = {int64_t{1} << 16};
+  spec.bias = false;
+  const std::vector<float> weight(size_t{2} * 2 << 12, 1.0f), input(2, 1.0f);
+  absl::StatusOr<std::unique_ptr<ConvOperator>> op = ConvOperator::Create(spec, weight, {});
+  ASSERT_TRUE(op.ok()) << op.status();
+  std::vector<float> output;
+  absl::Status status = (*op)->Run({1, 2, 1}, input, &output, nullptr);
+  if ((*op)->KernelName(*ResolveGeometry(spec, {1, 2, 1})) == "f32-conv-reference-scalar") {
+    GTEST_SKIP() << "no fast path on this CPU";
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted) << status;
+  EXPECT_THAT(status.message(), HasSubstr("bytes of scratch memory"));
+}
+
+}  // namespace
+}  // namespace convserve

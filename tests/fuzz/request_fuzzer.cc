@@ -155,7 +155,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
         *spec, weight->values, spec->bias ? bias->values : absl::Span<const float>(), path);
     if (!op.ok()) __builtin_trap();  // every part was checked above
     std::vector<float> output(static_cast<size_t>(g.output_elements()));
-    if (!(*op)->Run(g, input->values.data(), output.data()).ok()) __builtin_trap();
+    // The one refusal left at run time: scratch beyond the kernels' bound.
+    const absl::Status run = (*op)->Run(g, input->values.data(), output.data());
+    if (!run.ok() && run.code() != absl::StatusCode::kResourceExhausted) __builtin_trap();
   }
   return 0;
 }

@@ -83,14 +83,16 @@ bool ParseOptions(int argc, char** argv, Options* options) {
       for (size_t start = 0; start < value.size();) {
         size_t end = value.find(',', start);
         if (end == std::string::npos) end = value.size();
-        options->threads.push_back(std::max(1, std::atoi(value.substr(start, end - start).c_str())));
+        options->threads.push_back(
+            std::max(1, std::atoi(value.substr(start, end - start).c_str())));
         start = end + 1;
       }
     } else {
-      std::fprintf(stderr,
-                   "unknown flag %s\nusage: conv_bench [--layers FILE] [--json FILE] "
-                   "[--filter SUBSTRING] [--reps N] [--threads 1,2] [--min-ms MS] [--onednn-isa all|avx2]\n",
-                   flag.c_str());
+      std::fprintf(
+          stderr,
+          "unknown flag %s\nusage: conv_bench [--layers FILE] [--json FILE] "
+          "[--filter SUBSTRING] [--reps N] [--threads 1,2] [--min-ms MS] [--onednn-isa all|avx2]\n",
+          flag.c_str());
       return false;
     }
   }
@@ -306,11 +308,11 @@ int Main(int argc, char** argv) {
   std::printf("%%peak below is against the %s peak\n", zmm ? "zmm" : "ymm");
   for (int threads : options.threads) {
     // Threads that do not scale the FMA loop do not have their own cores.
-    if (threads > 1 && options.threads.front() == 1 &&
-        peak[threads] < 0.8 * threads * peak[1]) {
-      std::printf("WARNING: %d threads reach only %.1fx the 1-thread FMA peak: the machine is "
-                  "busy, %d-thread figures are unreliable\n",
-                  threads, peak[threads] / peak[1], threads);
+    if (threads > 1 && options.threads.front() == 1 && peak[threads] < 0.8 * threads * peak[1]) {
+      std::printf(
+          "WARNING: %d threads reach only %.1fx the 1-thread FMA peak: the machine is "
+          "busy, %d-thread figures are unreliable\n",
+          threads, peak[threads] / peak[1], threads);
     }
   }
   std::printf("\n%-18s %-14s %3s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
@@ -371,8 +373,8 @@ int Main(int argc, char** argv) {
         // schedule stalls on a descheduled thread, TBB's work stealing does
         // not). Busy rows are retried, then kept but marked.
         auto quiet = [&] {
-          const double full_speed = std::max(peak[threads], threads * peak[options.threads.front()] /
-                                                                 options.threads.front());
+          const double full_speed = std::max(
+              peak[threads], threads * peak[options.threads.front()] / options.threads.front());
           return MeasurePeakGflops(threads, zmm, 2'000'000, 1) >= kQuietShare * full_speed;
         };
         double ours_s = 0, theirs_s = 0;
@@ -406,10 +408,10 @@ int Main(int argc, char** argv) {
         row.kernel = (*op)->KernelName(g);
         row.onednn_impl = onednn.Implementation();
         row.busy = busy;
-        std::printf("%-18s %-14s %3d %10.1f %10.1f %6.2f %6.1f%%  %-26s %s%s\n",
-                    row.name.c_str(), row.layout.c_str(), threads, row.convserve_gflops,
-                    row.onednn_gflops, row.ratio, 100.0 * row.peak_fraction, row.kernel.c_str(),
-                    row.onednn_impl.c_str(), row.busy ? "  (BUSY MACHINE)" : "");
+        std::printf("%-18s %-14s %3d %10.1f %10.1f %6.2f %6.1f%%  %-26s %s%s\n", row.name.c_str(),
+                    row.layout.c_str(), threads, row.convserve_gflops, row.onednn_gflops, row.ratio,
+                    100.0 * row.peak_fraction, row.kernel.c_str(), row.onednn_impl.c_str(),
+                    row.busy ? "  (BUSY MACHINE)" : "");
         std::fflush(stdout);
         rows.push_back(row);
       }

@@ -156,9 +156,9 @@ absl::StatusOr<std::vector<BenchLayer>> ReadLayerSet(const std::string& path) {
       const char* key;
       int64_t* field;
       int64_t fallback;
-    } scalars[] = {{"n", &layer.batch, 1},       {"c", &layer.in_channels, -1},
+    } scalars[] = {{"n", &layer.batch, 1},         {"c", &layer.in_channels, -1},
                    {"k", &layer.out_channels, -1}, {"stride", &layer.stride, 1},
-                   {"pad", &layer.pad, 0},        {"dilation", &layer.dilation, 1},
+                   {"pad", &layer.pad, 0},         {"dilation", &layer.dilation, 1},
                    {"groups", &layer.groups, 1}};
     for (const auto& scalar : scalars) {
       absl::StatusOr<int64_t> v = Integer(item, scalar.key, scalar.fallback);

@@ -38,9 +38,7 @@ struct RowTaps {
   size_t pixel_step;
   size_t tap_step;
   size_t offset;  // pixel_step * (pixels already done)
-  const float* RowBase(size_t x, size_t r) const {
-    return row_inputs[r] + offset + x * pixel_step;
-  }
+  const float* RowBase(size_t x, size_t r) const { return row_inputs[r] + offset + x * pixel_step; }
   RowTaps Advance(size_t pixels) const {
     return {row_inputs, rows, kw, pixel_step, tap_step, offset + pixels * pixel_step};
   }
@@ -49,8 +47,8 @@ struct RowTaps {
 // PX pixels x NV * 8 channels starting at `ch`. KW > 0 fixes the kw loop's
 // trip count at compile time (the common 3-wide kernels), 0 reads in.kw.
 template <int PX, int NV, int KW, typename Taps>
-inline void DwconvTile(const Taps& in, size_t ch, size_t channels_padded, const float* packed, float* out, size_t out_stride, __m256 vlo,
-                       __m256 vhi) {
+inline void DwconvTile(const Taps& in, size_t ch, size_t channels_padded, const float* packed,
+                       float* out, size_t out_stride, __m256 vlo, __m256 vhi) {
   __m256 acc[PX][NV];
 #pragma GCC unroll 4
   for (int j = 0; j < NV; ++j) {

@@ -38,9 +38,8 @@ void f32_igemm_6x16_avx2_fma(size_t mr, size_t nc, size_t taps, size_t kc,
                              size_t a_offset, const float* zero, const float* packed, float* c,
                              size_t c_stride, float lo, float hi) {
   assert(mr >= 1 && mr <= 6 && nc >= 1 && nc <= 16);
-  IgemmTiles<Ymm, 2, 1, 2, 3, 4, 5, 6>::kByRows[mr](nc, taps, kc, indirection,
-                                                    indirection_stride, a_offset, zero, packed, c,
-                                                    c_stride, lo, hi);
+  IgemmTiles<Ymm, 2, 1, 2, 3, 4, 5, 6>::kByRows[mr](nc, taps, kc, indirection, indirection_stride,
+                                                    a_offset, zero, packed, c, c_stride, lo, hi);
 }
 
 void f32_igemm_12x8_avx2_fma(size_t mr, size_t nc, size_t taps, size_t kc,

@@ -31,9 +31,7 @@ struct Zmm {
   static Reg LoadFirst(const float* p, size_t lanes) {
     return _mm512_maskz_loadu_ps(FirstLanes(lanes), p);
   }
-  static __mmask16 FirstLanes(size_t lanes) {
-    return static_cast<__mmask16>((1u << lanes) - 1u);
-  }
+  static __mmask16 FirstLanes(size_t lanes) { return static_cast<__mmask16>((1u << lanes) - 1u); }
 };
 
 }  // namespace
@@ -43,9 +41,8 @@ void f32_igemm_8x32_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
                             size_t a_offset, const float* zero, const float* packed, float* c,
                             size_t c_stride, float lo, float hi) {
   assert(mr >= 1 && mr <= 8 && nc >= 1 && nc <= 32);
-  IgemmTiles<Zmm, 2, 1, 2, 3, 4, 5, 6, 7, 8>::kByRows[mr](nc, taps, kc, indirection,
-                                                          indirection_stride, a_offset, zero,
-                                                          packed, c, c_stride, lo, hi);
+  IgemmTiles<Zmm, 2, 1, 2, 3, 4, 5, 6, 7, 8>::kByRows[mr](
+      nc, taps, kc, indirection, indirection_stride, a_offset, zero, packed, c, c_stride, lo, hi);
 }
 
 void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,

@@ -119,10 +119,9 @@ std::vector<int64_t> AxisSources(const ConvGeometry& g, int axis, bool materiali
   for (int64_t o = 0; o < out; ++o) {
     for (int64_t k = 0; k < kernel; ++k) {
       const int64_t padded = o * g.stride[axis] + k * g.dilation[axis];
-      sources[o * kernel + k] = materialised
-                                    ? padded
-                                    : SourceIndex(g.padding_mode, padded - g.pad_begin[axis],
-                                                  g.input[axis]);
+      sources[o * kernel + k] =
+          materialised ? padded
+                       : SourceIndex(g.padding_mode, padded - g.pad_begin[axis], g.input[axis]);
     }
   }
   return sources;
@@ -245,10 +244,11 @@ class FastConvOperator final : public ConvOperator {
       return absl::OkStatus();
     }
     if (const int64_t scratch = ScratchBytes(g); scratch > kMaxScratchBytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "layer: the kernels would need ", scratch, " bytes of scratch memory for this geometry "
-          "(kernel or output extents far beyond the input's), above the limit of ",
-          kMaxScratchBytes, " bytes"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("layer: the kernels would need ", scratch,
+                       " bytes of scratch memory for this geometry "
+                       "(kernel or output extents far beyond the input's), above the limit of ",
+                       kMaxScratchBytes, " bytes"));
     }
     const InputView view = PrepareInput(g, input, &storage);
     if (depthwise_) {
@@ -274,8 +274,8 @@ class FastConvOperator final : public ConvOperator {
   // [tap][input channel][nr_] weights. Taps run kd, kh, kw with kw innermost,
   // so with one group the Kw taps of a pixel and its channels form one
   // contiguous K run, matching a materialised row.
-  void PackGemm(const ConvSpec& spec, absl::Span<const float> weight,
-                absl::Span<const float> bias, Isa isa) {
+  void PackGemm(const ConvSpec& spec, absl::Span<const float> weight, absl::Span<const float> bias,
+                Isa isa) {
     // Narrow groups fill 8 lanes at most: the 12x8 ymm tile wastes no lanes
     // and keeps 12 chains in flight on either ISA.
     if (out_per_group_ <= 8) {
@@ -384,65 +384,64 @@ class FastConvOperator final : public ConvOperator {
     splits = CeilDiv(channel_blocks, chunk);
     const bool strided = g.stride[0] != 1 || g.stride[1] != 1 || g.stride[2] != 1;
     const int64_t in_spatial = g.input_spatial_size();
-    tbb::parallel_for(
-        tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
-          Workspace& workspace = ThreadWorkspace();
-          for (int64_t item = range.begin(); item < range.end(); ++item) {
-            const int64_t n = item / (pixel_chunks * splits);
-            const int64_t p0 = item / splits % pixel_chunks * pixels_per_item;
-            const int64_t p1 = std::min(spatial, p0 + pixels_per_item);
-            const int64_t ob0 = item % splits * chunk;
-            const int64_t ob1 = std::min(channel_blocks, ob0 + chunk);
-            // b(ic, p) = image[ic * b_stride + p]: the input rows, or the panel.
-            const float* image = input + n * channels * in_spatial;
-            int64_t b_stride = in_spatial;
-            int64_t b_origin = 0;  // Pixel at image[0] (the panel starts at p0).
-            if (strided) {
-              const int64_t count = p1 - p0;
-              workspace.block.resize(static_cast<size_t>(channels * count));
-              float* panel = workspace.block.data();
-              // Source offsets once per pixel, then channel by channel so
-              // that reads walk along input rows.
-              workspace.offsets.resize(static_cast<size_t>(count));
-              int64_t* offsets = workspace.offsets.data();
-              for (int64_t q = 0; q < count; ++q) {
-                const int64_t p = p0 + q;
-                const int64_t ow = p % g.output[2];
-                const int64_t oh = p / g.output[2] % g.output[1];
-                const int64_t od = p / (g.output[2] * g.output[1]);
-                offsets[q] = (od * g.stride[0] * g.input[1] + oh * g.stride[1]) * g.input[2] +
-                             ow * g.stride[2];
-              }
-              for (int64_t ic = 0; ic < channels; ++ic) {
-                const float* source = image + ic * in_spatial;
-                float* target = panel + ic * count;
-                for (int64_t q = 0; q < count; ++q) target[q] = source[offsets[q]];
-              }
-              image = panel;
-              b_stride = count;
-              b_origin = p0;
-            }
-            for (int64_t ob = ob0; ob < ob1; ++ob) {
-              const float* packed = pointwise_packed_.data() + ob * pointwise_block_floats_;
-              const int64_t oc0 = ob * pointwise_mr_;
-              const int64_t mr = std::min(pointwise_mr_, out_channels - oc0);
-              for (int64_t p = p0; p < p1; p += pointwise_nr_) {
-                const int64_t nc = std::min(pointwise_nr_, p1 - p);
-                float* c = output + (n * out_channels + oc0) * spatial + p;
-                pointwise_(mr, nc, channels, packed + pointwise_mr_, packed, image + (p - b_origin), b_stride,
-                           c, spatial, epilogue.lo, epilogue.hi);
-                if (epilogue.per_element) {
-                  for (int64_t i = 0; i < mr; ++i) {
-                    for (int64_t j = 0; j < nc; ++j) {
-                      float& v = c[i * spatial + j];
-                      v = ApplyActivation(g.activation, g.activation_alpha, v);
-                    }
-                  }
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
+      Workspace& workspace = ThreadWorkspace();
+      for (int64_t item = range.begin(); item < range.end(); ++item) {
+        const int64_t n = item / (pixel_chunks * splits);
+        const int64_t p0 = item / splits % pixel_chunks * pixels_per_item;
+        const int64_t p1 = std::min(spatial, p0 + pixels_per_item);
+        const int64_t ob0 = item % splits * chunk;
+        const int64_t ob1 = std::min(channel_blocks, ob0 + chunk);
+        // b(ic, p) = image[ic * b_stride + p]: the input rows, or the panel.
+        const float* image = input + n * channels * in_spatial;
+        int64_t b_stride = in_spatial;
+        int64_t b_origin = 0;  // Pixel at image[0] (the panel starts at p0).
+        if (strided) {
+          const int64_t count = p1 - p0;
+          workspace.block.resize(static_cast<size_t>(channels * count));
+          float* panel = workspace.block.data();
+          // Source offsets once per pixel, then channel by channel so
+          // that reads walk along input rows.
+          workspace.offsets.resize(static_cast<size_t>(count));
+          int64_t* offsets = workspace.offsets.data();
+          for (int64_t q = 0; q < count; ++q) {
+            const int64_t p = p0 + q;
+            const int64_t ow = p % g.output[2];
+            const int64_t oh = p / g.output[2] % g.output[1];
+            const int64_t od = p / (g.output[2] * g.output[1]);
+            offsets[q] =
+                (od * g.stride[0] * g.input[1] + oh * g.stride[1]) * g.input[2] + ow * g.stride[2];
+          }
+          for (int64_t ic = 0; ic < channels; ++ic) {
+            const float* source = image + ic * in_spatial;
+            float* target = panel + ic * count;
+            for (int64_t q = 0; q < count; ++q) target[q] = source[offsets[q]];
+          }
+          image = panel;
+          b_stride = count;
+          b_origin = p0;
+        }
+        for (int64_t ob = ob0; ob < ob1; ++ob) {
+          const float* packed = pointwise_packed_.data() + ob * pointwise_block_floats_;
+          const int64_t oc0 = ob * pointwise_mr_;
+          const int64_t mr = std::min(pointwise_mr_, out_channels - oc0);
+          for (int64_t p = p0; p < p1; p += pointwise_nr_) {
+            const int64_t nc = std::min(pointwise_nr_, p1 - p);
+            float* c = output + (n * out_channels + oc0) * spatial + p;
+            pointwise_(mr, nc, channels, packed + pointwise_mr_, packed, image + (p - b_origin),
+                       b_stride, c, spatial, epilogue.lo, epilogue.hi);
+            if (epilogue.per_element) {
+              for (int64_t i = 0; i < mr; ++i) {
+                for (int64_t j = 0; j < nc; ++j) {
+                  float& v = c[i * spatial + j];
+                  v = ApplyActivation(g.activation, g.activation_alpha, v);
                 }
               }
             }
           }
-        });
+        }
+      }
+    });
   }
 
   // Whether PrepareInput() may write the W padding into its copy of the
@@ -470,8 +469,8 @@ class FastConvOperator final : public ConvOperator {
     }
     bytes += kFloat * (row_pixels + g.kernel[2]) * g.in_channels + 64;  // zero rows
     const int64_t pixels = std::max(kPixelBlock + 32, kDepthwisePixelBlock);
-    const int64_t per_thread = kPointer * pixels * taps_ +
-                               kFloat * pixels * std::max(kMaxBlockChannels, g.in_channels);
+    const int64_t per_thread =
+        kPointer * pixels * taps_ + kFloat * pixels * std::max(kMaxBlockChannels, g.in_channels);
     return bytes + threads * per_thread;
   }
 
@@ -507,30 +506,29 @@ class FastConvOperator final : public ConvOperator {
       const int64_t per_group = in_per_group_;
       const int64_t group_floats = plane_rows * row_pixels * per_group;
       // Row r of the copy is (image, group, plane row).
-      tbb::parallel_for(
-          tbb::blocked_range<int64_t>(0, rows * groups_), [&](const auto& range) {
-            for (int64_t r = range.begin(); r < range.end(); ++r) {
-              const int64_t n = r / (groups_ * plane_rows);
-              const int64_t group = r / plane_rows % groups_;
-              const int64_t plane_row = r % plane_rows;
-              float* row = dst + r * row_pixels * per_group;
-              float* interior = row + g.pad_begin[2] * per_group;
-              if (channels_last) {
-                const float* source =
-                    input + (n * plane_rows + plane_row) * width * channels + group * per_group;
-                for (int64_t w = 0; w < width; ++w) {
-                  std::memcpy(interior + w * per_group, source + w * channels,
-                              sizeof(float) * static_cast<size_t>(per_group));
-                }
-              } else {
-                f32_transpose_8x8_avx2(
-                    per_group, width,
-                    input + (n * channels + group * per_group) * spatial + plane_row * width,
-                    spatial, interior, per_group);
-              }
-              FillRowPadding(g, per_group, row);
+      tbb::parallel_for(tbb::blocked_range<int64_t>(0, rows * groups_), [&](const auto& range) {
+        for (int64_t r = range.begin(); r < range.end(); ++r) {
+          const int64_t n = r / (groups_ * plane_rows);
+          const int64_t group = r / plane_rows % groups_;
+          const int64_t plane_row = r % plane_rows;
+          float* row = dst + r * row_pixels * per_group;
+          float* interior = row + g.pad_begin[2] * per_group;
+          if (channels_last) {
+            const float* source =
+                input + (n * plane_rows + plane_row) * width * channels + group * per_group;
+            for (int64_t w = 0; w < width; ++w) {
+              std::memcpy(interior + w * per_group, source + w * channels,
+                          sizeof(float) * static_cast<size_t>(per_group));
             }
-          });
+          } else {
+            f32_transpose_8x8_avx2(
+                per_group, width,
+                input + (n * channels + group * per_group) * spatial + plane_row * width, spatial,
+                interior, per_group);
+          }
+          FillRowPadding(g, per_group, row);
+        }
+      });
       return {dst, row_pixels, true, true, per_group, group_floats, image_floats};
     }
     if (channels_last) {
@@ -565,9 +563,8 @@ class FastConvOperator final : public ConvOperator {
         const int64_t n = r / plane_rows;
         const int64_t plane_row = r % plane_rows;
         float* row = dst + r * row_pixels * channels;
-        f32_transpose_8x8_avx2(channels, width,
-                               input + n * channels * spatial + plane_row * width, spatial,
-                               row + g.pad_begin[2] * channels, channels);
+        f32_transpose_8x8_avx2(channels, width, input + n * channels * spatial + plane_row * width,
+                               spatial, row + g.pad_begin[2] * channels, channels);
         FillRowPadding(g, channels, row);
       }
     });
@@ -615,65 +612,64 @@ class FastConvOperator final : public ConvOperator {
              std::min(out_per_group_, (block + 1) * nr_);
     };
 
-    tbb::parallel_for(
-        tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
-          Workspace& workspace = ThreadWorkspace();
-          for (int64_t item = range.begin(); item < range.end(); ++item) {
-            const int64_t n = item / (pixel_blocks * splits);
-            const int64_t p0 = (item / splits % pixel_blocks) * pixel_block;
-            const int64_t p1 = std::min(out_spatial, p0 + pixel_block);
-            const int64_t cb0 = item % splits * chunk;
-            const int64_t cb1 = std::min(column_blocks, cb0 + chunk);
-            const int64_t tiles = CeilDiv(p1 - p0, mr_);
+    tbb::parallel_for(tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
+      Workspace& workspace = ThreadWorkspace();
+      for (int64_t item = range.begin(); item < range.end(); ++item) {
+        const int64_t n = item / (pixel_blocks * splits);
+        const int64_t p0 = (item / splits % pixel_blocks) * pixel_block;
+        const int64_t p1 = std::min(out_spatial, p0 + pixel_block);
+        const int64_t cb0 = item % splits * chunk;
+        const int64_t cb1 = std::min(column_blocks, cb0 + chunk);
+        const int64_t tiles = CeilDiv(p1 - p0, mr_);
 
-            workspace.indirection.resize(static_cast<size_t>(tiles * taps * mr_));
-            const float** indirection = workspace.indirection.data();
-            sources.Fill(n, p0, p1, mr_, indirection);
+        workspace.indirection.resize(static_cast<size_t>(tiles * taps * mr_));
+        const float** indirection = workspace.indirection.data();
+        sources.Fill(n, p0, p1, mr_, indirection);
 
-            const int64_t oc_begin = first_channel(cb0);
-            const int64_t oc_end = end_channel(cb1 - 1);
-            float* block = nullptr;
-            const int64_t block_stride = oc_end - oc_begin;
+        const int64_t oc_begin = first_channel(cb0);
+        const int64_t oc_end = end_channel(cb1 - 1);
+        float* block = nullptr;
+        const int64_t block_stride = oc_end - oc_begin;
+        if (channels_first) {
+          workspace.block.resize(static_cast<size_t>((p1 - p0) * block_stride));
+          block = workspace.block.data();
+        }
+        for (int64_t cb = cb0; cb < cb1; ++cb) {
+          const int64_t oc0 = first_channel(cb);
+          const int64_t nc = end_channel(cb) - oc0;
+          const float* packed = packed_.data() + cb * block_floats_;
+          const int64_t a_offset = cb / blocks_per_group_ * view.group_floats;
+          for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int64_t p = p0 + tile * mr_;
+            const int64_t mr = std::min(mr_, p1 - p);
+            float* c;
+            int64_t c_stride;
             if (channels_first) {
-              workspace.block.resize(static_cast<size_t>((p1 - p0) * block_stride));
-              block = workspace.block.data();
+              c = block + (p - p0) * block_stride + (oc0 - oc_begin);
+              c_stride = block_stride;
+            } else {
+              c = output + (n * out_spatial + p) * out_channels + oc0;
+              c_stride = out_channels;
             }
-            for (int64_t cb = cb0; cb < cb1; ++cb) {
-              const int64_t oc0 = first_channel(cb);
-              const int64_t nc = end_channel(cb) - oc0;
-              const float* packed = packed_.data() + cb * block_floats_;
-              const int64_t a_offset = cb / blocks_per_group_ * view.group_floats;
-              for (int64_t tile = 0; tile < tiles; ++tile) {
-                const int64_t p = p0 + tile * mr_;
-                const int64_t mr = std::min(mr_, p1 - p);
-                float* c;
-                int64_t c_stride;
-                if (channels_first) {
-                  c = block + (p - p0) * block_stride + (oc0 - oc_begin);
-                  c_stride = block_stride;
-                } else {
-                  c = output + (n * out_spatial + p) * out_channels + oc0;
-                  c_stride = out_channels;
-                }
-                igemm_(mr, nc, taps, kc, indirection + tile * taps * mr_, mr_, a_offset,
-                       zero.data(), packed, c, c_stride, epilogue.lo, epilogue.hi);
-                if (epilogue.per_element) {
-                  for (int64_t i = 0; i < mr; ++i) {
-                    for (int64_t j = 0; j < nc; ++j) {
-                      float& v = c[i * c_stride + j];
-                      v = ApplyActivation(g.activation, g.activation_alpha, v);
-                    }
-                  }
+            igemm_(mr, nc, taps, kc, indirection + tile * taps * mr_, mr_, a_offset, zero.data(),
+                   packed, c, c_stride, epilogue.lo, epilogue.hi);
+            if (epilogue.per_element) {
+              for (int64_t i = 0; i < mr; ++i) {
+                for (int64_t j = 0; j < nc; ++j) {
+                  float& v = c[i * c_stride + j];
+                  v = ApplyActivation(g.activation, g.activation_alpha, v);
                 }
               }
             }
-            if (channels_first) {
-              f32_transpose_8x8_avx2(p1 - p0, block_stride, block, block_stride,
-                                     output + (n * out_channels + oc_begin) * out_spatial + p0,
-                                     out_spatial);
-            }
           }
-        });
+        }
+        if (channels_first) {
+          f32_transpose_8x8_avx2(p1 - p0, block_stride, block, block_stride,
+                                 output + (n * out_channels + oc_begin) * out_spatial + p0,
+                                 out_spatial);
+        }
+      }
+    });
   }
 
   // Work items are runs of up to kDepthwisePixelBlock output pixels of one
@@ -734,8 +730,9 @@ class FastConvOperator final : public ConvOperator {
               out = output + (n * out_spatial + p_row) * channels;
             }
             // Border columns through the indirection buffer.
-            for (const auto& [b0, b1] : {std::pair<int64_t, int64_t>{c0, std::min(c1, interior_begin)},
-                                         {std::max(c0, interior_end), c1}}) {
+            for (const auto& [b0, b1] :
+                 {std::pair<int64_t, int64_t>{c0, std::min(c1, interior_begin)},
+                  {std::max(c0, interior_end), c1}}) {
               if (b0 >= b1) continue;
               workspace.indirection.resize(static_cast<size_t>((b1 - b0) * taps_));
               sources.Fill(n, p_row + b0, p_row + b1, 1, workspace.indirection.data());
@@ -757,11 +754,10 @@ class FastConvOperator final : public ConvOperator {
                   row_inputs[kd * g.kernel[1] + kh] = input_row + column * channels;
                 }
               }
-              f32_dwconv_rows_nhwc_avx2_fma(i1 - i0, channels, row_taps, kernel_w,
-                                            row_inputs.data(), stride_w * channels,
-                                            dilation_w * channels, packed_.data(),
-                                            out + i0 * channels, channels, epilogue.lo,
-                                            epilogue.hi);
+              f32_dwconv_rows_nhwc_avx2_fma(
+                  i1 - i0, channels, row_taps, kernel_w, row_inputs.data(), stride_w * channels,
+                  dilation_w * channels, packed_.data(), out + i0 * channels, channels, epilogue.lo,
+                  epilogue.hi);
             }
             if (epilogue.per_element) {
               for (int64_t i = c0 * channels; i < c1 * channels; ++i) {
@@ -770,8 +766,7 @@ class FastConvOperator final : public ConvOperator {
             }
             if (channels_first) {
               f32_transpose_8x8_avx2(c1 - c0, channels, out + c0 * channels, channels,
-                                     output + n * channels * out_spatial + p_row + c0,
-                                     out_spatial);
+                                     output + n * channels * out_spatial + p_row + c0, out_spatial);
             }
           }
         });
@@ -802,9 +797,7 @@ class FastConvOperator final : public ConvOperator {
 
 }  // namespace
 
-bool CpuHasAvx2Fma() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
+bool CpuHasAvx2Fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 
 bool CpuSupports(Isa isa) {
   switch (isa) {

@@ -59,7 +59,8 @@ void IgemmTile(size_t nc, size_t taps, size_t kc, const float* const* indirectio
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
 #pragma GCC unroll 4
-      for (int j = 0; j < NV; ++j) V::Store(c + i * c_stride + kLanes * j, V::Clamp(acc[i][j], vlo, vhi));
+      for (int j = 0; j < NV; ++j)
+        V::Store(c + i * c_stride + kLanes * j, V::Clamp(acc[i][j], vlo, vhi));
     }
     return;
   }

@@ -5,6 +5,8 @@
 // Tolerance: |y - ref| <= 1e-5 * S + 1e-6, where S is the reference run on
 // |x|, |w|, |b| without activation (the size of the sum whose rounding is
 // being bounded), times the activation's largest slope.
+#include "core/kernels/fast_conv.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -14,7 +16,6 @@
 #include <vector>
 
 #include "core/conv.h"
-#include "core/kernels/fast_conv.h"
 #include "core/reference_conv.h"
 #include "gtest/gtest.h"
 #include "tbb/task_arena.h"
@@ -23,9 +24,9 @@ namespace convserve {
 namespace {
 
 constexpr Activation kActivations[] = {
-    Activation::kNone,    Activation::kRelu, Activation::kRelu6, Activation::kLeakyRelu,
-    Activation::kElu,     Activation::kSigmoid, Activation::kTanh, Activation::kSilu,
-    Activation::kGelu};
+    Activation::kNone,      Activation::kRelu, Activation::kRelu6,
+    Activation::kLeakyRelu, Activation::kElu,  Activation::kSigmoid,
+    Activation::kTanh,      Activation::kSilu, Activation::kGelu};
 
 std::string Describe(const ConvSpec& s, const std::vector<int64_t>& shape) {
   auto list = [](const std::vector<int64_t>& v) {
@@ -37,9 +38,9 @@ std::string Describe(const ConvSpec& s, const std::vector<int64_t>& shape) {
          std::to_string(s.out_channels) + " groups " + std::to_string(s.groups) + " kernel " +
          list(s.kernel) + " stride " + list(s.stride) + " dilation " + list(s.dilation) +
          " preset " + std::string(PaddingPresetName(s.padding)) + " pads " + list(s.pad_begin) +
-         "/" + list(s.pad_end) + " mode " + std::string(PaddingModeName(s.padding_mode)) +
-         " act " + std::string(ActivationName(s.activation)) + " bias " +
-         std::to_string(s.bias) + " " + std::string(DataLayoutName(s.data_layout)) + " " +
+         "/" + list(s.pad_end) + " mode " + std::string(PaddingModeName(s.padding_mode)) + " act " +
+         std::string(ActivationName(s.activation)) + " bias " + std::to_string(s.bias) + " " +
+         std::string(DataLayoutName(s.data_layout)) + " " +
          std::string(WeightLayoutName(s.weight_layout));
 }
 
@@ -147,8 +148,8 @@ ConvSpec RandomSpec(std::mt19937* rng, int kind, std::vector<int64_t>* shape) {
                                      PaddingPreset::kSameLower, PaddingPreset::kCausal};
     s.padding = presets[Pick(rng, 0, 3)];
   }
-  const PaddingMode modes[] = {PaddingMode::kZeros, PaddingMode::kReflect,
-                               PaddingMode::kReplicate, PaddingMode::kCircular};
+  const PaddingMode modes[] = {PaddingMode::kZeros, PaddingMode::kReflect, PaddingMode::kReplicate,
+                               PaddingMode::kCircular};
   s.padding_mode = modes[Pick(rng, 0, 3)];
   s.bias = Pick(rng, 0, 3) > 0;
   s.activation = kActivations[Pick(rng, 0, 8)];

@@ -421,12 +421,16 @@ class FastConvOperator final : public ConvOperator {
           b_stride = count;
           b_origin = p0;
         }
-        for (int64_t ob = ob0; ob < ob1; ++ob) {
-          const float* packed = pointwise_packed_.data() + ob * pointwise_block_floats_;
-          const int64_t oc0 = ob * pointwise_mr_;
-          const int64_t mr = std::min(pointwise_mr_, out_channels - oc0);
-          for (int64_t p = p0; p < p1; p += pointwise_nr_) {
-            const int64_t nc = std::min(pointwise_nr_, p1 - p);
+        // Pixel tiles outside, channel blocks inside: one tile's input
+        // columns (C_in x NR floats) stay in L1 while the packed weights
+        // stream through it contiguously; the other order re-reads every
+        // input row at a large stride for each block of MR channels.
+        for (int64_t p = p0; p < p1; p += pointwise_nr_) {
+          const int64_t nc = std::min(pointwise_nr_, p1 - p);
+          for (int64_t ob = ob0; ob < ob1; ++ob) {
+            const float* packed = pointwise_packed_.data() + ob * pointwise_block_floats_;
+            const int64_t oc0 = ob * pointwise_mr_;
+            const int64_t mr = std::min(pointwise_mr_, out_channels - oc0);
             float* c = output + (n * out_channels + oc0) * spatial + p;
             pointwise_(mr, nc, channels, packed + pointwise_mr_, packed, image + (p - b_origin),
                        b_stride, c, spatial, epilogue.lo, epilogue.hi);

@@ -86,7 +86,8 @@ struct IgemmTiles {
 };
 
 // acc[i][j] += sum_k a[k * MR + i] * b[k * b_stride + j]; with kPartial only
-// the first nc columns of b are loaded.
+// the first nc columns of b are loaded, and only the last vector is partial
+// (REQUIRES: kLanes * (NV - 1) < nc), so one lane mask is live.
 template <typename V, int MR, int NV, bool kPartial>
 inline void GemmAccumulate(size_t nc, size_t kc, const float* a, const float* b, size_t b_stride,
                            typename V::Reg (&acc)[MR][NV]) {
@@ -96,10 +97,8 @@ inline void GemmAccumulate(size_t nc, size_t kc, const float* a, const float* b,
     Reg vb[NV];
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) {
-      if (kPartial) {
-        const size_t first = static_cast<size_t>(kLanes * j);
-        const size_t lanes = first >= nc ? 0 : (nc - first < size_t{kLanes} ? nc - first : kLanes);
-        vb[j] = V::LoadFirst(b + first, lanes);
+      if (kPartial && j == NV - 1) {
+        vb[j] = V::LoadFirst(b + kLanes * j, nc - kLanes * j);
       } else {
         vb[j] = V::Load(b + kLanes * j);
       }
@@ -122,9 +121,13 @@ inline void GemmAccumulate(size_t nc, size_t kc, const float* a, const float* b,
 // `a` holds the packed weights of MR output channels (zero-padded rows),
 // `bias` MR values. Columns past nc are neither loaded nor stored, so the
 // tile may end a tensor. Needs V::LoadFirst(p, lanes) besides the above.
-template <typename V, int MR, int NV>
-void GemmTile(size_t mr, size_t nc, size_t kc, const float* a, const float* bias, const float* b,
-              size_t b_stride, float* c, size_t c_stride, float lo, float hi) {
+// One tile with or without partial columns, as separate functions: sharing
+// one body made GCC keep the lane masks in registers on the full path too,
+// spilling accumulators (half speed with 16 ymm registers).
+template <typename V, int MR, int NV, bool kPartial>
+__attribute__((noinline)) void GemmTileBody(size_t mr, size_t nc, size_t kc, const float* a,
+                                            const float* bias, const float* b, size_t b_stride,
+                                            float* c, size_t c_stride, float lo, float hi) {
   using Reg = typename V::Reg;
   constexpr int kLanes = V::kLanes;
   Reg acc[MR][NV];
@@ -134,11 +137,7 @@ void GemmTile(size_t mr, size_t nc, size_t kc, const float* a, const float* bias
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) acc[i][j] = row_bias;
   }
-  if (nc == static_cast<size_t>(kLanes * NV)) {
-    GemmAccumulate<V, MR, NV, false>(nc, kc, a, b, b_stride, acc);
-  } else {
-    GemmAccumulate<V, MR, NV, true>(nc, kc, a, b, b_stride, acc);
-  }
+  GemmAccumulate<V, MR, NV, kPartial>(nc, kc, a, b, b_stride, acc);
   const Reg vlo = V::Splat(lo);
   const Reg vhi = V::Splat(hi);
 #pragma GCC unroll 16
@@ -147,14 +146,28 @@ void GemmTile(size_t mr, size_t nc, size_t kc, const float* a, const float* bias
 #pragma GCC unroll 4
     for (int j = 0; j < NV; ++j) {
       const size_t first = static_cast<size_t>(kLanes * j);
-      if (first >= nc) break;
       const Reg v = V::Clamp(acc[i][j], vlo, vhi);
-      if (nc - first >= static_cast<size_t>(kLanes)) {
+      if (!kPartial || j < NV - 1) {
         V::Store(c + i * c_stride + first, v);
       } else {
         V::StoreFirst(c + i * c_stride + first, v, nc - first);
       }
     }
+  }
+}
+
+template <typename V, int MR, int NV>
+void GemmTile(size_t mr, size_t nc, size_t kc, const float* a, const float* bias, const float* b,
+              size_t b_stride, float* c, size_t c_stride, float lo, float hi) {
+  if constexpr (NV > 1) {
+    if (nc <= static_cast<size_t>(V::kLanes * (NV - 1))) {
+      return GemmTile<V, MR, NV - 1>(mr, nc, kc, a, bias, b, b_stride, c, c_stride, lo, hi);
+    }
+  }
+  if (nc == static_cast<size_t>(V::kLanes * NV)) {
+    GemmTileBody<V, MR, NV, false>(mr, nc, kc, a, bias, b, b_stride, c, c_stride, lo, hi);
+  } else {
+    GemmTileBody<V, MR, NV, true>(mr, nc, kc, a, bias, b, b_stride, c, c_stride, lo, hi);
   }
 }
 

@@ -1,10 +1,15 @@
-# convserve_test(NAME SOURCES... [LIBS lib...])
-# Adds a GoogleTest executable and registers its tests with CTest.
+# convserve_test(NAME SOURCES... [LIBS lib...] [LABELS label])
+# Adds a GoogleTest executable and registers its tests with CTest, each test
+# carrying the CTest label LABELS when given (`ctest -L <label>`).
 function(convserve_test name)
-  cmake_parse_arguments(ARG "" "" "LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "LIBS;LABELS" ${ARGN})
   add_executable(${name} ${ARG_UNPARSED_ARGUMENTS})
   target_link_libraries(${name} PRIVATE ${ARG_LIBS} GTest::gtest GTest::gmock GTest::gtest_main)
-  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+  set(properties TIMEOUT 600)
+  if(ARG_LABELS)
+    list(APPEND properties LABELS "${ARG_LABELS}")
+  endif()
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES ${properties})
 endfunction()
 
 # convserve_pytest(NAME DIRECTORY_OR_FILE [ENV VAR=VALUE...])

@@ -6,37 +6,48 @@ namespace convserve {
 
 ComputePool::ComputePool(int threads)
     : threads_(threads),
-      worker_limit_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads) + 1),
-      // No slots reserved for external threads: nobody calls execute(), all
-      // work arrives through enqueue() and runs on workers.
-      arena_(threads, /*reserved_for_masters=*/0) {}
+      worker_limit_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads)),
+      // One slot for the dispatcher, the others for TBB workers.
+      arena_(threads, /*reserved_for_masters=*/1),
+      dispatcher_([this] { Dispatch(); }) {}
 
-ComputePool::~ComputePool() { Drain(); }
+ComputePool::~ComputePool() {
+  Drain();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  dispatcher_.join();
+}
 
 void ComputePool::Submit(std::function<void()> work) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(work));  // may throw: then nothing was submitted
     ++pending_;
   }
-  try {
-    arena_.enqueue([this, work = std::move(work)] {
-      try {
-        work();
-      } catch (...) {
-        // Handlers finish their calls on every path and do not throw; nothing
-        // may escape into TBB (it would terminate the process).
-      }
-      Done();
-    });
-  } catch (...) {
-    Done();  // never enqueued: Drain() must not wait for it.
-    throw;
-  }
+  ready_.notify_one();
 }
 
-void ComputePool::Done() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (--pending_ == 0) idle_.notify_all();
+void ComputePool::Dispatch() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left
+    std::function<void()> work = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    try {
+      arena_.execute([&work] { work(); });
+    } catch (...) {
+      // Handlers finish their calls on every path and do not throw; nothing
+      // may end the dispatcher.
+    }
+    work = nullptr;  // the item's captures go before it counts as done
+    lock.lock();
+    if (--pending_ == 0) idle_.notify_all();
+  }
 }
 
 void ComputePool::Drain() {

@@ -1,9 +1,19 @@
 // compute_pool.h: where convolution work runs, apart from gRPC's threads.
 //
-// A oneTBB arena of a fixed number of threads. Handlers Submit() work and
-// return to gRPC at once; the work finishes the call itself. ConvOperator::Run
-// parallelizes inside the arena of the thread that calls it, so one call may
-// use every compute thread and concurrent calls share them.
+// A first-in first-out queue of work items and one dispatcher thread that
+// runs them one at a time inside a oneTBB arena of `threads` threads:
+// ConvOperator::Run parallelizes inside the arena of the thread that calls
+// it, so each item uses every compute thread (the dispatcher and
+// `threads - 1` TBB workers) and finishes as early as it can, in the order
+// the items arrived. Handlers Submit() work and return to gRPC at once; the
+// work finishes the call itself.
+//
+// Why not tbb::task_arena::enqueue() for every item: enqueued tasks are
+// taken from several lanes in no guaranteed order, each worker takes one
+// and the items in flight then split the threads between them, so under
+// load every call waits for all the others it runs beside (and its memory
+// stays allocated meanwhile); with one item at a time, a call waits only
+// for the ones ahead of it and then gets the whole machine.
 #ifndef CONVSERVE_SERVER_COMPUTE_POOL_H_
 #define CONVSERVE_SERVER_COMPUTE_POOL_H_
 
@@ -13,8 +23,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
+#include <thread>
 
 namespace convserve {
 
@@ -22,14 +34,15 @@ class ComputePool {
  public:
   // REQUIRES: threads >= 1.
   explicit ComputePool(int threads);
-  // Waits for submitted work (Drain()) before tearing down the arena.
+  // Waits for submitted work (Drain()), then stops the dispatcher.
   ~ComputePool();
 
   ComputePool(const ComputePool&) = delete;
   ComputePool& operator=(const ComputePool&) = delete;
 
-  // Runs `work` on a compute thread, later. Never blocks. `work` must not
-  // throw (exceptions are caught and dropped as a last resort).
+  // Runs `work` on the compute threads, later, after the work submitted
+  // before it. Never blocks. `work` must not throw (exceptions are caught
+  // and dropped as a last resort).
   void Submit(std::function<void()> work);
 
   // Blocks until every submitted work item has returned.
@@ -41,17 +54,21 @@ class ComputePool {
   int threads() const { return threads_; }
 
  private:
-  void Done();  // one submitted work item has returned (or was never enqueued)
+  void Dispatch();  // the dispatcher thread's loop
 
   const int threads_;
-  // TBB starts (hardware concurrency - 1) workers by default; an arena that
-  // only receives enqueued work needs `threads_` workers of its own.
+  // TBB starts (hardware concurrency - 1) workers by default; the arena
+  // needs `threads_ - 1` of them besides the dispatcher.
   tbb::global_control worker_limit_;
   tbb::task_arena arena_;
 
   std::mutex mutex_;
-  std::condition_variable idle_;
-  int64_t pending_ = 0;  // guarded by mutex_
+  std::condition_variable ready_;            // queue_ not empty, or stopping_
+  std::condition_variable idle_;             // pending_ == 0
+  std::deque<std::function<void()>> queue_;  // guarded by mutex_
+  int64_t pending_ = 0;                      // queued or running; guarded by mutex_
+  bool stopping_ = false;                    // guarded by mutex_
+  std::thread dispatcher_;                   // last: starts once the rest is built
 };
 
 }  // namespace convserve

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <exception>
 #include <new>
 #include <string>
@@ -127,6 +128,69 @@ void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
   Finish(ToGrpcStatus(result));
 }
 
+float* UnaryCall::PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor) {
+  int64_t count = 1;
+  for (int64_t dim : shape) count *= dim;
+  tensor->mutable_shape()->Assign(shape.begin(), shape.end());
+  tensor->set_element_type(v1::ELEMENT_TYPE_FLOAT32);
+  tensor->clear_data();
+  const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+  constexpr size_t kAlignment = 64;  // a cache line, and AVX-512's vector
+  void* memory = std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  if (memory == nullptr) throw std::bad_alloc();
+  payload_.reset(static_cast<char*>(memory));
+  payload_bytes_ = bytes;
+  return static_cast<float*>(memory);
+}
+
+namespace {
+
+void AppendVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++size;
+  }
+  return size;
+}
+
+}  // namespace
+
+grpc::Status UnaryCall::SerializeWithPayload(const v1::Tensor& output,
+                                             const google::protobuf::MessageLite& rest,
+                                             grpc::ByteBuffer* out) {
+  static_assert(v1::Tensor::kDataFieldNumber == 3,
+                "the header below writes Tensor.data as field 3");
+  // Protobuf's wire format: a length-delimited field is its tag
+  // (number << 3 | 2), its length as a varint, then its bytes; a message's
+  // fields may come in any order, and its serialized fields concatenate.
+  std::string tensor_fields;
+  std::string tail;
+  if (!output.SerializeToString(&tensor_fields) || !rest.SerializeToString(&tail)) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the response does not serialize");
+  }
+  const uint64_t data_bytes = payload_bytes_;
+  std::string head;
+  head.push_back(static_cast<char>(1 << 3 | 2));  // output (field 1), a Tensor
+  AppendVarint(tensor_fields.size() + 1 + VarintSize(data_bytes) + data_bytes, &head);
+  head += tensor_fields;
+  head.push_back(static_cast<char>(3 << 3 | 2));  // Tensor.data (field 3)
+  AppendVarint(data_bytes, &head);
+  grpc::Slice slices[3] = {grpc::Slice(head), grpc::Slice(payload_.get(), data_bytes, std::free),
+                           grpc::Slice(tail)};
+  payload_.release();  // owned by its slice now: freed once gRPC has sent it
+  *out = grpc::ByteBuffer(slices, tail.empty() ? 2 : 3);
+  return grpc::Status::OK;
+}
+
 ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool)
     : options_(options),
       pool_(pool),
@@ -239,12 +303,13 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     job->reservation = *std::move(reservation);
     return absl::OkStatus();
   }();
-  RunIfAdmitted(call, status, [job, response]() -> absl::Status {
+  RunIfAdmitted(call, status, [call, job, response]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
         ConvOperator::Create(job->layer.spec, job->layer.weight.values, job->layer.bias.values);
     if (!op.ok()) return op.status();
-    float* output = PrepareOutput(OutputShape(job->geometry), response->mutable_output());
+    float* output =
+        call->PrepareOutputPayload(OutputShape(job->geometry), response->mutable_output());
     absl::Status run = (*op)->Run(job->geometry, job->input.values.data(), output);
     if (!run.ok()) return run;
     response->set_compute_time_ns(
@@ -420,7 +485,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     job->reservation = *std::move(reservation);
     return absl::OkStatus();
   }();
-  RunIfAdmitted(call, status, [job, response]() -> absl::Status {
+  RunIfAdmitted(call, status, [call, job, response]() -> absl::Status {
     const Clock::time_point start = Clock::now();
     std::vector<float> current;  // the previous layer's output
     std::vector<float> next;
@@ -430,8 +495,8 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
       const ConvGeometry& geometry = job->geometries[i];
       float* output = nullptr;
       if (i == last) {
-        // The last layer writes straight into the response.
-        output = PrepareOutput(OutputShape(geometry), response->mutable_output());
+        // The last layer writes straight into the response's bytes.
+        output = call->PrepareOutputPayload(OutputShape(geometry), response->mutable_output());
       } else {
         next.resize(static_cast<size_t>(geometry.output_elements()));
         output = next.data();

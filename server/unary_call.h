@@ -5,7 +5,8 @@
 // request that fails to parse with an empty UNIMPLEMENTED; ConvServe answers
 // INTERNAL naming the message type (RELIABILITY row 2). Parsing and
 // serializing use gRPC's own SerializationTraits, so this costs no copy
-// beyond what the generated handlers do.
+// beyond what the generated handlers do; responses with an output tensor
+// avoid even the serialization copy of their values (PrepareOutputPayload).
 #ifndef CONVSERVE_SERVER_UNARY_CALL_H_
 #define CONVSERVE_SERVER_UNARY_CALL_H_
 
@@ -13,9 +14,15 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <cstdlib>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "convserve/v1/convserve.pb.h"
 
 namespace convserve {
 
@@ -31,6 +38,15 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   grpc::CallbackServerContext* context() const { return context_; }
   const char* method() const { return method_; }
 
+  // Sets the response's output `tensor` to `shape` in float32 and returns the
+  // room for its values, kept apart from the message: a 64-byte aligned
+  // buffer that the response's bytes take over as one slice, so the values
+  // are written once, never zero-filled nor copied by serialization.
+  // `tensor` must be the response's `output` field (number 1). At most once
+  // per call. Throws std::bad_alloc. REQUIRES: the element count of `shape`
+  // has been checked against the limits.
+  float* PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor);
+
   void OnDone() override { delete this; }
 
  protected:
@@ -42,11 +58,36 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   // Writes the response message into `out`.
   virtual grpc::Status SerializeResponse(grpc::ByteBuffer* out) = 0;
 
+  bool has_payload() const { return payload_ != nullptr; }
+
+  // The bytes of a response whose field 1 is `output` (a Tensor without
+  // data) holding the payload as its data, followed by the fields of `rest`
+  // (the response without its output): a small header, the payload itself
+  // and the rest, as three slices. Hands the payload over to gRPC.
+  grpc::Status SerializeWithPayload(const v1::Tensor& output,
+                                    const google::protobuf::MessageLite& rest,
+                                    grpc::ByteBuffer* out);
+
  private:
+  struct Free {
+    void operator()(void* memory) const { std::free(memory); }
+  };
+
   const char* const method_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer* const response_bytes_;
+  std::unique_ptr<char, Free> payload_;  // see PrepareOutputPayload
+  size_t payload_bytes_ = 0;
 };
+
+// Whether `Response` has a Tensor `output` as field 1 (ConvResponse, RunModelResponse).
+template <typename Response, typename = void>
+struct HasOutputTensor : std::false_type {};
+template <typename Response>
+struct HasOutputTensor<Response, std::void_t<decltype(Response::kOutputFieldNumber)>>
+    : std::bool_constant<
+          Response::kOutputFieldNumber == 1 &&
+          std::is_same_v<decltype(std::declval<Response&>().mutable_output()), v1::Tensor*>> {};
 
 // The call of one method, holding its request and response messages.
 template <typename Request, typename Response>
@@ -73,6 +114,13 @@ class TypedUnaryCall final : public UnaryCall {
 
  private:
   grpc::Status SerializeResponse(grpc::ByteBuffer* out) override {
+    if constexpr (HasOutputTensor<Response>::value) {
+      if (has_payload()) {
+        const v1::Tensor output = std::move(*response.mutable_output());
+        response.clear_output();
+        return SerializeWithPayload(output, response, out);
+      }
+    }
     bool own_buffer = false;
     return grpc::SerializationTraits<Response>::Serialize(response, out, &own_buffer);
   }

@@ -11,9 +11,21 @@
 //   model_res2  RunModel of ResNet-50's res2 3x3 layer (64 -> 64 channels on
 //               1x64x56x56, weights loaded once server-side): a realistic
 //               activation (0.8 MB each way) through the whole path.
-// For each: calls/s, latency p50/p90/p99, payload MB/s and calls/s relative
-// to health at the same concurrency. Every phase is bounded in time and in
-// calls; any failed call is counted and printed, and makes the exit code 1.
+// For each: calls/s, latency p50/p90/p99, the server's own compute time
+// (compute_time_ns, p50), payload MB/s and calls/s relative to health at the
+// same concurrency. Every phase is bounded in time and in calls; any failed
+// call is counted and printed, and makes the exit code 1.
+//
+// The load generator shares the machine with the server, so it keeps its own
+// cost per call small: each caller serializes its request once and sends the
+// same bytes every call (gRPC shares them, no copy), and parses every
+// response into one reused message, checking the output's size.
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/client_unary_call.h>
+#include <grpcpp/impl/rpc_method.h>
+#include <grpcpp/support/byte_buffer.h>
+#include <malloc.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,6 +40,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/cpp/convserve_client.h"
 
@@ -48,7 +62,8 @@ struct PhaseResult {
   int64_t errors = 0;
   double seconds = 0;
   std::vector<double> latencies_us;
-  int64_t payload_bytes = 0;  // request + response tensor bytes over all calls
+  std::vector<double> compute_us;  // the server's compute_time_ns, when reported
+  int64_t payload_bytes = 0;       // request + response tensor bytes over all calls
   std::string first_error;
 };
 
@@ -63,10 +78,64 @@ FloatArray RandomArray(std::vector<int64_t> shape, std::mt19937* rng) {
   return array;
 }
 
-// One call of a phase; returns the payload bytes moved, or the error.
-using Call = std::function<absl::StatusOr<int64_t>(Client&)>;
+// What one successful call reports.
+struct CallResult {
+  int64_t payload_bytes = 0;  // tensor bytes sent and received
+  int64_t compute_ns = -1;    // the server's compute_time_ns; -1 if none
+};
+// One call of a phase.
+using Call = std::function<absl::StatusOr<CallResult>()>;
+// Prepares a caller's calls on its own channel (requests built once here).
+using MakeCall = std::function<Call(const std::shared_ptr<grpc::Channel>&, Client&)>;
 
-PhaseResult RunPhase(const std::string& target, int concurrency, const Call& call) {
+std::shared_ptr<grpc::Channel> Connect(const std::string& target) {
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(256 << 20);
+  arguments.SetMaxSendMessageSize(256 << 20);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments);
+}
+
+// A unary call of `method` that sends `request`, serialized once, every time
+// and parses each response into one reused `Response`, whose output tensor
+// must hold `output_bytes` bytes.
+template <typename Response>
+Call SerializedCall(const std::shared_ptr<grpc::Channel>& channel, const char* method,
+                    const google::protobuf::Message& request, int64_t payload_bytes,
+                    int64_t output_bytes) {
+  struct State {
+    grpc::internal::RpcMethod method;
+    std::shared_ptr<grpc::Channel> channel;
+    grpc::ByteBuffer request;
+    Response response;
+  };
+  auto state = std::make_shared<State>(
+      State{grpc::internal::RpcMethod(method, grpc::internal::RpcMethod::NORMAL_RPC, channel),
+            channel, grpc::ByteBuffer(), Response()});
+  bool own_buffer = false;
+  if (!grpc::SerializationTraits<google::protobuf::Message>::Serialize(request, &state->request,
+                                                                       &own_buffer)
+           .ok()) {
+    return [] { return absl::InternalError("request serialization failed"); };
+  }
+  return [state, payload_bytes, output_bytes]() -> absl::StatusOr<CallResult> {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    grpc::ByteBuffer reply;
+    grpc::Status status = grpc::internal::BlockingUnaryCall<grpc::ByteBuffer, grpc::ByteBuffer>(
+        state->channel.get(), state->method, &context, state->request, &reply);
+    if (!status.ok()) return convserve::client::FromGrpcStatus(status);
+    status = grpc::SerializationTraits<Response>::Deserialize(&reply, &state->response);
+    if (!status.ok()) return absl::InternalError("response: " + status.error_message());
+    if (static_cast<int64_t>(state->response.output().data().size()) != output_bytes) {
+      return absl::InternalError(absl::StrCat("response: expected ", output_bytes,
+                                              " output bytes, got ",
+                                              state->response.output().data().size()));
+    }
+    return CallResult{payload_bytes, state->response.compute_time_ns()};
+  };
+}
+
+PhaseResult RunPhase(const std::string& target, int concurrency, const MakeCall& make_call) {
   const double seconds = absl::GetFlag(FLAGS_seconds);
   const int64_t max_calls = absl::GetFlag(FLAGS_max_calls);
   std::atomic<int64_t> issued{0};
@@ -78,19 +147,22 @@ PhaseResult RunPhase(const std::string& target, int concurrency, const Call& cal
   for (int t = 0; t < concurrency; ++t) {
     threads.emplace_back([&, t] {
       // A channel per caller, as separate client processes would have.
-      std::unique_ptr<Client> client = Client::Connect(target);
-      client->set_timeout(std::chrono::seconds(30));
+      std::shared_ptr<grpc::Channel> channel = Connect(target);
+      Client client(channel);
+      client.set_timeout(std::chrono::seconds(30));
+      const Call call = make_call(channel, client);
       PhaseResult& result = per_thread[static_cast<size_t>(t)];
       while (Clock::now() < deadline && issued.fetch_add(1) < max_calls) {
         const Clock::time_point begin = Clock::now();
-        absl::StatusOr<int64_t> bytes = call(*client);
+        absl::StatusOr<CallResult> done = call();
         const double us = std::chrono::duration<double, std::micro>(Clock::now() - begin).count();
-        if (bytes.ok()) {
+        if (done.ok()) {
           ++result.calls;
-          result.payload_bytes += *bytes;
+          result.payload_bytes += done->payload_bytes;
           result.latencies_us.push_back(us);
+          if (done->compute_ns >= 0) result.compute_us.push_back(done->compute_ns / 1e3);
         } else {
-          if (result.errors++ == 0) result.first_error = bytes.status().ToString();
+          if (result.errors++ == 0) result.first_error = done.status().ToString();
         }
       }
     });
@@ -104,9 +176,11 @@ PhaseResult RunPhase(const std::string& target, int concurrency, const Call& cal
     total.payload_bytes += part.payload_bytes;
     total.latencies_us.insert(total.latencies_us.end(), part.latencies_us.begin(),
                               part.latencies_us.end());
+    total.compute_us.insert(total.compute_us.end(), part.compute_us.begin(), part.compute_us.end());
     if (total.first_error.empty()) total.first_error = part.first_error;
   }
   std::sort(total.latencies_us.begin(), total.latencies_us.end());
+  std::sort(total.compute_us.begin(), total.compute_us.end());
   return total;
 }
 
@@ -120,6 +194,10 @@ double Percentile(const std::vector<double>& sorted, double p) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  // As in the server (server/main.cc): reuse large blocks instead of
+  // page-faulting fresh mmap()s for every response.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   const std::string target = absl::GetFlag(FLAGS_target);
   std::vector<int> levels;
   for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_concurrency), ',')) {
@@ -175,28 +253,41 @@ int main(int argc, char** argv) {
                              model_layer->mutable_weight());
   convserve::client::ToProto(RandomArray({64}, &rng), model_layer->mutable_bias());
 
+  const int64_t small_output_bytes = 4 * static_cast<int64_t>(small_x.values.size());
   const int64_t small_bytes =
-      4 * static_cast<int64_t>(small_x.values.size() * 2 + small_w.values.size() + 8);
-  const int64_t res2_bytes = 4 * static_cast<int64_t>(res2_x.values.size() * 2);
-  const std::map<std::string, Call> calls = {
+      4 * static_cast<int64_t>(small_x.values.size() + small_w.values.size() + 8) +
+      small_output_bytes;
+  const int64_t res2_output_bytes = 4 * static_cast<int64_t>(res2_x.values.size());
+  const int64_t res2_bytes = 4 * static_cast<int64_t>(res2_x.values.size()) + res2_output_bytes;
+  convserve::v1::ConvRequest small_request;
+  *small_request.mutable_layer() = *small_layer;
+  convserve::client::ToProto(small_x, small_request.mutable_input());
+  convserve::client::ToProto(small_w, small_request.mutable_weight());
+  convserve::client::ToProto(small_b, small_request.mutable_bias());
+  convserve::v1::RunModelRequest res2_request;
+  res2_request.set_name(model);
+  convserve::client::ToProto(res2_x, res2_request.mutable_input());
+
+  const std::map<std::string, MakeCall> calls = {
       {"health",
-       [](Client& client) -> absl::StatusOr<int64_t> {
-         absl::StatusOr<std::string> status = client.Health();
-         if (!status.ok()) return status.status();
-         return int64_t{0};
+       [](const std::shared_ptr<grpc::Channel>&, Client& client) -> Call {
+         return [&client]() -> absl::StatusOr<CallResult> {
+           absl::StatusOr<std::string> status = client.Health();
+           if (!status.ok()) return status.status();
+           return CallResult{};
+         };
        }},
       {"conv_small",
-       [&](Client& client) -> absl::StatusOr<int64_t> {
-         absl::StatusOr<convserve::client::ConvResult> y =
-             client.Conv(*small_layer, small_x, small_w, &small_b);
-         if (!y.ok()) return y.status();
-         return small_bytes;
+       [&](const std::shared_ptr<grpc::Channel>& channel, Client&) -> Call {
+         return SerializedCall<convserve::v1::ConvResponse>(
+             channel, "/convserve.v1.ConvService/Conv", small_request, small_bytes,
+             small_output_bytes);
        }},
       {"model_res2",
-       [&](Client& client) -> absl::StatusOr<int64_t> {
-         absl::StatusOr<convserve::client::ConvResult> y = client.RunModel(model, res2_x);
-         if (!y.ok()) return y.status();
-         return res2_bytes;
+       [&](const std::shared_ptr<grpc::Channel>& channel, Client&) -> Call {
+         return SerializedCall<convserve::v1::RunModelResponse>(
+             channel, "/convserve.v1.ConvService/RunModel", res2_request, res2_bytes,
+             res2_output_bytes);
        }},
   };
 
@@ -220,8 +311,8 @@ int main(int argc, char** argv) {
 
   std::printf("target %s, %.1f s per phase and concurrency\n\n", target.c_str(),
               absl::GetFlag(FLAGS_seconds));
-  std::printf("%-11s %5s %10s %9s %9s %9s %9s %10s %7s\n", "phase", "conc", "calls/s", "p50 us",
-              "p90 us", "p99 us", "MB/s", "vs health", "errors");
+  std::printf("%-11s %5s %10s %9s %9s %9s %11s %9s %10s %7s\n", "phase", "conc", "calls/s",
+              "p50 us", "p90 us", "p99 us", "compute us", "MB/s", "vs health", "errors");
   std::map<int, double> health_rate;
   int64_t total_errors = 0;
   for (const std::string& phase : phases) {
@@ -230,9 +321,12 @@ int main(int argc, char** argv) {
       const double rate = result.calls / result.seconds;
       if (phase == "health") health_rate[level] = rate;
       const double relative = health_rate.count(level) ? rate / health_rate[level] : 0;
-      std::printf("%-11s %5d %10.0f %9.0f %9.0f %9.0f %9.1f %10.3f %7lld\n", phase.c_str(), level,
-                  rate, Percentile(result.latencies_us, 0.5), Percentile(result.latencies_us, 0.9),
-                  Percentile(result.latencies_us, 0.99),
+      std::printf("%-11s %5d %10.0f %9.0f %9.0f %9.0f %11s %9.1f %10.3f %7lld\n", phase.c_str(),
+                  level, rate, Percentile(result.latencies_us, 0.5),
+                  Percentile(result.latencies_us, 0.9), Percentile(result.latencies_us, 0.99),
+                  result.compute_us.empty()
+                      ? "-"
+                      : absl::StrFormat("%.0f", Percentile(result.compute_us, 0.5)).c_str(),
                   result.payload_bytes / result.seconds / 1e6, relative,
                   static_cast<long long>(result.errors));
       if (result.errors > 0) std::printf("  first error: %s\n", result.first_error.c_str());

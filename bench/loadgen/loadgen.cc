@@ -195,7 +195,8 @@ double Percentile(const std::vector<double>& sorted, double p) {
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   // As in the server (server/main.cc): reuse large blocks instead of
-  // page-faulting fresh mmap()s for every response.
+  // page-faulting fresh memory for every response.
+  mallopt(M_ARENA_MAX, 1);
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
   const std::string target = absl::GetFlag(FLAGS_target);

@@ -76,6 +76,18 @@ Epilogue EpilogueOf(Activation activation) {
   }
 }
 
+// The activations the micro-kernels do not apply, over a stored tile of
+// `rows` x `columns` values `stride` apart.
+void ActivateTile(const ConvGeometry& g, int64_t rows, int64_t columns, float* tile,
+                  int64_t stride) {
+  for (int64_t i = 0; i < rows; ++i) {
+    for (int64_t j = 0; j < columns; ++j) {
+      float& v = tile[i * stride + j];
+      v = ApplyActivation(g.activation, g.activation_alpha, v);
+    }
+  }
+}
+
 // Per-thread scratch, grown on demand and kept for the thread's life: one
 // work item's indirection pointers and one block of floats (a channels-first
 // output block before its transpose, or a strided 1x1 layer's input panel).
@@ -434,14 +446,7 @@ class FastConvOperator final : public ConvOperator {
             float* c = output + (n * out_channels + oc0) * spatial + p;
             pointwise_(mr, nc, channels, packed + pointwise_mr_, packed, image + (p - b_origin),
                        b_stride, c, spatial, epilogue.lo, epilogue.hi);
-            if (epilogue.per_element) {
-              for (int64_t i = 0; i < mr; ++i) {
-                for (int64_t j = 0; j < nc; ++j) {
-                  float& v = c[i * spatial + j];
-                  v = ApplyActivation(g.activation, g.activation_alpha, v);
-                }
-              }
-            }
+            if (epilogue.per_element) ActivateTile(g, mr, nc, c, spatial);
           }
         }
       }
@@ -657,14 +662,7 @@ class FastConvOperator final : public ConvOperator {
             }
             igemm_(mr, nc, taps, kc, indirection + tile * taps * mr_, mr_, a_offset, zero.data(),
                    packed, c, c_stride, epilogue.lo, epilogue.hi);
-            if (epilogue.per_element) {
-              for (int64_t i = 0; i < mr; ++i) {
-                for (int64_t j = 0; j < nc; ++j) {
-                  float& v = c[i * c_stride + j];
-                  v = ApplyActivation(g.activation, g.activation_alpha, v);
-                }
-              }
-            }
+            if (epilogue.per_element) ActivateTile(g, mr, nc, c, c_stride);
           }
         }
         if (channels_first) {

@@ -12,9 +12,11 @@ set -euo pipefail
 profile="${1:-build}"
 
 runtime=(libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libtbb12 libgomp1 ca-certificates)
+# ocl-icd-opencl-dev: Debian's oneDNN CMake config (bench/) requires OpenCL, which
+# libdnnl-dev only recommends (and recommends are not installed).
 build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
        libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-       libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev
+       libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev ocl-icd-opencl-dev
        python3 python3-grpcio python3-protobuf python3-numpy python3-grpc-tools)
 test=("${build[@]}" libgtest-dev libgmock-dev libbenchmark-dev
       clang libclang-rt-14-dev python3-torch python3-pytest procps)

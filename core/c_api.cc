@@ -62,14 +62,15 @@ extern "C" int convserve_conv(const convserve_layer* layer, const int64_t* input
                               int input_dims, const float* input, const float* weight,
                               const float* bias, float* output, int threads, char* error,
                               size_t error_size) {
-  const ConvSpec spec = ToSpec(*layer);
+  absl::StatusOr<convserve::ResolvedLayer> resolved = convserve::ResolveLayer(ToSpec(*layer));
+  if (!resolved.ok()) return Report(resolved.status(), error, error_size);
   const std::vector<int64_t> shape(input_shape, input_shape + input_dims);
-  absl::StatusOr<convserve::ConvGeometry> geometry = convserve::ResolveGeometry(spec, shape);
+  absl::StatusOr<convserve::ConvGeometry> geometry = convserve::ResolveGeometry(*resolved, shape);
   if (!geometry.ok()) return Report(geometry.status(), error, error_size);
   const auto path =
       layer->kernel_path == 1 ? convserve::KernelPath::kReference : convserve::KernelPath::kAuto;
   absl::StatusOr<std::unique_ptr<convserve::ConvOperator>> op = convserve::ConvOperator::Create(
-      spec, absl::MakeConstSpan(weight, geometry->weight_elements()),
+      *resolved, absl::MakeConstSpan(weight, geometry->weight_elements()),
       absl::MakeConstSpan(bias, geometry->bias_elements()), path);
   if (!op.ok()) return Report(op.status(), error, error_size);
   absl::Status status;

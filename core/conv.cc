@@ -1,3 +1,4 @@
+// conv.cc: ConvOperator's factory (path and ISA choice) and the reference operator.
 #include "core/conv.h"
 
 #include <utility>
@@ -6,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/kernels/fast_conv.h"
 #include "core/reference_conv.h"
-#include "core/validator.h"
+#include "core/tensor_shape.h"
 
 namespace convserve {
 namespace {
@@ -14,8 +15,8 @@ namespace {
 // Runs every layer through the scalar oracle. Weights are kept as given.
 class ReferenceOperator final : public ConvOperator {
  public:
-  ReferenceOperator(const ConvSpec& spec, std::vector<float> weight, std::vector<float> bias)
-      : ConvOperator(spec), weight_(std::move(weight)), bias_(std::move(bias)) {}
+  ReferenceOperator(const ResolvedLayer& layer, std::vector<float> weight, std::vector<float> bias)
+      : ConvOperator(layer), weight_(std::move(weight)), bias_(std::move(bias)) {}
 
   std::string KernelName(const ConvGeometry&) const override { return "f32-conv-reference-scalar"; }
 
@@ -35,37 +36,42 @@ absl::StatusOr<std::unique_ptr<ConvOperator>> ConvOperator::Create(const ConvSpe
                                                                    absl::Span<const float> weight,
                                                                    absl::Span<const float> bias,
                                                                    KernelPath path) {
-  absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShape(spec);
-  if (!weight_shape.ok()) return weight_shape.status();
-  absl::StatusOr<int64_t> weight_elements = CheckedElementCount("weight", *weight_shape);
-  if (!weight_elements.ok()) return weight_elements.status();
-  if (static_cast<int64_t>(weight.size()) != *weight_elements) {
+  absl::StatusOr<ResolvedLayer> layer = ResolveLayer(spec);
+  if (!layer.ok()) return layer.status();
+  return Create(*layer, weight, bias, path);
+}
+
+absl::StatusOr<std::unique_ptr<ConvOperator>> ConvOperator::Create(const ResolvedLayer& layer,
+                                                                   absl::Span<const float> weight,
+                                                                   absl::Span<const float> bias,
+                                                                   KernelPath path) {
+  if (static_cast<int64_t>(weight.size()) != layer.weight_elements()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("weight: expected ", *weight_elements, " values for shape ",
-                     ShapeToString(*weight_shape), ", got ", weight.size()));
+        absl::StrCat("weight: expected ", layer.weight_elements(), " values for shape ",
+                     ShapeToString(layer.weight_shape), ", got ", weight.size()));
   }
-  const int64_t bias_elements = spec.bias ? spec.out_channels : 0;
+  const int64_t bias_elements = layer.bias_elements();
   if (static_cast<int64_t>(bias.size()) != bias_elements) {
     return absl::InvalidArgumentError(
-        spec.bias
+        layer.spec.bias
             ? absl::StrCat("bias: expected ", bias_elements, " values (out_channels), got ",
                            bias.size())
             : absl::StrCat("bias: the layer has bias = false, so expected no bias values, got ",
                            bias.size()));
   }
   if (path == KernelPath::kAuto && kernels::CpuHasAvx2Fma()) {
-    return kernels::CreateFastConvOperator(spec, weight, bias, kernels::BestIsa());
+    return kernels::CreateFastConvOperator(layer, weight, bias, kernels::BestIsa());
   }
   // Without AVX2 + FMA (or when asked for it) the scalar oracle runs the layer.
   return std::unique_ptr<ConvOperator>(
-      new ReferenceOperator(spec, std::vector<float>(weight.begin(), weight.end()),
+      new ReferenceOperator(layer, std::vector<float>(weight.begin(), weight.end()),
                             std::vector<float>(bias.begin(), bias.end())));
 }
 
 absl::Status ConvOperator::Run(const std::vector<int64_t>& input_shape,
                                absl::Span<const float> input, std::vector<float>* output,
                                std::vector<int64_t>* output_shape) const {
-  absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(spec_, input_shape);
+  absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(layer_, input_shape);
   if (!geometry.ok()) return geometry.status();
   if (static_cast<int64_t>(input.size()) != geometry->input_elements()) {
     return absl::InvalidArgumentError(absl::StrCat("input: expected ", geometry->input_elements(),

@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "core/conv_spec.h"
-#include "core/validator.h"  // ResolveGeometry, WeightShape, OutputShape
+#include "core/geometry.h"
 
 namespace convserve {
 
@@ -31,10 +31,15 @@ enum class KernelPath {
 
 class ConvOperator {
  public:
-  // `weight` holds the weight tensor in spec.weight_layout (its size must
-  // match WeightShape(spec)); `bias` holds C_out values when spec.bias, and
-  // must be empty otherwise. Both are copied (packed); the caller keeps
-  // ownership of its buffers.
+  // `weight` holds the weight tensor in the layer's weight layout
+  // (layer.weight_elements() values, shaped layer.weight_shape); `bias`
+  // holds C_out values when the layer has a bias, and must be empty
+  // otherwise. Both are copied (packed); the caller keeps its buffers.
+  static absl::StatusOr<std::unique_ptr<ConvOperator>> Create(const ResolvedLayer& layer,
+                                                              absl::Span<const float> weight,
+                                                              absl::Span<const float> bias,
+                                                              KernelPath path = KernelPath::kAuto);
+  // The same for a layer not resolved yet (ResolveLayer() first).
   static absl::StatusOr<std::unique_ptr<ConvOperator>> Create(const ConvSpec& spec,
                                                               absl::Span<const float> weight,
                                                               absl::Span<const float> bias,
@@ -42,12 +47,13 @@ class ConvOperator {
 
   virtual ~ConvOperator() = default;
 
-  const ConvSpec& spec() const { return spec_; }
+  const ResolvedLayer& layer() const { return layer_; }
+  const ConvSpec& spec() const { return layer_.spec; }
 
   // Name of the kernel that runs `geometry` (e.g. "f32-conv2d-direct-nchw-6x16-avx2").
   virtual std::string KernelName(const ConvGeometry& geometry) const = 0;
 
-  // Runs the layer. REQUIRES: `geometry` came from ResolveGeometry(spec(), ...);
+  // Runs the layer. REQUIRES: `geometry` came from ResolveGeometry(layer(), ...);
   // `input` holds geometry.input_elements() floats and `output` has room for
   // geometry.output_elements(), both in spec().data_layout.
   virtual absl::Status Run(const ConvGeometry& geometry, const float* input,
@@ -59,10 +65,10 @@ class ConvOperator {
                    std::vector<float>* output, std::vector<int64_t>* output_shape) const;
 
  protected:
-  explicit ConvOperator(const ConvSpec& spec) : spec_(spec) {}
+  explicit ConvOperator(const ResolvedLayer& layer) : layer_(layer) {}
 
  private:
-  ConvSpec spec_;
+  ResolvedLayer layer_;
 };
 
 }  // namespace convserve

@@ -1,70 +1,27 @@
+// conv_spec.cc: enum names, axis names and the activation formulas of a ConvSpec.
 #include "core/conv_spec.h"
 
 #include <cmath>
 
 namespace convserve {
 
+namespace {
+
+template <typename Enum, size_t N>
+absl::string_view NameIn(const EnumEntry<Enum> (&table)[N], Enum value) {
+  const EnumEntry<Enum>* entry = FindEnum(table, value);
+  return entry == nullptr ? "unknown" : entry->name;
+}
+
+}  // namespace
+
 absl::string_view PaddingPresetName(PaddingPreset preset) {
-  switch (preset) {
-    case PaddingPreset::kExplicit:
-      return "explicit";
-    case PaddingPreset::kValid:
-      return "valid";
-    case PaddingPreset::kSameUpper:
-      return "same_upper";
-    case PaddingPreset::kSameLower:
-      return "same_lower";
-    case PaddingPreset::kCausal:
-      return "causal";
-  }
-  return "unknown";
+  return NameIn(kPaddingPresets, preset);
 }
-
-absl::string_view PaddingModeName(PaddingMode mode) {
-  switch (mode) {
-    case PaddingMode::kZeros:
-      return "zeros";
-    case PaddingMode::kReflect:
-      return "reflect";
-    case PaddingMode::kReplicate:
-      return "replicate";
-    case PaddingMode::kCircular:
-      return "circular";
-  }
-  return "unknown";
-}
-
-absl::string_view ActivationName(Activation activation) {
-  switch (activation) {
-    case Activation::kNone:
-      return "none";
-    case Activation::kRelu:
-      return "relu";
-    case Activation::kRelu6:
-      return "relu6";
-    case Activation::kLeakyRelu:
-      return "leaky_relu";
-    case Activation::kElu:
-      return "elu";
-    case Activation::kSigmoid:
-      return "sigmoid";
-    case Activation::kTanh:
-      return "tanh";
-    case Activation::kSilu:
-      return "silu";
-    case Activation::kGelu:
-      return "gelu";
-  }
-  return "unknown";
-}
-
-absl::string_view DataLayoutName(DataLayout layout) {
-  return layout == DataLayout::kChannelsFirst ? "channels_first" : "channels_last";
-}
-
-absl::string_view WeightLayoutName(WeightLayout layout) {
-  return layout == WeightLayout::kOutInSpatial ? "oihw" : "hwio";
-}
+absl::string_view PaddingModeName(PaddingMode mode) { return NameIn(kPaddingModes, mode); }
+absl::string_view ActivationName(Activation activation) { return NameIn(kActivations, activation); }
+absl::string_view DataLayoutName(DataLayout layout) { return NameIn(kDataLayouts, layout); }
+absl::string_view WeightLayoutName(WeightLayout layout) { return NameIn(kWeightLayouts, layout); }
 
 std::vector<std::string> SpatialAxisNames(int rank) {
   switch (rank) {

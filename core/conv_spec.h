@@ -2,13 +2,14 @@
 // framework or transport. Every other part of ConvServe (validator, kernels,
 // server, clients) speaks in these types.
 //
-// A ConvSpec is *input*: nothing in it is trusted until Validate() (see
-// validator.h) has checked it against an input shape and resolved it into a
+// A ConvSpec is *input*: nothing in it is trusted until ResolveLayer() and
+// ResolveGeometry() (geometry.h) have checked it and resolved it into a
 // ConvGeometry, the fully numeric form the kernels run on.
 #ifndef CONVSERVE_CORE_CONV_SPEC_H_
 #define CONVSERVE_CORE_CONV_SPEC_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -19,6 +20,10 @@ namespace convserve {
 
 // Convolutions have 1, 2 or 3 spatial axes.
 inline constexpr int kMaxSpatialRank = 3;
+
+// One value per spatial axis of a resolved layer, outermost (D) first; a 1-D
+// or 2-D layer fills the trailing axes (see ConvGeometry).
+using SpatialAxes = std::array<int64_t, kMaxSpatialRank>;
 
 // How the (begin, end) padding of each spatial axis is decided.
 enum class PaddingPreset {
@@ -96,13 +101,14 @@ struct ConvGeometry {
   int64_t in_channels = 1;
   int64_t out_channels = 1;
   int64_t groups = 1;
-  std::array<int64_t, kMaxSpatialRank> input{1, 1, 1};
-  std::array<int64_t, kMaxSpatialRank> output{1, 1, 1};
-  std::array<int64_t, kMaxSpatialRank> kernel{1, 1, 1};
-  std::array<int64_t, kMaxSpatialRank> stride{1, 1, 1};
-  std::array<int64_t, kMaxSpatialRank> dilation{1, 1, 1};
-  std::array<int64_t, kMaxSpatialRank> pad_begin{0, 0, 0};
-  std::array<int64_t, kMaxSpatialRank> pad_end{0, 0, 0};
+  SpatialAxes input{1, 1, 1};
+  SpatialAxes output{1, 1, 1};
+  SpatialAxes kernel{1, 1, 1};
+  SpatialAxes stride{1, 1, 1};
+  SpatialAxes dilation{1, 1, 1};
+  SpatialAxes span{1, 1, 1};  // d * (k - 1) + 1: cells one window covers.
+  SpatialAxes pad_begin{0, 0, 0};
+  SpatialAxes pad_end{0, 0, 0};
   PaddingMode padding_mode = PaddingMode::kZeros;
   bool bias = true;
   Activation activation = Activation::kNone;
@@ -115,14 +121,72 @@ struct ConvGeometry {
   int64_t input_spatial_size() const { return input[0] * input[1] * input[2]; }
   int64_t output_spatial_size() const { return output[0] * output[1] * output[2]; }
   int64_t kernel_size() const { return kernel[0] * kernel[1] * kernel[2]; }
-  // Element counts; Validate() has checked that none overflows.
+  // Element counts; ResolveGeometry() has checked that none overflows.
   int64_t input_elements() const { return batch * in_channels * input_spatial_size(); }
   int64_t output_elements() const { return batch * out_channels * output_spatial_size(); }
   int64_t weight_elements() const { return out_channels * in_channels_per_group() * kernel_size(); }
   int64_t bias_elements() const { return bias ? out_channels : 0; }
+  // Multiply-accumulates of one run; ResolveGeometry() checked that 2 * macs() fits.
+  int64_t macs() const { return output_elements() * in_channels_per_group() * kernel_size(); }
 };
 
-// Names as they appear in messages, the CLI and the proto ("same_upper", ...).
+// One table per enum: each value with its name as it appears in messages,
+// the CLIs and the reports ("same_upper", ...), in declaration order. The
+// only place the names are written; everything else reads these tables.
+template <typename Enum>
+struct EnumEntry {
+  Enum value;
+  absl::string_view name;
+};
+inline constexpr EnumEntry<PaddingPreset> kPaddingPresets[] = {
+    {PaddingPreset::kExplicit, "explicit"},    {PaddingPreset::kValid, "valid"},
+    {PaddingPreset::kSameUpper, "same_upper"}, {PaddingPreset::kSameLower, "same_lower"},
+    {PaddingPreset::kCausal, "causal"},
+};
+inline constexpr EnumEntry<PaddingMode> kPaddingModes[] = {
+    {PaddingMode::kZeros, "zeros"},
+    {PaddingMode::kReflect, "reflect"},
+    {PaddingMode::kReplicate, "replicate"},
+    {PaddingMode::kCircular, "circular"},
+};
+inline constexpr EnumEntry<Activation> kActivations[] = {
+    {Activation::kNone, "none"},   {Activation::kRelu, "relu"},
+    {Activation::kRelu6, "relu6"}, {Activation::kLeakyRelu, "leaky_relu"},
+    {Activation::kElu, "elu"},     {Activation::kSigmoid, "sigmoid"},
+    {Activation::kTanh, "tanh"},   {Activation::kSilu, "silu"},
+    {Activation::kGelu, "gelu"},
+};
+inline constexpr EnumEntry<DataLayout> kDataLayouts[] = {
+    {DataLayout::kChannelsFirst, "channels_first"},
+    {DataLayout::kChannelsLast, "channels_last"},
+};
+inline constexpr EnumEntry<WeightLayout> kWeightLayouts[] = {
+    {WeightLayout::kOutInSpatial, "oihw"},
+    {WeightLayout::kSpatialInOut, "hwio"},
+};
+
+// The entry of `value` in `table`, or null for a value outside the enum
+// (enums may come from a wire format that does not range-check them).
+template <typename Enum, size_t N>
+constexpr const EnumEntry<Enum>* FindEnum(const EnumEntry<Enum> (&table)[N], Enum value) {
+  for (const EnumEntry<Enum>& entry : table) {
+    if (entry.value == value) return &entry;
+  }
+  return nullptr;
+}
+
+// The names of a table, ", "-separated: "zeros, reflect, replicate, circular".
+template <typename Enum, size_t N>
+std::string EnumNames(const EnumEntry<Enum> (&table)[N]) {
+  std::string names;
+  for (const EnumEntry<Enum>& entry : table) {
+    if (!names.empty()) names += ", ";
+    names.append(entry.name.data(), entry.name.size());
+  }
+  return names;
+}
+
+// Names from the tables above; "unknown" for a value outside the enum.
 absl::string_view PaddingPresetName(PaddingPreset preset);
 absl::string_view PaddingModeName(PaddingMode mode);
 absl::string_view ActivationName(Activation activation);

@@ -1,10 +1,10 @@
-// validator.h: checks a ConvSpec against an input shape and explains it.
+// validator.h: explains a layer to a person: output shape, parameters, MACs,
+// the per-axis derivation, warnings, and what each framework makes of it.
 //
-// Validate() is the single gate between user input and the kernels: it
-// rejects every inconsistent or unsafe layer with INVALID_ARGUMENT (naming the
-// field, what was expected and what was received) and otherwise returns a
-// ShapeReport whose `geometry` the kernels may trust. All size arithmetic is
-// overflow-checked in 64 bits before anything is allocated.
+// Validate() resolves the layer with geometry.h (the checks every request
+// gets: INVALID_ARGUMENT naming the field, what was expected and what was
+// received) and builds a ShapeReport from the resolved values. The request
+// path resolves with geometry.h directly and skips the explanations.
 #ifndef CONVSERVE_CORE_VALIDATOR_H_
 #define CONVSERVE_CORE_VALIDATOR_H_
 
@@ -15,14 +15,18 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/conv_spec.h"
+#include "core/geometry.h"
 
 namespace convserve {
 
 // The frameworks whose conventions and restrictions the report speaks about.
 enum class Framework { kPyTorch, kKeras, kOnnx };
-inline constexpr Framework kAllFrameworks[] = {Framework::kPyTorch, Framework::kKeras,
-                                               Framework::kOnnx};
-absl::string_view FrameworkName(Framework framework);  // "PyTorch", "Keras", "ONNX".
+// Every framework with its name, in the order reports list them.
+inline constexpr EnumEntry<Framework> kFrameworks[] = {
+    {Framework::kPyTorch, "PyTorch"},
+    {Framework::kKeras, "Keras"},
+    {Framework::kOnnx, "ONNX"},
+};
 
 // One spatial axis, in the output formula's own steps:
 //   span   = d * (k - 1) + 1
@@ -79,33 +83,6 @@ struct ValidateOptions {
 // channels included, in spec.data_layout) and explains the layer.
 absl::StatusOr<ShapeReport> Validate(const ConvSpec& spec, const std::vector<int64_t>& input_shape,
                                      const ValidateOptions& options = {});
-
-// Resolves `spec` against `input_shape` into the numeric form the kernels run
-// on, with every check of Validate() but none of its explanations. Use it on
-// the request path; use Validate() to explain a layer to a person.
-absl::StatusOr<ConvGeometry> ResolveGeometry(const ConvSpec& spec,
-                                             const std::vector<int64_t>& input_shape);
-
-// Checks the parts of `spec` that do not depend on the input shape and
-// returns the weight shape in spec.weight_layout.
-absl::StatusOr<std::vector<int64_t>> WeightShape(const ConvSpec& spec);
-
-// The output tensor shape of `geometry`, in its data layout and spatial rank.
-std::vector<int64_t> OutputShape(const ConvGeometry& geometry);
-
-// Checks that a tensor payload of `byte_size` bytes holds `shape` in float32;
-// `field` names the tensor in the message ("weight: expected 37632 bytes for
-// shape [64, 3, 7, 7] float32, got 37636").
-absl::Status CheckPayloadBytes(absl::string_view field, const std::vector<int64_t>& shape,
-                               uint64_t byte_size);
-
-// Multiplies the dimensions of `shape`; INVALID_ARGUMENT naming `field` if a
-// dimension is < 1 or the element count or its float32 byte size overflows.
-absl::StatusOr<int64_t> CheckedElementCount(absl::string_view field,
-                                            const std::vector<int64_t>& shape);
-
-// "[1, 3, 224, 224]".
-std::string ShapeToString(const std::vector<int64_t>& shape);
 
 }  // namespace convserve
 

@@ -13,6 +13,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/conv.h"
+#include "core/geometry.h"
+#include "core/tensor_shape.h"
 #include "core/validator.h"
 #include "server/convert.h"
 #include "server/status_mapping.h"
@@ -72,8 +74,9 @@ absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const Conv
                                            const v1::Tensor& bias) {
   DecodedLayer decoded;
   decoded.spec = spec;
-  absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShape(decoded.spec);
-  if (!weight_shape.ok()) return weight_shape.status();
+  absl::StatusOr<ResolvedLayer> resolved = ResolveLayer(decoded.spec);
+  if (!resolved.ok()) return resolved.status();
+  const std::vector<int64_t>* weight_shape = &resolved->weight_shape;
   absl::StatusOr<FloatTensor> weight_tensor = DecodeTensor(prefix + "weight", has_weight, weight);
   if (!weight_tensor.ok()) return weight_tensor.status();
   absl::Status shape_ok = CheckShape(prefix + "weight", *weight_shape,

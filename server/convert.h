@@ -15,6 +15,7 @@
 #include "absl/types/span.h"
 #include "convserve/v1/convserve.pb.h"
 #include "core/conv_spec.h"
+#include "core/tensor_shape.h"
 #include "core/validator.h"
 
 namespace convserve {

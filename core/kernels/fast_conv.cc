@@ -43,16 +43,6 @@ constexpr int64_t kMaxScratchBytes = int64_t{256} << 20;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The spec's kernel as three axes, leading axes 1 (as ConvGeometry has it).
-std::array<int64_t, 3> KernelOf(const ConvSpec& spec) {
-  std::array<int64_t, 3> kernel{1, 1, 1};
-  const int rank = spec.spatial_rank;
-  for (int a = 0; a < rank; ++a) {
-    kernel[3 - rank + a] = spec.kernel.size() == 1 ? spec.kernel[0] : spec.kernel[a];
-  }
-  return kernel;
-}
-
 // What the micro-kernels apply while storing (a clamp); the other activations
 // run over each finished tile with the shared scalar formula, so every path
 // agrees with the reference bit for bit on the nonlinearity.
@@ -228,15 +218,16 @@ class TapSources {
 
 class FastConvOperator final : public ConvOperator {
  public:
-  FastConvOperator(const ConvSpec& spec, absl::Span<const float> weight,
+  FastConvOperator(const ResolvedLayer& layer, absl::Span<const float> weight,
                    absl::Span<const float> bias, Isa isa)
-      : ConvOperator(spec),
-        groups_(spec.groups),
-        in_per_group_(spec.in_channels / spec.groups),
-        out_per_group_(spec.out_channels / spec.groups),
-        kernel_(KernelOf(spec)),
+      : ConvOperator(layer),
+        groups_(layer.spec.groups),
+        in_per_group_(layer.in_channels_per_group()),
+        out_per_group_(layer.out_channels_per_group()),
+        kernel_(layer.kernel),
         taps_(kernel_[0] * kernel_[1] * kernel_[2]),
         depthwise_(in_per_group_ == 1 && out_per_group_ == 1) {
+    const ConvSpec& spec = layer.spec;
     if (depthwise_) {
       PackDepthwise(spec, weight, bias);
     } else {
@@ -817,10 +808,10 @@ Isa BestIsa() {
   return CpuSupports(Isa::kAvx512f) ? Isa::kAvx512f : Isa::kAvx2Fma;
 }
 
-std::unique_ptr<ConvOperator> CreateFastConvOperator(const ConvSpec& spec,
+std::unique_ptr<ConvOperator> CreateFastConvOperator(const ResolvedLayer& layer,
                                                      absl::Span<const float> weight,
                                                      absl::Span<const float> bias, Isa isa) {
-  return std::make_unique<FastConvOperator>(spec, weight, bias, isa);
+  return std::make_unique<FastConvOperator>(layer, weight, bias, isa);
 }
 
 }  // namespace kernels

@@ -54,9 +54,9 @@ bool CpuSupports(Isa isa);
 // REQUIRES: CpuHasAvx2Fma().
 Isa BestIsa();
 
-// REQUIRES: CpuSupports(isa); `spec` passed WeightShape(); weight and bias
-// hold the element counts ConvOperator::Create checked.
-std::unique_ptr<ConvOperator> CreateFastConvOperator(const ConvSpec& spec,
+// REQUIRES: CpuSupports(isa); weight and bias hold the element counts
+// ConvOperator::Create checked.
+std::unique_ptr<ConvOperator> CreateFastConvOperator(const ResolvedLayer& layer,
                                                      absl::Span<const float> weight,
                                                      absl::Span<const float> bias, Isa isa);
 

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "core/conv.h"
+#include "core/geometry.h"
+#include "core/tensor_shape.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -357,12 +359,12 @@ TEST(ValidateErrorsTest, OutOfRangeEnumsFromTheWire) {
   ExpectInvalid(Validate(spec, {1, 1, 2, 2}).status(), {"activation: expected one of"});
 }
 
-TEST(WeightShapeTest, BothLayoutsAndGroups) {
+TEST(ResolveLayerTest, WeightShapeInBothLayoutsAndGroups) {
   ConvSpec spec = Conv2d(6, 4, 3);
   spec.groups = 2;
-  EXPECT_THAT(*WeightShape(spec), ElementsAre(4, 3, 3, 3));
+  EXPECT_THAT(ResolveLayer(spec)->weight_shape, ElementsAre(4, 3, 3, 3));
   spec.weight_layout = WeightLayout::kSpatialInOut;
-  EXPECT_THAT(*WeightShape(spec), ElementsAre(3, 3, 3, 4));
+  EXPECT_THAT(ResolveLayer(spec)->weight_shape, ElementsAre(3, 3, 3, 4));
 }
 
 }  // namespace

@@ -100,10 +100,10 @@ void BuildRequest(FuzzedDataProvider& data, convserve::v1::ConvRequest* request)
   // Usually the weight shape the layer wants, so the run is reached.
   convserve::ConvSpec spec;
   absl::StatusOr<convserve::ConvSpec> converted = convserve::ToConvSpec("layer", *layer);
-  absl::StatusOr<std::vector<int64_t>> weight_shape =
-      converted.ok() ? convserve::WeightShape(*converted)
-                     : absl::StatusOr<std::vector<int64_t>>(converted.status());
-  std::vector<int64_t> shape = weight_shape.ok() ? *weight_shape : std::vector<int64_t>{1};
+  absl::StatusOr<convserve::ResolvedLayer> resolved =
+      converted.ok() ? convserve::ResolveLayer(*converted)
+                     : absl::StatusOr<convserve::ResolvedLayer>(converted.status());
+  std::vector<int64_t> shape = resolved.ok() ? resolved->weight_shape : std::vector<int64_t>{1};
   if (data.ConsumeIntegralInRange(0, 7) == 0 && !shape.empty()) shape.back() += 1;
   FillTensor(data, shape, request->mutable_weight());
   if (data.ConsumeIntegralInRange(0, 3) != 0) {
@@ -134,11 +134,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   // The explaining and the request-path validator must agree.
   if (report.ok() != geometry.ok()) __builtin_trap();
   if (!geometry.ok()) return 0;
-  absl::StatusOr<std::vector<int64_t>> weight_shape = convserve::WeightShape(*spec);
-  if (!weight_shape.ok()) __builtin_trap();  // ResolveGeometry accepted the layer
+  absl::StatusOr<convserve::ResolvedLayer> layer = convserve::ResolveLayer(*spec);
+  if (!layer.ok()) __builtin_trap();  // ResolveGeometry accepted the layer
+  const std::vector<int64_t>& weight_shape = layer->weight_shape;
   absl::StatusOr<convserve::FloatTensor> weight =
       convserve::DecodeTensor("weight", request.has_weight(), request.weight());
-  if (!weight.ok() || weight->shape != *weight_shape) return 0;
+  if (!weight.ok() || weight->shape != weight_shape) return 0;
   std::vector<int64_t> bias_shape;
   if (spec->bias) bias_shape = {spec->out_channels};
   absl::StatusOr<convserve::FloatTensor> bias;

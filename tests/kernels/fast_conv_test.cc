@@ -64,8 +64,6 @@ float Slope(Activation activation, float alpha) {
 bool CheckLayer(const ConvSpec& spec, const std::vector<int64_t>& shape, std::mt19937* rng) {
   absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(spec, shape);
   if (!geometry.ok()) return false;
-  absl::StatusOr<std::vector<int64_t>> weight_shape = WeightShape(spec);
-  if (!weight_shape.ok()) return false;
   const ConvGeometry& g = *geometry;
   SCOPED_TRACE(Describe(spec, shape));
 
@@ -88,7 +86,8 @@ bool CheckLayer(const ConvSpec& spec, const std::vector<int64_t>& shape, std::mt
 
   for (kernels::Isa isa : {kernels::Isa::kAvx2Fma, kernels::Isa::kAvx512f}) {
     if (!kernels::CpuSupports(isa)) continue;
-    const std::unique_ptr<ConvOperator> op = kernels::CreateFastConvOperator(spec, w, b, isa);
+    const std::unique_ptr<ConvOperator> op =
+        kernels::CreateFastConvOperator(*ResolveLayer(spec), w, b, isa);
     for (int threads : {1, 2}) {
       SCOPED_TRACE("threads " + std::to_string(threads) + " kernel " + op->KernelName(g));
       // NaN fill: every output element must be written.

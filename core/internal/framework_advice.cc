@@ -1,16 +1,18 @@
-#include "core/framework_advice.h"
+// framework_advice.cc: per-framework verdicts and equivalent code for a resolved layer.
+#include "core/internal/framework_advice.h"
 
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/geometry.h"
 
 namespace convserve {
 namespace {
 
 // The user's axes of a 3-axis geometry array, outermost first.
-std::vector<int64_t> UserAxes(const std::array<int64_t, kMaxSpatialRank>& values, int rank) {
+std::vector<int64_t> UserAxes(const SpatialAxes& values, int rank) {
   return std::vector<int64_t>(values.end() - rank, values.end());
 }
 
@@ -31,6 +33,7 @@ struct Pads {
   std::vector<int64_t> begin, end;
   bool any() const { return !AllEqual(begin, 0) || !AllEqual(end, 0); }
   bool symmetric() const { return begin == end; }
+  bool operator==(const Pads& other) const { return begin == other.begin && end == other.end; }
   // "(2, 3) on axis L" for each asymmetric axis.
   std::string Asymmetric(int rank) const {
     std::vector<std::string> parts;
@@ -47,15 +50,13 @@ Pads PadsOf(const ConvGeometry& g) {
   return {UserAxes(g.pad_begin, g.spatial_rank), UserAxes(g.pad_end, g.spatial_rank)};
 }
 
-// The pads Keras/TF "same" (= SAME_UPPER) would choose for this input.
-Pads SameUpperPads(const ConvGeometry& g) {
+// The pads `preset` would choose for this input (Keras "same" is SAME_UPPER).
+Pads PresetPadsOf(PaddingPreset preset, const ConvGeometry& g) {
   Pads pads;
   for (int i = kMaxSpatialRank - g.spatial_rank; i < kMaxSpatialRank; ++i) {
-    const int64_t span = g.dilation[i] * (g.kernel[i] - 1) + 1;
-    const int64_t out = (g.input[i] - 1) / g.stride[i] + 1;
-    const int64_t total = std::max<int64_t>(0, (out - 1) * g.stride[i] + span - g.input[i]);
-    pads.begin.push_back(total / 2);
-    pads.end.push_back(total - total / 2);
+    const auto [begin, end] = PresetPads(preset, g.input[i], g.stride[i], g.span[i]);
+    pads.begin.push_back(begin);
+    pads.end.push_back(end);
   }
   return pads;
 }
@@ -231,11 +232,9 @@ FrameworkVerdict AdviseKeras(const ConvSpec& spec, const ConvGeometry& g) {
                            ? " (tf.pad's 'SYMMETRIC' equals it only for pads <= 1)"
                            : ""));
     }
-  } else if (pads.begin == SameUpperPads(g).begin && pads.end == SameUpperPads(g).end &&
-             !subsample) {
+  } else if (pads == PresetPadsOf(PaddingPreset::kSameUpper, g) && !subsample) {
     keras_padding = "same";
-  } else if (rank == 1 && pads.end[0] == 0 && pads.begin[0] == g.dilation[2] * (g.kernel[2] - 1) &&
-             !subsample) {
+  } else if (rank == 1 && pads == PresetPadsOf(PaddingPreset::kCausal, g) && !subsample) {
     keras_padding = "causal";
   } else {
     explicit_pad_layer = true;

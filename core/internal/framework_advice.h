@@ -1,7 +1,7 @@
 // framework_advice.h: what PyTorch, Keras and ONNX make of a resolved layer.
-// Internal to the validator.
-#ifndef CONVSERVE_CORE_FRAMEWORK_ADVICE_H_
-#define CONVSERVE_CORE_FRAMEWORK_ADVICE_H_
+// Internal to the validator (validator.cc); not part of the core's API.
+#ifndef CONVSERVE_CORE_INTERNAL_FRAMEWORK_ADVICE_H_
+#define CONVSERVE_CORE_INTERNAL_FRAMEWORK_ADVICE_H_
 
 #include "core/conv_spec.h"
 #include "core/validator.h"
@@ -17,4 +17,4 @@ FrameworkVerdict AdviseFramework(Framework framework, const ConvSpec& spec,
 
 }  // namespace convserve
 
-#endif  // CONVSERVE_CORE_FRAMEWORK_ADVICE_H_
+#endif  // CONVSERVE_CORE_INTERNAL_FRAMEWORK_ADVICE_H_

@@ -1,3 +1,4 @@
+// c_api.cc: the C ABI of c_api.h over ConvOperator and the geometry.
 #include "core/c_api.h"
 
 #include <tbb/task_arena.h>

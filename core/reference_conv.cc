@@ -1,3 +1,4 @@
+// reference_conv.cc: the scalar reference convolution, one output at a time in double.
 #include "core/reference_conv.h"
 
 namespace convserve {

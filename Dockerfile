@@ -24,8 +24,11 @@ COPY --from=build /src/build-server/server/convserve_server /src/build-server/cl
   /usr/local/bin/
 USER convserve
 EXPOSE 50051
+# The server writes the port it really listens on here (CONVSERVE_PORT_FILE is
+# --port_file), so the health check follows --listen / CONVSERVE_LISTEN.
+ENV CONVSERVE_PORT_FILE=/tmp/convserve.port
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
-  CMD ["convctl", "--target=127.0.0.1:50051", "--timeout_s=3", "health"]
+  CMD ["sh", "-c", "convctl --target=127.0.0.1:$(cat /tmp/convserve.port) --timeout_s=3 health"]
 # Flags given to `docker run` replace CMD; --listen must then be given again.
 ENTRYPOINT ["convserve_server"]
 CMD ["--listen=0.0.0.0:50051"]

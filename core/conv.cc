@@ -32,6 +32,12 @@ class ReferenceOperator final : public ConvOperator {
 
 }  // namespace
 
+std::vector<std::string> KernelTiers() {
+  if (!kernels::CpuHasAvx2Fma()) return {"reference"};
+  if (kernels::BestIsa() == kernels::Isa::kAvx512f) return {"avx512f", "avx2"};
+  return {"avx2"};
+}
+
 absl::StatusOr<std::unique_ptr<ConvOperator>> ConvOperator::Create(const ConvSpec& spec,
                                                                    absl::Span<const float> weight,
                                                                    absl::Span<const float> bias,

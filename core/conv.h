@@ -29,6 +29,11 @@ enum class KernelPath {
   kReference,  // the scalar oracle (reference_conv.h).
 };
 
+// The kernel tiers ConvOperator runs on this CPU, widest first, as named in
+// kernel names: e.g. {"avx512f", "avx2"}, {"avx2"}, or {"reference"} on a CPU
+// without AVX2 + FMA. CONVSERVE_MAX_ISA=avx2 leaves out avx512f.
+std::vector<std::string> KernelTiers();
+
 class ConvOperator {
  public:
   // `weight` holds the weight tensor in the layer's weight layout

@@ -1,6 +1,9 @@
 // convserve_server: serves convserve.v1.ConvService, grpc.health.v1.Health
 // and server reflection.
 //
+// Configuration: flags, or CONVSERVE_<FLAG> environment variables (an
+// explicit flag wins); the start-up line says where each set value came from.
+//
 // Lifecycle: SIGINT/SIGTERM -> new calls are refused with UNAVAILABLE and
 // health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in
 // flight have finished (at most --shutdown_timeout_s), the server shuts down.
@@ -17,22 +20,33 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "core/conv.h"
 #include "server/auth.h"
+#include "server/build_info.h"
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
+#include "server/flag_environment.h"
+#include "server/usable_cpus.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "Address to listen on, host:port. Port 0 picks a free port (see --port_file).");
 ABSL_FLAG(int, compute_threads, 0,
-          "Threads that run convolutions, apart from gRPC's; 0 = hardware concurrency.");
+          "Threads that run convolutions, apart from gRPC's; 0 = the CPUs this process may use "
+          "(its affinity mask and cgroup v2 CPU quota).");
 ABSL_FLAG(int64_t, max_message_bytes, 256 << 20,
           "Largest request and response message, in bytes (at most 2^31 - 1).");
 ABSL_FLAG(int64_t, max_elements, int64_t{1} << 28,
@@ -83,7 +97,17 @@ void TuneMalloc() {
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
-int Serve() {
+// The flags --help lists and the environment may set: the server's own.
+bool IsServerFlagFile(absl::string_view file) { return absl::StrContains(file, "server/"); }
+
+const char* GetEnvironment(const char* name) { return std::getenv(name); }
+
+std::string VersionString() {
+  return absl::StrCat("convserve_server ", kVersion, " (commit ", kGitCommit, ", ", kBuildType,
+                      " build; kernels ", absl::StrJoin(KernelTiers(), ", "), ")\n");
+}
+
+int Serve(const std::vector<FlagOrigin>& configured) {
   TuneMalloc();
   const std::string level_name = absl::GetFlag(FLAGS_log_level);
   const spdlog::level::level_enum level = spdlog::level::from_str(level_name);
@@ -97,7 +121,7 @@ int Serve() {
   spdlog::set_level(level);
 
   int threads = absl::GetFlag(FLAGS_compute_threads);
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) threads = UsableCpus();
   ServiceOptions options;
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_elements = absl::GetFlag(FLAGS_max_elements);
@@ -155,6 +179,12 @@ int Serve() {
   health->SetServingStatus(kServiceName, true);
   health->SetServingStatus(true);
 
+  std::vector<std::string> origins;
+  for (const FlagOrigin& origin : configured) {
+    origins.push_back(absl::StrCat(origin.name, "=", origin.value, " (", origin.from, ")"));
+  }
+  spdlog::info("convserve_server {} (commit {}, {} build); configured: {}", kVersion, kGitCommit,
+               kBuildType, origins.empty() ? "all defaults" : absl::StrJoin(origins, ", "));
   spdlog::info(
       "convserve_server serving on {} (port {}): compute_threads={} max_message_bytes={} "
       "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} auth={} "
@@ -196,7 +226,24 @@ int Serve() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves convolution layers over gRPC.\nUsage: convserve_server [--listen=0.0.0.0:50051] "
-      "[--compute_threads=N] ...");
+      "[--compute_threads=N] ...\nEvery flag can also be set as the environment variable "
+      "CONVSERVE_<FLAG> (e.g. CONVSERVE_COMPUTE_THREADS=2); an explicit flag wins.");
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = convserve::IsServerFlagFile;
+  usage.contains_helpshort_flags = convserve::IsServerFlagFile;
+  usage.version_string = convserve::VersionString;
+  usage.normalize_filename = [](absl::string_view file) {
+    const size_t server = file.rfind("server/");
+    return std::string(server == absl::string_view::npos ? file : file.substr(server));
+  };
+  absl::SetFlagsUsageConfig(usage);
+  absl::Status environment = convserve::ApplyFlagEnvironment(
+      argc, argv, convserve::IsServerFlagFile, convserve::GetEnvironment);
+  if (!environment.ok()) {
+    spdlog::critical("{}", std::string(environment.message()));
+    return 2;
+  }
   absl::ParseCommandLine(argc, argv);
-  return convserve::Serve();
+  return convserve::Serve(convserve::ConfiguredFlags(argc, argv, convserve::IsServerFlagFile,
+                                                     convserve::GetEnvironment));
 }

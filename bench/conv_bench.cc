@@ -47,7 +47,7 @@ constexpr double kQuietShare = 0.85;
 constexpr int kRowAttempts = 5;
 
 struct Options {
-  std::string layers = std::string(CONVSERVE_SOURCE_DIR) + "/../shared/bench/layers.json";
+  std::string layers = std::string(CONVSERVE_SOURCE_DIR) + "/bench/layers.json";
   std::string json;
   std::string filter;
   int reps = 7;

@@ -1,4 +1,4 @@
-// layer_set.h: reads a benchmark layer set (BENCH-14's layers.json).
+// layer_set.h: reads a benchmark layer set (bench/layers.json, BENCH-14).
 //
 // The file is flat JSON: {"name": ..., "layers": [{"name": "...", "n": 1,
 // "c": 3, "spatial": [224, 224], ...}, ...]}. A small parser for that subset

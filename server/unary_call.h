@@ -3,7 +3,7 @@
 // The service registers its methods as raw (ByteBuffer) callback methods and
 // parses requests here, because gRPC's generated callback handlers answer a
 // request that fails to parse with an empty UNIMPLEMENTED; ConvServe answers
-// INTERNAL naming the message type (RELIABILITY row 2). Parsing and
+// INTERNAL naming the message type (docs/RELIABILITY.md row 2). Parsing and
 // serializing use gRPC's own SerializationTraits, so this costs no copy
 // beyond what the generated handlers do; responses with an output tensor
 // avoid even the serialization copy of their values (PrepareOutputPayload).

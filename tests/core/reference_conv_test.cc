@@ -1,5 +1,5 @@
 // The reference kernel on hand-checkable cases: the reference-value table of
-// SEMANTICS.md, the padding modes, groups and layouts.
+// docs/SEMANTICS.md, the padding modes, groups and layouts.
 #include "core/reference_conv.h"
 
 #include <cmath>

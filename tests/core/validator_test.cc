@@ -1,6 +1,6 @@
 // The validator: shapes and pads for every preset, the report's counts and
 // explanations, framework verdicts, and one test per class of bad input
-// (RELIABILITY rows 4-8 at the core level), each checking code and message.
+// (docs/RELIABILITY.md rows 4-8 at the core level), each checking code and message.
 #include "core/validator.h"
 
 #include <cstdint>
@@ -225,7 +225,7 @@ TEST(ValidateTest, ThreeDimensionalDepthwiseChannelsLast) {
   EXPECT_TRUE(report->bias_shape.empty());
 }
 
-// --- Bad input (RELIABILITY rows 4-8) -------------------------------------------------------
+// --- Bad input (docs/RELIABILITY.md rows 4-8) -----------------------------------------------
 
 TEST(ValidateErrorsTest, WrongRankNamesTheLayout) {  // row 4
   ExpectInvalid(Validate(Conv2d(3, 64, 3), {3, 224, 224}).status(),

@@ -13,7 +13,7 @@ from convserve import _stubs
 from convserve.client import pb
 from conftest import CONVCTL, CPP_REFERENCE_EXAMPLE, REPO
 
-# SEMANTICS.md: input 1..9, one channel, kernel of ones, no bias, Conv1D.
+# docs/SEMANTICS.md: input 1..9, one channel, kernel of ones, no bias, Conv1D.
 REFERENCE_TABLE = {
     (5, 1): ([15, 20, 25, 30, 35], [6, 10, 15, 20, 25, 30, 35, 30, 24]),
     (5, 2): ([15, 25, 35], [6, 15, 25, 35, 24]),
@@ -102,7 +102,7 @@ def test_validate_shape_report(client):
 
 
 def test_validate_shape_keras_same_even_kernel(client):
-    # SEMANTICS.md: Keras "same", k = 6, s = 1 pads (2, 3); PyTorch cannot say it.
+    # docs/SEMANTICS.md: Keras "same", k = 6, s = 1 pads (2, 3); PyTorch cannot say it.
     report = convserve.validate((1, 9, 1), (6, 1, 1), padding="same", data_format="channels_last",
                                 weight_format="hwio", client=client)
     assert (report.axes[0].pad_begin, report.axes[0].pad_end) == (2, 3)

@@ -1,4 +1,4 @@
-"""RELIABILITY row 12: draining on SIGTERM / SIGINT.
+"""docs/RELIABILITY.md row 12: draining on SIGTERM / SIGINT.
 
 Health turns NOT_SERVING first, new calls fail UNAVAILABLE, the call in
 flight completes, and the process exits 0.
@@ -127,7 +127,7 @@ def test_bad_flags_are_refused():
 
 
 def test_client_cancel_mid_call_leaves_server_live(start_server):
-    # RELIABILITY row 14: the caller goes away; the server stays live and
+    # docs/RELIABILITY.md row 14: the caller goes away; the server stays live and
     # keeps serving others (the computation itself runs to its end).
     process = start_server("--drain_grace_ms=0", compute_threads=1)
     connection = convserve.Client(process.target, timeout=120)

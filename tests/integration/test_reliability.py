@@ -1,4 +1,4 @@
-"""RELIABILITY.md rows 1-11 and 18: each bad input gets its status code, and
+"""docs/RELIABILITY.md rows 1-11, 15, 17, 18 and 20: each bad input gets its status code, and
 the server keeps serving everyone else and logs nothing above WARN."""
 
 import threading
@@ -231,7 +231,7 @@ def test_run_model_bad_input_is_invalid_argument(client):
 
 
 def test_nan_and_inf_are_computed_not_refused(client):
-    # RELIABILITY row 17: IEEE arithmetic, as PyTorch.
+    # docs/RELIABILITY.md row 17: IEEE arithmetic, as PyTorch.
     x = np.array([[[1.0, np.nan, 2.0, np.inf, 3.0]]], np.float32)
     y = convserve.conv1d(x, np.ones((1, 1, 1), np.float32), client=client)
     assert np.isnan(y[0, 0, 1]) and np.isinf(y[0, 0, 3]) and y[0, 0, 0] == 1.0

@@ -373,7 +373,7 @@ TEST_F(FastConvTest, DispatchByKernelPath) {
   EXPECT_NE((*reference)->KernelName(*g).find("reference"), std::string::npos);
 }
 
-// The SEMANTICS.md reference values, computed by the fast path (input 1..9,
+// The docs/SEMANTICS.md reference values, computed by the fast path (input 1..9,
 // kernel of ones, one channel, Conv1D), so a wrong reference cannot hide a
 // wrong kernel.
 TEST_F(FastConvTest, SemanticsReferenceValues) {

@@ -2,7 +2,7 @@
 
 A layer is a plain dict (see `random_layer`). `torch_reference` computes what
 PyTorch gives for it in float64, resolving padding presets by the rules of
-SEMANTICS.md written out here independently of the C++ code, and applying the
+docs/SEMANTICS.md written out here independently of the C++ code, and applying the
 padding mode with torch.nn.functional.pad. Where PyTorch has a native form
 (integer padding, padding="same" at stride 1) the native form is used, so the
 oracle leans on PyTorch itself as much as it can.
@@ -21,7 +21,7 @@ DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
 
 
 def resolve_pads(layer, spatial):
-    """(begin, end) per axis, by the preset rules of SEMANTICS.md."""
+    """(begin, end) per axis, by the preset rules of docs/SEMANTICS.md."""
     pads = []
     for i, n in enumerate(spatial):
         k, s, d = layer["kernel"][i], layer["stride"][i], layer["dilation"][i]

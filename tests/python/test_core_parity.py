@@ -82,7 +82,7 @@ def test_fast_path_matches_pytorch(core, threads):
 
 @pytest.mark.parametrize("path", ["reference", "auto"])
 def test_non_finite_inputs_follow_ieee_like_pytorch(core, path):
-    """NaN and Inf in the input give the outputs PyTorch gives (RELIABILITY row 17)."""
+    """NaN and Inf in the input give the outputs PyTorch gives (docs/RELIABILITY.md row 17)."""
     rng = np.random.default_rng(17)
     checked = 0
     while checked < 150:

@@ -1,4 +1,4 @@
-// Reproduces the reference-value table of SEMANTICS.md against a running
+// Reproduces the reference-value table of docs/SEMANTICS.md against a running
 // server: input 1..9, one channel, kernel of ones, no bias, Conv1D, for
 // k in {5, 6}, s in {1, 2}, VALID and SAME_UPPER. Exits 1 on any mismatch.
 //
@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
     std::cout << "| " << row.k << " | " << row.s << " | " << cells[0] << " | " << cells[1]
               << " |\n";
   }
-  std::cout << (all_match ? "all values match SEMANTICS.md\n" : "MISMATCH with SEMANTICS.md\n");
+  std::cout << (all_match ? "all values match docs/SEMANTICS.md\n"
+                          : "MISMATCH with docs/SEMANTICS.md\n");
   return all_match ? 0 : 1;
 }

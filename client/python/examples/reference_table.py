@@ -1,4 +1,4 @@
-"""Reproduces the reference-value table of SEMANTICS.md against a running server.
+"""Reproduces the reference-value table of docs/SEMANTICS.md against a running server.
 
     PYTHONPATH=client/python python3 client/python/examples/reference_table.py [host:port]
 
@@ -33,7 +33,7 @@ def main(target=None):
             all_match &= got_valid.tolist() == valid and got_same.tolist() == same_upper
             print("| %d | %d | %s | %s |" % (k, s, " ".join("%g" % v for v in got_valid),
                                              " ".join("%g" % v for v in got_same)))
-    print("all values match SEMANTICS.md" if all_match else "MISMATCH with SEMANTICS.md")
+    print("all values match docs/SEMANTICS.md" if all_match else "MISMATCH with docs/SEMANTICS.md")
     return 0 if all_match else 1
 
 

@@ -18,8 +18,9 @@ build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
        libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
        libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev ocl-icd-opencl-dev
        python3 python3-grpcio python3-protobuf python3-numpy python3-grpc-tools)
+# nodejs (+ npm): the offline Kubernetes manifest test (tests/deploy).
 test=("${build[@]}" libgtest-dev libgmock-dev libbenchmark-dev
-      clang libclang-rt-14-dev python3-torch python3-pytest procps)
+      clang libclang-rt-14-dev python3-torch python3-pytest procps nodejs)
 
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;
@@ -27,6 +28,12 @@ case "$profile" in
   test) wanted=("${test[@]}") ;;
   *) echo "setup.sh: unknown profile '$profile' (expected build, runtime or test)" >&2; exit 2 ;;
 esac
+
+# Debian's npm, unless the installed node already brings its own (a node
+# package from another source conflicts with Debian's npm).
+if [ "$profile" = test ] && ! command -v npm >/dev/null 2>&1; then
+  wanted+=(npm)
+fi
 
 missing=()
 for package in "${wanted[@]}"; do

@@ -5,7 +5,7 @@
 // Tolerance: |y - ref| <= 1e-5 * S + 1e-6, where S is the reference run on
 // |x|, |w|, |b| without activation (the size of the sum whose rounding is
 // being bounded), times the activation's largest slope.
-#include "core/kernels/fast_conv.h"
+#include "core/fast/fast_conv.h"
 
 #include <algorithm>
 #include <cmath>

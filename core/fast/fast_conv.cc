@@ -1,4 +1,4 @@
-#include "core/kernels/fast_conv.h"
+#include "core/fast/fast_conv.h"
 
 #include <algorithm>
 #include <array>
@@ -12,8 +12,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "core/kernels/micro_kernels.h"
 #include "core/reference_conv.h"
+#include "core/ukernels/ukernels.h"
 #include "tbb/blocked_range.h"
 #include "tbb/parallel_for.h"
 #include "tbb/task_arena.h"
@@ -291,16 +291,16 @@ class FastConvOperator final : public ConvOperator {
     // Narrow groups fill 8 lanes at most: the 12x8 ymm tile wastes no lanes
     // and keeps 12 chains in flight on either ISA.
     if (out_per_group_ <= 8) {
-      nr_ = 8, mr_ = 12, igemm_ = &f32_igemm_12x8_avx2_fma;
+      nr_ = 8, mr_ = 12, igemm_ = &ukernels::f32_igemm_12x8_avx2_fma;
       kernel_name_ = "f32-igemm-12x8-avx2-fma";
     } else if (isa == Isa::kAvx512f && out_per_group_ <= 16) {
-      nr_ = 16, mr_ = 16, igemm_ = &f32_igemm_16x16_avx512f;
+      nr_ = 16, mr_ = 16, igemm_ = &ukernels::f32_igemm_16x16_avx512f;
       kernel_name_ = "f32-igemm-16x16-avx512f";
     } else if (isa == Isa::kAvx512f) {
-      nr_ = 32, mr_ = 8, igemm_ = &f32_igemm_8x32_avx512f;
+      nr_ = 32, mr_ = 8, igemm_ = &ukernels::f32_igemm_8x32_avx512f;
       kernel_name_ = "f32-igemm-8x32-avx512f";
     } else {
-      nr_ = 16, mr_ = 6, igemm_ = &f32_igemm_6x16_avx2_fma;
+      nr_ = 16, mr_ = 6, igemm_ = &ukernels::f32_igemm_6x16_avx2_fma;
       kernel_name_ = "f32-igemm-6x16-avx2-fma";
     }
     blocks_per_group_ = CeilDiv(out_per_group_, nr_);
@@ -355,10 +355,10 @@ class FastConvOperator final : public ConvOperator {
   void PackPointwise(const ConvSpec& spec, absl::Span<const float> weight,
                      absl::Span<const float> bias, Isa isa) {
     if (isa == Isa::kAvx512f) {
-      pointwise_mr_ = 12, pointwise_nr_ = 32, pointwise_ = &f32_gemm_12x32_avx512f;
+      pointwise_mr_ = 12, pointwise_nr_ = 32, pointwise_ = &ukernels::f32_gemm_12x32_avx512f;
       pointwise_name_ = "f32-gemm-12x32-avx512f";
     } else {
-      pointwise_mr_ = 6, pointwise_nr_ = 16, pointwise_ = &f32_gemm_6x16_avx2_fma;
+      pointwise_mr_ = 6, pointwise_nr_ = 16, pointwise_ = &ukernels::f32_gemm_6x16_avx2_fma;
       pointwise_name_ = "f32-gemm-6x16-avx2-fma";
     }
     const int64_t channels = spec.in_channels;
@@ -530,7 +530,7 @@ class FastConvOperator final : public ConvOperator {
                           sizeof(float) * static_cast<size_t>(per_group));
             }
           } else {
-            f32_transpose_8x8_avx2(
+            ukernels::f32_transpose_8x8_avx2(
                 per_group, width,
                 input + (n * channels + group * per_group) * spatial + plane_row * width, spatial,
                 interior, per_group);
@@ -561,8 +561,8 @@ class FastConvOperator final : public ConvOperator {
           const int64_t n = item / chunks;
           const int64_t s0 = (item % chunks) * kPixels;
           const int64_t count = std::min(kPixels, spatial - s0);
-          f32_transpose_8x8_avx2(channels, count, input + n * channels * spatial + s0, spatial,
-                                 dst + (n * spatial + s0) * channels, channels);
+          ukernels::f32_transpose_8x8_avx2(channels, count, input + n * channels * spatial + s0,
+                                           spatial, dst + (n * spatial + s0) * channels, channels);
         }
       });
       return {dst, width, false, false, channels, in_per_group_, image_floats};
@@ -572,8 +572,9 @@ class FastConvOperator final : public ConvOperator {
         const int64_t n = r / plane_rows;
         const int64_t plane_row = r % plane_rows;
         float* row = dst + r * row_pixels * channels;
-        f32_transpose_8x8_avx2(channels, width, input + n * channels * spatial + plane_row * width,
-                               spatial, row + g.pad_begin[2] * channels, channels);
+        ukernels::f32_transpose_8x8_avx2(channels, width,
+                                         input + n * channels * spatial + plane_row * width,
+                                         spatial, row + g.pad_begin[2] * channels, channels);
         FillRowPadding(g, channels, row);
       }
     });
@@ -666,9 +667,9 @@ class FastConvOperator final : public ConvOperator {
           }
         }
         if (channels_first) {
-          f32_transpose_8x8_avx2(p1 - p0, block_stride, block, block_stride,
-                                 output + (n * out_channels + oc_begin) * out_spatial + p0,
-                                 out_spatial);
+          ukernels::f32_transpose_8x8_avx2(
+              p1 - p0, block_stride, block, block_stride,
+              output + (n * out_channels + oc_begin) * out_spatial + p0, out_spatial);
         }
       }
     });
@@ -738,9 +739,9 @@ class FastConvOperator final : public ConvOperator {
               if (b0 >= b1) continue;
               workspace.indirection.resize(static_cast<size_t>((b1 - b0) * taps_));
               sources.Fill(n, p_row + b0, p_row + b1, 1, workspace.indirection.data());
-              f32_dwconv_nhwc_avx2_fma(b1 - b0, channels, taps_, workspace.indirection.data(),
-                                       packed_.data(), out + b0 * channels, channels, epilogue.lo,
-                                       epilogue.hi);
+              ukernels::f32_dwconv_nhwc_avx2_fma(
+                  b1 - b0, channels, taps_, workspace.indirection.data(), packed_.data(),
+                  out + b0 * channels, channels, epilogue.lo, epilogue.hi);
             }
             const int64_t i0 = std::max(c0, interior_begin);
             const int64_t i1 = std::min(c1, interior_end);
@@ -756,7 +757,7 @@ class FastConvOperator final : public ConvOperator {
                   row_inputs[kd * g.kernel[1] + kh] = input_row + column * channels;
                 }
               }
-              f32_dwconv_rows_nhwc_avx2_fma(
+              ukernels::f32_dwconv_rows_nhwc_avx2_fma(
                   i1 - i0, channels, row_taps, kernel_w, row_inputs.data(), stride_w * channels,
                   dilation_w * channels, packed_.data(), out + i0 * channels, channels, epilogue.lo,
                   epilogue.hi);
@@ -767,8 +768,9 @@ class FastConvOperator final : public ConvOperator {
               }
             }
             if (channels_first) {
-              f32_transpose_8x8_avx2(c1 - c0, channels, out + c0 * channels, channels,
-                                     output + n * channels * out_spatial + p_row + c0, out_spatial);
+              ukernels::f32_transpose_8x8_avx2(c1 - c0, channels, out + c0 * channels, channels,
+                                               output + n * channels * out_spatial + p_row + c0,
+                                               out_spatial);
             }
           }
         });
@@ -785,11 +787,11 @@ class FastConvOperator final : public ConvOperator {
   int64_t mr_ = 0;
   int64_t blocks_per_group_ = 0;
   int64_t block_floats_ = 0;
-  F32IgemmFn igemm_ = nullptr;
+  ukernels::F32IgemmFn igemm_ = nullptr;
   std::string kernel_name_;
   std::vector<float> packed_;
   // Pointwise path (1x1 layers with one group; see UsesPointwise()).
-  F32GemmFn pointwise_ = nullptr;
+  ukernels::F32GemmFn pointwise_ = nullptr;
   int64_t pointwise_mr_ = 0;
   int64_t pointwise_nr_ = 0;
   int64_t pointwise_block_floats_ = 0;

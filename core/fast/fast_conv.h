@@ -4,7 +4,7 @@
 // channels-last view of the input. For each tile of output pixels the
 // operator writes a small indirection buffer (a pointer per pixel and kernel
 // tap to the input pixel's channels, or to a zero row for zero padding); the
-// micro-kernel (micro_kernels.h) multiplies those rows by weights packed once
+// micro-kernel (core/ukernels/) multiplies those rows by weights packed once
 // at creation. Padding modes, strides, dilation, groups and 1/2/3-D all
 // reduce to which pointer a tap gets, so borders need no padded copy.
 // Depthwise layers (one input channel per output channel) use their own,
@@ -24,8 +24,8 @@
 // channels-last copy (with the W padding materialised, so that the Kw taps of
 // a pixel are one contiguous run and merge into the GEMM's K), the output
 // through a per-thread block transposed into place.
-#ifndef CONVSERVE_CORE_KERNELS_FAST_CONV_H_
-#define CONVSERVE_CORE_KERNELS_FAST_CONV_H_
+#ifndef CONVSERVE_CORE_FAST_FAST_CONV_H_
+#define CONVSERVE_CORE_FAST_FAST_CONV_H_
 
 #include <cstdint>
 #include <memory>
@@ -63,4 +63,4 @@ std::unique_ptr<ConvOperator> CreateFastConvOperator(const ConvSpec& spec,
 }  // namespace kernels
 }  // namespace convserve
 
-#endif  // CONVSERVE_CORE_KERNELS_FAST_CONV_H_
+#endif  // CONVSERVE_CORE_FAST_FAST_CONV_H_

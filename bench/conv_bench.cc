@@ -28,10 +28,10 @@
 #include <utility>
 #include <vector>
 
+#include "bench/fma_peak.h"
 #include "bench/layer_set.h"
 #include "core/conv.h"
-#include "core/kernels/fast_conv.h"
-#include "core/kernels/micro_kernels.h"
+#include "core/fast/fast_conv.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "tbb/task_arena.h"
 
@@ -152,8 +152,8 @@ double MeasurePeakGflops(int threads, bool zmm, size_t iterations = 20'000'000, 
     const Clock::time_point start = Clock::now();
     for (int t = 0; t < threads; ++t) {
       workers.emplace_back([zmm, kIterations] {
-        volatile float sink = zmm ? kernels::f32_fma_peak_12x16_avx512f(kIterations)
-                                  : kernels::f32_fma_peak_12x8_avx2_fma(kIterations);
+        volatile float sink =
+            zmm ? f32_fma_peak_12x16_avx512f(kIterations) : f32_fma_peak_12x8_avx2_fma(kIterations);
         (void)sink;
       });
     }

@@ -5,7 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "core/kernels/fast_conv.h"
+#include "core/fast/fast_conv.h"
 #include "core/reference_conv.h"
 #include "core/tensor_shape.h"
 

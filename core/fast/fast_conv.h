@@ -1,17 +1,16 @@
-// fast_conv.h: the fast (AVX2 + FMA, optionally AVX-512F) convolution operator.
+// fast_conv.h: the fast (AVX2 + FMA, optionally AVX-512F) convolution operator: which ISA this
+// CPU runs, and the factory of the operator that picks a path per layer and geometry.
 //
-// One design covers every layer ConvSpec describes: an indirect GEMM over a
-// channels-last view of the input. For each tile of output pixels the
-// operator writes a small indirection buffer (a pointer per pixel and kernel
-// tap to the input pixel's channels, or to a zero row for zero padding); the
-// micro-kernel (micro_kernels.h) multiplies those rows by weights packed once
-// at creation. Padding modes, strides, dilation, groups and 1/2/3-D all
-// reduce to which pointer a tap gets, so borders need no padded copy.
-// Depthwise layers (one input channel per output channel) use their own,
-// memory-bound kernel over the same indirection.
-//
-// Unpadded 1x1 layers on channels-first tensors skip all of that: they are a
-// plain GEMM of packed weights by input rows, written straight to the output.
+// This is the operator level of the operator / micro-kernel split: it chooses a path and a tile,
+// packs the weights once at creation and splits each run over threads, so that the micro-kernels
+// (core/ukernels/) only compute. The paths, one file each:
+//   igemm_path.h    indirect GEMM over a channels-last view of the input (every layer but
+//                   depthwise ones): padding modes, strides, dilation, groups and 1/2/3-D all
+//                   reduce to which pointer a kernel tap gets, so borders need no padded copy;
+//   dwconv_path.h   depthwise layers (one input channel per output channel), memory-bound;
+//   gemm_1x1_path.h unpadded 1x1 layers with one group on channels-first tensors: a plain GEMM of
+//                   packed weights by input rows, written straight to the output.
+// conv_input.h holds the reorder and indirection the first two share, common.h the rest.
 //
 // Memory per Run(): a channels-last copy of the input when the input is
 // channels-first (or channels-last with W padding and < 32 channels); per
@@ -24,17 +23,20 @@
 // channels-last copy (with the W padding materialised, so that the Kw taps of
 // a pixel are one contiguous run and merge into the GEMM's K), the output
 // through a per-thread block transposed into place.
-#ifndef CONVSERVE_CORE_KERNELS_FAST_CONV_H_
-#define CONVSERVE_CORE_KERNELS_FAST_CONV_H_
+//
+// Thread-safety: as ConvOperator (conv.h): Run() is const and may be called concurrently.
+#ifndef CONVSERVE_CORE_FAST_FAST_CONV_H_
+#define CONVSERVE_CORE_FAST_FAST_CONV_H_
 
 #include <cstdint>
 #include <memory>
 
 #include "absl/types/span.h"
 #include "core/conv.h"
-#include "core/conv_spec.h"
+#include "core/geometry.h"
 
 namespace convserve {
+// The fast operator's namespace (core/conv.cc calls it as kernels::).
 namespace kernels {
 
 // Instruction sets the fast path has kernels for, narrowest first.
@@ -54,6 +56,7 @@ bool CpuSupports(Isa isa);
 // REQUIRES: CpuHasAvx2Fma().
 Isa BestIsa();
 
+// The fast operator for `layer`, on `isa`'s kernels.
 // REQUIRES: CpuSupports(isa); weight and bias hold the element counts
 // ConvOperator::Create checked.
 std::unique_ptr<ConvOperator> CreateFastConvOperator(const ResolvedLayer& layer,
@@ -63,4 +66,4 @@ std::unique_ptr<ConvOperator> CreateFastConvOperator(const ResolvedLayer& layer,
 }  // namespace kernels
 }  // namespace convserve
 
-#endif  // CONVSERVE_CORE_KERNELS_FAST_CONV_H_
+#endif  // CONVSERVE_CORE_FAST_FAST_CONV_H_

@@ -1,19 +1,21 @@
-// micro_kernels.h: the tight loops of the fast convolution path.
+// ukernels.h: the micro-kernels of the fast convolution path (tight loops that only compute).
 //
-// Micro-kernels only compute: they take pointers and sizes that the operator
-// (fast_conv.cc) has already checked, and only assert. Each name states its
-// contract: element type, operation, tile, ISA. They live in translation units
-// compiled with -mavx2 -mfma and must only be called when the CPU has both
-// (see CpuHasAvx2Fma()). Those units use no STL templates, so no AVX2 code can
-// leak into the portable part of the library through inline functions. The
-// *_avx512f kernels likewise need AVX-512F.
-#ifndef CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
-#define CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
+// Micro-kernels take pointers and sizes that the operator (core/fast/) has already checked, and
+// only assert. Each name states its contract: element type, operation, tile, ISA. They live in
+// translation units compiled with -mavx2 -mfma (the *_avx512f ones with -mavx512f) and must only be
+// called when the CPU has those instructions (see kernels::CpuSupports() in core/fast/fast_conv.h).
+// Those units use no STL templates, TBB or absl, so no AVX code can leak into the portable part of
+// the library through inline functions.
+//
+// Thread-safety: every micro-kernel is a pure function of its arguments; concurrent calls are safe
+// as long as their outputs do not overlap.
+#ifndef CONVSERVE_CORE_UKERNELS_UKERNELS_H_
+#define CONVSERVE_CORE_UKERNELS_UKERNELS_H_
 
 #include <cstddef>
 
 namespace convserve {
-namespace kernels {
+namespace ukernels {
 
 // Indirect GEMM tile: for rows i < mr (output pixels) and columns j < nc (output
 // channels):
@@ -22,7 +24,8 @@ namespace kernels {
 // where a(t, i) = indirection[t * indirection_stride + i] plus a_offset, unless
 // that pointer equals `zero` (a padding cell: `zero` holds kc zeros and is read
 // without offset). `packed` holds NR bias values followed by taps * kc * NR
-// weights (columns past nc zero-padded). REQUIRES: 1 <= mr <= MR, 1 <= nc <= NR.
+// weights (columns past nc zero-padded). The clamp passes NaN through. Only the
+// mr x nc cells of c are written. REQUIRES: 1 <= mr <= MR, 1 <= nc <= NR.
 using F32IgemmFn = void (*)(size_t mr, size_t nc, size_t taps, size_t kc,
                             const float* const* indirection, size_t indirection_stride,
                             size_t a_offset, const float* zero, const float* packed, float* c,
@@ -55,7 +58,8 @@ void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
 // channels) and columns j < nc (pixels),
 //   c[i * c_stride + j] = clamp(bias[i] + sum_{k < kc} a[k * MR + i] * b[k * b_stride + j], lo, hi)
 // `a`: kc x MR packed weights (rows past mr zero), `bias`: MR values. Only the
-// nc columns are read from b. REQUIRES: 1 <= mr <= MR, 1 <= nc <= NR.
+// nc columns are read from b, and only the mr x nc cells of c are written. The
+// clamp passes NaN through. REQUIRES: 1 <= mr <= MR, 1 <= nc <= NR.
 using F32GemmFn = void (*)(size_t mr, size_t nc, size_t kc, const float* a, const float* bias,
                            const float* b, size_t b_stride, float* c, size_t c_stride, float lo,
                            float hi);
@@ -72,7 +76,8 @@ void f32_gemm_12x32_avx512f(size_t mr, size_t nc, size_t kc, const float* a, con
 //       indirection[p * taps + t][ch] * packed[channels_padded * (1 + t) + ch], lo, hi)
 // channels_padded = channels rounded up to 8. Indirection pointers point at a
 // pixel's first channel (or at `zero`, >= channels zeros); only `channels`
-// values are read from each.
+// values are read from each, and only `channels` values per pixel are written.
+// The clamp passes NaN through. REQUIRES: channels >= 1, taps >= 1.
 void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
                               const float* const* indirection, const float* packed, float* out,
                               size_t out_stride, float lo, float hi);
@@ -81,25 +86,18 @@ void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
 // padding): tap t = r * kw + k of pixel p reads
 //   row_inputs[r] + p * pixel_step + k * tap_step
 // (row_inputs[r] points at pixel 0's first tap in input row r, or into a zero
-// row as long as the input row).
+// row as long as the input row). REQUIRES: channels >= 1, rows * kw >= 1.
 void f32_dwconv_rows_nhwc_avx2_fma(size_t pixels, size_t channels, size_t rows, size_t kw,
                                    const float* const* row_inputs, size_t pixel_step,
                                    size_t tap_step, const float* packed, float* out,
                                    size_t out_stride, float lo, float hi);
 
 // dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols,
-// in 8x8 register blocks.
+// in 8x8 register blocks (scalar edges). Only those cells of dst are written.
 void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t src_stride,
                             float* dst, size_t dst_stride);
 
-// Peak-FMA probe for the benchmark: `iterations` rounds of 12 independent
-// ymm FMA chains (2 * 8 * 12 FLOP per round). Returns a value that depends on
-// every chain so the loop cannot be removed.
-float f32_fma_peak_12x8_avx2_fma(size_t iterations);
-// The same with zmm registers (2 * 16 * 12 FLOP per round). REQUIRES: AVX-512F.
-float f32_fma_peak_12x16_avx512f(size_t iterations);
-
-}  // namespace kernels
+}  // namespace ukernels
 }  // namespace convserve
 
-#endif  // CONVSERVE_CORE_KERNELS_MICRO_KERNELS_H_
+#endif  // CONVSERVE_CORE_UKERNELS_UKERNELS_H_

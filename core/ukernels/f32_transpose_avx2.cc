@@ -1,13 +1,13 @@
-// Layout changes between channels-first and channels-last (AVX2): 8x8 blocks
-// transposed in registers, scalar edges.
+// f32_transpose_avx2.cc: the layout change between channels-first and channels-last (AVX2): 8x8
+// blocks transposed in registers, scalar edges. Compiled with -mavx2 -mfma.
 #include <immintrin.h>
 
 #include <cstddef>
 
-#include "core/kernels/micro_kernels.h"
+#include "core/ukernels/ukernels.h"
 
 namespace convserve {
-namespace kernels {
+namespace ukernels {
 
 void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t src_stride,
                             float* dst, size_t dst_stride) {
@@ -67,5 +67,5 @@ void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t s
   }
 }
 
-}  // namespace kernels
+}  // namespace ukernels
 }  // namespace convserve

@@ -1,11 +1,11 @@
-// The fast (AVX2 + FMA) convolution path against the scalar reference, over
-// seeded random layers that reach every parameter and every remainder of the
-// micro-kernel tiles, at one and two threads.
+// fast_conv_test.cc: the fast operator (core/fast/) against the scalar reference, over
+// seeded random layers that reach every path, every parameter and every remainder of the
+// micro-kernel tiles, on every ISA this CPU has, at one and two threads.
 //
 // Tolerance: |y - ref| <= 1e-5 * S + 1e-6, where S is the reference run on
 // |x|, |w|, |b| without activation (the size of the sum whose rounding is
 // being bounded), times the activation's largest slope.
-#include "core/kernels/fast_conv.h"
+#include "core/fast/fast_conv.h"
 
 #include <algorithm>
 #include <cmath>

@@ -18,9 +18,10 @@ build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
        libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
        libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev ocl-icd-opencl-dev
        python3 python3-grpcio python3-protobuf python3-numpy python3-grpc-tools)
-# nodejs (+ npm): the offline Kubernetes manifest test (tests/deploy).
+# nodejs (+ npm): the offline Kubernetes manifest test (tests/deploy); nginx: the
+# replicas-behind-a-proxy test (tests/integration/test_replicas.py runs its own).
 test=("${build[@]}" libgtest-dev libgmock-dev libbenchmark-dev
-      clang libclang-rt-14-dev python3-torch python3-pytest procps nodejs)
+      clang libclang-rt-14-dev python3-torch python3-pytest procps nodejs nginx)
 
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;

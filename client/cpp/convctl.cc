@@ -4,6 +4,12 @@
 //   convctl shape --input_shape=1,3,224,224 --weight_shape=64,3,7,7 --stride=2 --padding=3
 //   convctl conv --input=x.npy --weight=w.npy [--bias=b.npy] --output=y.npy --padding=same
 //   convctl models
+//   convctl service_config                           the channel's gRPC service config
+//
+// Several replicas: --target=ipv4:10.0.0.1:50051,10.0.0.2:50051 or
+// dns:///name:port, calls spread round-robin (--lb_policy), optionally
+// retried on another replica when one fails (--retries); --repeat=N sends the
+// command's call N times over one channel (a smoke test of a deployment).
 //
 // Layer flags (shape and conv) follow the Python client: channel counts and
 // kernel come from the shapes; --padding is valid, same, same_lower, causal,
@@ -12,6 +18,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -26,7 +33,17 @@
 #include "client/cpp/convserve_client.h"
 #include "client/cpp/npy.h"
 
-ABSL_FLAG(std::string, target, "localhost:50051", "Server address, host:port.");
+ABSL_FLAG(std::string, target, "localhost:50051",
+          "Server address, host:port, or several replicas: ipv4:H1:P1,H2:P2 or "
+          "dns:///name:port (any gRPC target).");
+ABSL_FLAG(std::string, lb_policy, "round_robin",
+          "How calls spread over the target's addresses: round_robin or pick_first.");
+ABSL_FLAG(bool, retries, false,
+          "Retry Conv, ValidateShape and RunModel on UNAVAILABLE (a replica died or drains), "
+          "up to 4 attempts, on the next replica.");
+ABSL_FLAG(int, repeat, 1,
+          "Send the command's call this many times over one channel; print its output once, "
+          "then a summary on stderr; exit 0 iff every call succeeded.");
 ABSL_FLAG(int, timeout_s, 60, "Deadline of each call, in seconds.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File whose first line is the server's bearer token (servers run with "
@@ -168,6 +185,13 @@ int Conv(Client& client) {
   return 0;
 }
 
+int PrintServiceConfig(const ClientOptions& options) {
+  absl::StatusOr<std::string> json = ServiceConfigJson(options);
+  if (!json.ok()) return Fail(json.status());
+  std::cout << *json << "\n";
+  return 0;
+}
+
 int Models(Client& client) {
   absl::StatusOr<std::vector<v1::ModelInfo>> models = client.ListModels();
   if (!models.ok()) return Fail(models.status());
@@ -183,20 +207,30 @@ int Models(Client& client) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Talks to a ConvServe server.\n"
-      "Usage: convctl [--target=host:port] health|shape|conv|models [flags]\n"
-      "  health   print the serving status (exit 0 iff SERVING)\n"
-      "  shape    explain a layer: --input_shape --weight_shape [layer flags]\n"
-      "  conv     run a layer: --input x.npy --weight w.npy [--bias b.npy] --output y.npy\n"
-      "  models   list loaded models");
+      "Talks to a ConvServe server or its replicas.\n"
+      "Usage: convctl [--target=host:port] health|shape|conv|models|service_config [flags]\n"
+      "  health          print the serving status (exit 0 iff SERVING)\n"
+      "  shape           explain a layer: --input_shape --weight_shape [layer flags]\n"
+      "  conv            run a layer: --input x.npy --weight w.npy [--bias b.npy] --output y.npy\n"
+      "  models          list loaded models\n"
+      "  service_config  print the gRPC service config (--lb_policy, --retries) and exit");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() != 2) {
     std::cerr << absl::ProgramUsageMessage() << "\n";
     return 2;
   }
   const std::string command = positional[1];
-  std::unique_ptr<convserve::client::Client> client =
-      convserve::client::Client::Connect(absl::GetFlag(FLAGS_target));
+  convserve::client::ClientOptions options;
+  options.lb_policy = absl::GetFlag(FLAGS_lb_policy);
+  options.retries = absl::GetFlag(FLAGS_retries);
+  if (command == "service_config") return convserve::client::PrintServiceConfig(options);
+  absl::StatusOr<std::unique_ptr<convserve::client::Client>> connected =
+      convserve::client::Client::Connect(absl::GetFlag(FLAGS_target), options);
+  if (!connected.ok()) {
+    std::cerr << "convctl: " << connected.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<convserve::client::Client> client = *std::move(connected);
   client->set_timeout(std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {
@@ -208,11 +242,33 @@ int main(int argc, char** argv) {
     }
     client->set_auth_token(std::string(absl::StripAsciiWhitespace(token)));
   }
-  if (command == "health") return convserve::client::Health(*client);
-  if (command == "shape") return convserve::client::Shape(*client);
-  if (command == "conv") return convserve::client::Conv(*client);
-  if (command == "models") return convserve::client::Models(*client);
-  std::cerr << "convctl: unknown command '" << command << "'\n"
-            << absl::ProgramUsageMessage() << "\n";
-  return 2;
+  int (*run)(convserve::client::Client&) = nullptr;
+  if (command == "health") run = convserve::client::Health;
+  if (command == "shape") run = convserve::client::Shape;
+  if (command == "conv") run = convserve::client::Conv;
+  if (command == "models") run = convserve::client::Models;
+  if (run == nullptr) {
+    std::cerr << "convctl: unknown command '" << command << "'\n"
+              << absl::ProgramUsageMessage() << "\n";
+    return 2;
+  }
+  const int repeat = absl::GetFlag(FLAGS_repeat);
+  if (repeat < 1) {
+    std::cerr << "convctl: --repeat: expected at least 1, got " << repeat << "\n";
+    return 2;
+  }
+  if (repeat == 1) return run(*client);
+  // The first call prints as usual; the others print only their failures.
+  int failed = 0;
+  std::streambuf* const out = std::cout.rdbuf();
+  std::ostringstream discarded;
+  for (int i = 0; i < repeat; ++i) {
+    if (i == 1) std::cout.rdbuf(discarded.rdbuf());
+    if (run(*client) != 0) ++failed;
+    discarded.str("");
+  }
+  std::cout.rdbuf(out);
+  std::cerr << "convctl: " << repeat << " calls, " << repeat - failed << " ok, " << failed
+            << " failed\n";
+  return failed == 0 ? 0 : 1;
 }

@@ -1,5 +1,8 @@
 #include "client/cpp/convserve_client.h"
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <cstring>
 #include <utility>
 
@@ -7,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "client/cpp/service_config_json.h"
 
 namespace convserve::client {
 namespace {
@@ -141,12 +145,52 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
-std::unique_ptr<Client> Client::Connect(const std::string& target, int max_message_bytes) {
+absl::StatusOr<std::string> ServiceConfigJson(const ClientOptions& options) {
+  if (options.lb_policy != "round_robin" && options.lb_policy != "pick_first") {
+    return BadArgument("lb_policy", "round_robin or pick_first", options.lb_policy);
+  }
+  google::protobuf::Struct config;
+  const google::protobuf::util::Status parsed =
+      google::protobuf::util::JsonStringToMessage(kServiceConfigJson, &config);
+  if (!parsed.ok()) {
+    return absl::InternalError(absl::StrCat("embedded service_config.json: ", parsed.ToString()));
+  }
+  google::protobuf::Value policy;
+  (*policy.mutable_struct_value()->mutable_fields())[options.lb_policy].mutable_struct_value();
+  google::protobuf::ListValue* balancing =
+      (*config.mutable_fields())["loadBalancingConfig"].mutable_list_value();
+  balancing->Clear();
+  *balancing->add_values() = policy;
+  if (!options.retries) config.mutable_fields()->erase("methodConfig");
+  std::string json;
+  google::protobuf::util::MessageToJsonString(config, &json);
+  return json;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
+                                                        const ClientOptions& options) {
+  absl::StatusOr<std::string> service_config = ServiceConfigJson(options);
+  if (!service_config.ok()) return service_config.status();
   grpc::ChannelArguments arguments;
-  arguments.SetMaxReceiveMessageSize(max_message_bytes);
-  arguments.SetMaxSendMessageSize(max_message_bytes);
+  arguments.SetMaxReceiveMessageSize(options.max_message_bytes);
+  arguments.SetMaxSendMessageSize(options.max_message_bytes);
+  arguments.SetServiceConfigJSON(*service_config);
+  if (options.retries) {
+    arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+    // A request is retried only while gRPC still holds all of it (256 KiB by
+    // default): hold up to the largest message, so large Conv requests are
+    // retried too.
+    arguments.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, options.max_message_bytes);
+  }
   return std::make_unique<Client>(
       grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+}
+
+std::unique_ptr<Client> Client::Connect(const std::string& target, int max_message_bytes) {
+  ClientOptions options;
+  options.max_message_bytes = max_message_bytes;
+  // The default options are valid, so this cannot fail.
+  return *Connect(target, options);
 }
 
 Client::Client(std::shared_ptr<grpc::Channel> channel)

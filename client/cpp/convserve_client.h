@@ -1,6 +1,9 @@
 // convserve_client.h: C++ client of a ConvServe server.
 //
 //   auto client = convserve::client::Client::Connect("localhost:50051");
+//   // or several replicas, retrying on the others when one fails:
+//   ClientOptions options;  options.retries = true;
+//   auto replicas = Client::Connect("ipv4:10.0.0.1:50051,10.0.0.2:50051", options);
 //   LayerArgs args;  args.input_shape = {1, 1, 9};  args.weight_shape = {1, 1, 5};
 //   args.padding = "same";
 //   absl::StatusOr<v1::ConvLayer> layer = MakeLayer(args);
@@ -62,10 +65,36 @@ struct ConvResult {
   std::string kernel;
 };
 
+// How a Client's channel reaches the server or its replicas.
+struct ClientOptions {
+  // Largest request and response, in bytes (the server's --max_message_bytes).
+  int max_message_bytes = 256 << 20;
+  // How calls spread over the addresses the target resolves to:
+  // "round_robin" (each call to the next ready replica) or "pick_first"
+  // (every call to the first address that connects, gRPC's own default).
+  std::string lb_policy = "round_robin";
+  // Retry Conv, ValidateShape and RunModel on UNAVAILABLE (a replica that
+  // died or drains), up to 4 attempts, each on the next replica. The other
+  // RPCs are never retried: LoadModel and UnloadModel change a replica's state.
+  bool retries = false;
+};
+
+// The gRPC service config JSON for `options`: client/python/convserve/
+// service_config.json (embedded at build time, shared with the Python client)
+// with its load-balancing policy set to options.lb_policy and, unless
+// options.retries, without its retry policy. INVALID_ARGUMENT for an unknown
+// policy.
+absl::StatusOr<std::string> ServiceConfigJson(const ClientOptions& options);
+
 class Client {
  public:
-  // An insecure channel to `target` ("host:port") with room for messages of
-  // `max_message_bytes`.
+  // A channel to `target`: "host:port", or several replicas as
+  // "ipv4:127.0.0.1:50051,127.0.0.1:50052" or "dns:///name:port" (any gRPC
+  // target). INVALID_ARGUMENT if `options` are malformed.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
+                                                         const ClientOptions& options);
+  // The same with default options (round_robin, no retries) and room for
+  // messages of `max_message_bytes`.
   static std::unique_ptr<Client> Connect(const std::string& target,
                                          int max_message_bytes = 256 << 20);
   explicit Client(std::shared_ptr<grpc::Channel> channel);

@@ -35,9 +35,12 @@ def server_is_sanitized():
 
 
 class ServerProcess:
-    """One convserve_server process, logging to a file."""
+    """One convserve_server process, logging to a file.
 
-    def __init__(self, *flags, compute_threads=2):
+    host: the loopback address to listen on; port: 0 for a free one.
+    """
+
+    def __init__(self, *flags, compute_threads=2, host="127.0.0.1", port=0):
         if not SERVER_BINARY.exists():
             raise RuntimeError("%s not found: build the tree first (CONVSERVE_BUILD_DIR=%s)"
                                % (SERVER_BINARY, BUILD_DIR))
@@ -45,7 +48,8 @@ class ServerProcess:
         self.port_file = pathlib.Path(self._dir.name) / "port"
         self.log_path = pathlib.Path(self._dir.name) / "server.log"
         self._log = open(self.log_path, "w")
-        command = [str(SERVER_BINARY), "--listen=127.0.0.1:0", "--port_file=%s" % self.port_file,
+        command = [str(SERVER_BINARY), "--listen=%s:%d" % (host, port),
+                   "--port_file=%s" % self.port_file,
                    "--compute_threads=%d" % compute_threads] + list(flags)
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -58,12 +62,18 @@ class ServerProcess:
                 raise RuntimeError("server did not start in 30 s:\n%s" % self.log())
             time.sleep(0.02)
         self.port = int(self.port_file.read_text().strip())
-        self.target = "127.0.0.1:%d" % self.port
+        self.target = "%s:%d" % (host, self.port)
 
     def log(self):
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text()
+
+    def calls_ok(self, method):
+        """How many `method` calls ("Conv", "ValidateShape", ...) this server
+        answered OK so far; counts the per-call lines of --log_level=debug."""
+        return sum(1 for line in self.log().splitlines()
+                   if "[debug] %s from " % method in line and line.endswith(" ok"))
 
     def lines_above_warn(self):
         return [line for line in self.log().splitlines()

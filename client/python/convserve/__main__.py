@@ -56,7 +56,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m convserve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", default=None,
-                        help="server address (default $CONVSERVE_TARGET or localhost:50051)")
+                        help="server address, or several: ipv4:H:P1,H:P2 or dns:///name:port "
+                             "(default $CONVSERVE_TARGET or localhost:50051)")
+    parser.add_argument("--lb-policy", default=convserve.client.DEFAULT_LB_POLICY,
+                        choices=convserve.client.LB_POLICIES,
+                        help="how calls spread over the addresses of --target")
+    parser.add_argument("--retries", action="store_true",
+                        help="retry Conv, ValidateShape and RunModel on UNAVAILABLE")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     parser.add_argument("--auth-token-file", default=None,
                         help="file holding the server's bearer token (default $CONVSERVE_TOKEN)")
@@ -82,7 +88,8 @@ def main(argv=None):
         if args.auth_token_file:
             with open(args.auth_token_file) as token_file:
                 token = token_file.readline().strip()
-        with convserve.Client(args.target, timeout=args.timeout, token=token) as client:
+        with convserve.Client(args.target, timeout=args.timeout, token=token,
+                              lb_policy=args.lb_policy, retries=args.retries) as client:
             if args.command == "health":
                 status = client.health()
                 print(status)

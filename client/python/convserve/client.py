@@ -1,6 +1,7 @@
 """A thin client over the generated convserve.v1 stubs, numpy in and out."""
 
 import collections
+import json
 import os
 
 import grpc
@@ -19,6 +20,36 @@ health_pb2 = _stubs.load_generated(os.path.join("grpc", "health", "v1", "health_
 
 DEFAULT_TARGET = "localhost:50051"
 DEFAULT_MAX_MESSAGE_BYTES = 256 << 20
+
+# The load-balancing policies a Client accepts. round_robin spreads calls over
+# every address the target resolves to (ipv4:127.0.0.1:P1,127.0.0.1:P2,
+# dns:///name:port, ...); pick_first sends them all to the first that connects.
+LB_POLICIES = ("round_robin", "pick_first")
+DEFAULT_LB_POLICY = "round_robin"
+
+# The channel's service config, shared with the C++ client (which embeds this
+# very file at build time, client/CMakeLists.txt): round_robin, and a retry
+# policy (UNAVAILABLE, 4 attempts) for the idempotent RPCs Conv, ValidateShape
+# and RunModel.
+SERVICE_CONFIG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                   "service_config.json")
+
+
+def service_config(lb_policy=DEFAULT_LB_POLICY, retries=False):
+    """The service config JSON text a Client gives its channel.
+
+    service_config.json with its load-balancing policy replaced by `lb_policy`
+    and, unless `retries`, without its methodConfig (retry policy).
+    Raises ValueError for a policy not in LB_POLICIES.
+    """
+    if lb_policy not in LB_POLICIES:
+        raise ValueError("lb_policy: expected %s, got %r" % (" or ".join(LB_POLICIES), lb_policy))
+    with open(SERVICE_CONFIG_PATH) as config_file:
+        config = json.load(config_file)
+    config["loadBalancingConfig"] = [{lb_policy: {}}]
+    if not retries:
+        config.pop("methodConfig", None)
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 # One layer of a model: the ConvLayer message, its weight array (in the
 # layer's weight layout) and its bias array or None.
@@ -55,20 +86,36 @@ def from_tensor(tensor):
 
 
 class Client:
-    """A connection to one ConvServe server. Thread-safe; reuse it."""
+    """A connection to one ConvServe server or several replicas. Thread-safe; reuse it."""
 
     def __init__(self, target=None, timeout=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
-                 token=None):
-        """token: the server's bearer token when it runs with --auth_token_file
-        (default $CONVSERVE_TOKEN, or none)."""
+                 token=None, lb_policy=DEFAULT_LB_POLICY, retries=False):
+        """target: "host:port", or any gRPC target naming several replicas:
+        "ipv4:127.0.0.1:50051,127.0.0.1:50052", "dns:///name:port" (default
+        $CONVSERVE_TARGET, or localhost:50051).
+        token: the server's bearer token when it runs with --auth_token_file
+        (default $CONVSERVE_TOKEN, or none).
+        lb_policy: "round_robin" (default: each call to the next replica) or
+        "pick_first" (all calls to one).
+        retries: retry Conv, ValidateShape and RunModel on UNAVAILABLE (a
+        replica that died or drains) on another replica, up to 4 attempts.
+        """
         self.target = target or os.environ.get("CONVSERVE_TARGET", DEFAULT_TARGET)
         self.timeout = timeout
         token = token if token is not None else os.environ.get("CONVSERVE_TOKEN")
         self._metadata = (("authorization", "Bearer " + token),) if token else None
-        self._channel = grpc.insecure_channel(self.target, options=[
+        options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
-        ])
+            ("grpc.service_config", service_config(lb_policy, retries)),
+        ]
+        if retries:
+            # A request is retried only while gRPC still holds all of it (256
+            # KiB by default): hold up to the largest message, so large Conv
+            # requests are retried too.
+            options += [("grpc.enable_retries", 1),
+                        ("grpc.per_rpc_retry_buffer_size", max_message_bytes)]
+        self._channel = grpc.insecure_channel(self.target, options=options)
         self.stub = pb_grpc.ConvServiceStub(self._channel)
         self._health_check = self._channel.unary_unary(
             "/grpc.health.v1.Health/Check",

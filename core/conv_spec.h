@@ -120,6 +120,8 @@ struct ConvGeometry {
   int64_t output_elements() const { return batch * out_channels * output_spatial_size(); }
   int64_t weight_elements() const { return out_channels * in_channels_per_group() * kernel_size(); }
   int64_t bias_elements() const { return bias ? out_channels : 0; }
+  // Multiply-accumulates of one run; ResolveGeometry() checked that 2 * macs() fits.
+  int64_t macs() const { return output_elements() * in_channels_per_group() * kernel_size(); }
 };
 
 // Names as they appear in messages, the CLI and the proto ("same_upper", ...).

@@ -256,16 +256,6 @@ absl::Status CheckShape(const std::string& field, const std::vector<int64_t>& ex
                                                  ", got ", ShapeToString(got)));
 }
 
-float* PrepareOutput(const std::vector<int64_t>& shape, v1::Tensor* tensor) {
-  int64_t count = 1;
-  for (int64_t dim : shape) count *= dim;
-  SetRepeated(shape, tensor->mutable_shape());
-  tensor->set_element_type(v1::ELEMENT_TYPE_FLOAT32);
-  std::string* data = tensor->mutable_data();
-  data->resize(static_cast<size_t>(count) * sizeof(float));
-  return reinterpret_cast<float*>(data->data());
-}
-
 std::string DescribeWeightShape(const ConvSpec& spec) {
   return spec.weight_layout == WeightLayout::kOutInSpatial
              ? "(C_out, C_in/groups, *kernel) for the layer"

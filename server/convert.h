@@ -59,12 +59,6 @@ absl::StatusOr<FloatTensor> DecodeTensor(const std::string& field, bool present,
 absl::Status CheckShape(const std::string& field, const std::vector<int64_t>& expected,
                         const std::string& expected_meaning, const std::vector<int64_t>& got);
 
-// Prepares `tensor` to receive `shape` in float32 and returns the buffer to
-// write the values into: the response's own bytes field, so the output is
-// written once and never copied. REQUIRES: the element count of `shape` has
-// been checked (it is allocated here).
-float* PrepareOutput(const std::vector<int64_t>& shape, v1::Tensor* tensor);
-
 // What the weight shape of `spec` means, for messages: "(C_out, C_in/groups,
 // *kernel) for the layer" or "(*kernel, C_in/groups, C_out) for the layer".
 std::string DescribeWeightShape(const ConvSpec& spec);

@@ -1,8 +1,8 @@
-// limits.h: the server's per-request limits (--max_elements, --max_macs,
-// --max_message_bytes) and the arithmetic that checks a request against them.
+// limits.h: the per-request limits and the arithmetic that checks a request against them.
 //
-// The sizes checked come from the core: element and multiply-accumulate
-// counts of a ConvGeometry that ResolveGeometry() has already checked for
+// The limits are --max_elements (per tensor), --max_macs (per request) and
+// --max_message_bytes (per response). The sizes checked come from the core: element and
+// multiply-accumulate counts of a ConvGeometry that ResolveGeometry() has already checked for
 // overflow. Stateless: safe to call from any thread.
 #ifndef CONVSERVE_SERVER_LIMITS_H_
 #define CONVSERVE_SERVER_LIMITS_H_

@@ -1,5 +1,6 @@
-// convserve_server: serves convserve.v1.ConvService, grpc.health.v1.Health
-// and server reflection.
+// main.cc: the convserve_server binary: its flags, its gRPC server and its lifecycle.
+//
+// Serves convserve.v1.ConvService, grpc.health.v1.Health and server reflection.
 //
 // Lifecycle: SIGINT/SIGTERM -> new calls are refused with UNAVAILABLE and
 // health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in

@@ -1,5 +1,4 @@
-// unary_call.h: one unary call of the callback API: its messages, its
-// completion and the hand-written framing of responses with an output tensor.
+// unary_call.h: one unary call: its messages, its completion and its response framing.
 //
 // The service registers its methods as raw (ByteBuffer) callback methods and
 // parses requests here, because gRPC's generated callback handlers answer a
@@ -52,6 +51,8 @@ grpc::Status FrameResponseWithPayload(const v1::Tensor& output,
                                       grpc::ByteBuffer* out);
 
 // A call in progress. Owns itself: deleted by gRPC's OnDone() after Complete().
+// Not thread-safe, and need not be: one thread at a time holds a call (the
+// gRPC thread that starts it, then at most one compute pool item).
 class UnaryCall : public grpc::ServerUnaryReactor {
  public:
   // Finishes the call with `status`, serializing the response first when it

@@ -1,3 +1,4 @@
+// auth.cc: the bearer-token check (in constant time) and reading the token file.
 #include "server/auth.h"
 
 #include <fstream>

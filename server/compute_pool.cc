@@ -1,3 +1,4 @@
+// compute_pool.cc: the FIFO queue and the dispatcher that runs its items in a TBB arena.
 #include "server/compute_pool.h"
 
 #include <utility>

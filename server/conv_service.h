@@ -1,10 +1,12 @@
-// conv_service.h: the convserve.v1.ConvService gRPC adapter.
+// conv_service.h: the convserve.v1.ConvService handlers.
 //
 // A thin layer: converts requests into core types (convert.h), checks the
-// server's limits and memory budget, hands the computation to the compute
-// pool and converts the result back. Every failure goes through
-// ToGrpcStatus() and is logged once. Handlers never throw and never block a
-// gRPC thread on a convolution.
+// server's limits (limits.h) and memory budget, hands the computation to the
+// compute pool and converts the result back. Every failure goes through
+// ToGrpcStatus() and is logged once (UnaryCall::Complete). Handlers never
+// throw and never block a gRPC thread on a convolution. Thread-safe: gRPC
+// calls the methods from any of its threads; the shared state (budget,
+// models, draining flag) is.
 #ifndef CONVSERVE_SERVER_CONV_SERVICE_H_
 #define CONVSERVE_SERVER_CONV_SERVICE_H_
 
@@ -22,17 +24,16 @@
 #include "core/conv_spec.h"
 #include "server/auth.h"
 #include "server/compute_pool.h"
+#include "server/limits.h"
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
 #include "server/unary_call.h"
 
 namespace convserve {
 
-// Limits of one server. Each is named in the error a request above it gets.
-struct ServiceOptions {
-  int64_t max_message_bytes = 256 << 20;           // --max_message_bytes
-  int64_t max_elements = int64_t{1} << 28;         // --max_elements: per tensor.
-  int64_t max_macs = int64_t{1} << 40;             // --max_macs: per request.
+// Limits of one server: those of each request, and these. Each is named in
+// the error a request above it gets.
+struct ServiceOptions : RequestLimits {
   int64_t memory_budget_bytes = int64_t{2} << 30;  // --memory_budget_bytes
   int64_t max_model_bytes = int64_t{1} << 30;      // --max_model_bytes: all models.
   // Non-empty: every call needs "authorization: Bearer <auth_token>" (--auth_token_file).
@@ -150,11 +151,6 @@ class ConvServiceImpl final : public RawConvService {
                          v1::UnloadModelResponse* response);
   void HandleListModels(UnaryCall* call, const v1::ListModelsRequest* request,
                         v1::ListModelsResponse* response);
-
-  // Checks a resolved layer against --max_elements / --max_macs and the
-  // response against --max_message_bytes.
-  absl::Status CheckLimits(const std::string& field, const ConvGeometry& geometry) const;
-  absl::Status CheckResponseSize(const std::vector<int64_t>& output_shape) const;
 
   // Completes the call with `admitted` if that is an error (the request was
   // refused before any work); otherwise runs `work` (which returns the

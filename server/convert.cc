@@ -1,8 +1,13 @@
+// convert.cc: proto <-> core conversion, with one table per enum.
 #include "server/convert.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
+#include <optional>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -10,9 +15,126 @@
 namespace convserve {
 namespace {
 
-absl::Status BadEnum(const std::string& field, const char* name, int value, const char* expected) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ".", name, ": expected one of ", expected, ", got ", value));
+// One row of an enum table: a wire value and the core value it stands for.
+template <typename Proto, typename Core>
+struct EnumPair {
+  Proto proto;
+  Core core;
+};
+
+// One table per enum, each listing every wire value once, in the proto's
+// order, with its core value. ToConvSpec() and ToProtoLayer() read the same
+// table, and so does the "expected one of ..." message, with the proto's own
+// names. The static_asserts below catch a value added to the proto alone.
+constexpr EnumPair<v1::PaddingPreset, PaddingPreset> kWirePaddingPresets[] = {
+    {v1::PADDING_PRESET_EXPLICIT, PaddingPreset::kExplicit},
+    {v1::PADDING_PRESET_VALID, PaddingPreset::kValid},
+    {v1::PADDING_PRESET_SAME_UPPER, PaddingPreset::kSameUpper},
+    {v1::PADDING_PRESET_SAME_LOWER, PaddingPreset::kSameLower},
+    {v1::PADDING_PRESET_CAUSAL, PaddingPreset::kCausal},
+};
+constexpr EnumPair<v1::PaddingMode, PaddingMode> kWirePaddingModes[] = {
+    {v1::PADDING_MODE_ZEROS, PaddingMode::kZeros},
+    {v1::PADDING_MODE_REFLECT, PaddingMode::kReflect},
+    {v1::PADDING_MODE_REPLICATE, PaddingMode::kReplicate},
+    {v1::PADDING_MODE_CIRCULAR, PaddingMode::kCircular},
+};
+constexpr EnumPair<v1::Activation, Activation> kWireActivations[] = {
+    {v1::ACTIVATION_NONE, Activation::kNone},   {v1::ACTIVATION_RELU, Activation::kRelu},
+    {v1::ACTIVATION_RELU6, Activation::kRelu6}, {v1::ACTIVATION_LEAKY_RELU, Activation::kLeakyRelu},
+    {v1::ACTIVATION_ELU, Activation::kElu},     {v1::ACTIVATION_SIGMOID, Activation::kSigmoid},
+    {v1::ACTIVATION_TANH, Activation::kTanh},   {v1::ACTIVATION_SILU, Activation::kSilu},
+    {v1::ACTIVATION_GELU, Activation::kGelu},
+};
+constexpr EnumPair<v1::DataLayout, DataLayout> kWireDataLayouts[] = {
+    {v1::DATA_LAYOUT_CHANNELS_FIRST, DataLayout::kChannelsFirst},
+    {v1::DATA_LAYOUT_CHANNELS_LAST, DataLayout::kChannelsLast},
+};
+constexpr EnumPair<v1::WeightLayout, WeightLayout> kWireWeightLayouts[] = {
+    {v1::WEIGHT_LAYOUT_OIHW, WeightLayout::kOutInSpatial},
+    {v1::WEIGHT_LAYOUT_HWIO, WeightLayout::kSpatialInOut},
+};
+// FRAMEWORK_UNSPECIFIED: no framework (as a request field: enforce none).
+constexpr EnumPair<v1::Framework, std::optional<Framework>> kWireFrameworks[] = {
+    {v1::FRAMEWORK_UNSPECIFIED, std::nullopt},
+    {v1::FRAMEWORK_PYTORCH, Framework::kPyTorch},
+    {v1::FRAMEWORK_KERAS, Framework::kKeras},
+    {v1::FRAMEWORK_ONNX, Framework::kOnnx},
+};
+
+// The proto enums number their values 0, 1, 2, ...: a table as long as the
+// enum lists them all.
+static_assert(std::size(kWirePaddingPresets) == v1::PaddingPreset_ARRAYSIZE);
+static_assert(std::size(kWirePaddingModes) == v1::PaddingMode_ARRAYSIZE);
+static_assert(std::size(kWireActivations) == v1::Activation_ARRAYSIZE);
+static_assert(std::size(kWireDataLayouts) == v1::DataLayout_ARRAYSIZE);
+static_assert(std::size(kWireWeightLayouts) == v1::WeightLayout_ARRAYSIZE);
+static_assert(std::size(kWireFrameworks) == v1::Framework_ARRAYSIZE);
+
+// A value's proto name without its enum's prefix: PADDING_PRESET_SAME_UPPER
+// -> SAME_UPPER (protobuf's style prefixes every value with the enum's name
+// in UPPER_SNAKE_CASE).
+template <typename Proto>
+std::string ShortName(Proto value) {
+  const google::protobuf::EnumDescriptor* descriptor = google::protobuf::GetEnumDescriptor<Proto>();
+  std::string prefix;
+  for (char c : descriptor->name()) {
+    if (std::isupper(static_cast<unsigned char>(c)) && !prefix.empty()) prefix += '_';
+    prefix += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  prefix += '_';
+  std::string name(descriptor->FindValueByNumber(value)->name());
+  if (name.compare(0, prefix.size(), prefix) == 0) name.erase(0, prefix.size());
+  return name;
+}
+
+// The table's wire values for a message: "EXPLICIT(0), VALID(1), ...".
+template <typename Proto, typename Core, size_t N>
+std::string ExpectedValues(const EnumPair<Proto, Core> (&table)[N]) {
+  std::string text;
+  for (const EnumPair<Proto, Core>& pair : table) {
+    absl::StrAppend(&text, text.empty() ? "" : ", ", ShortName(pair.proto), "(",
+                    static_cast<int>(pair.proto), ")");
+  }
+  return text;
+}
+
+// The core value of wire `value`, or null if the table lacks it.
+template <typename Proto, typename Core, size_t N>
+const Core* FindCore(const EnumPair<Proto, Core> (&table)[N], Proto value) {
+  for (const EnumPair<Proto, Core>& pair : table) {
+    if (pair.proto == value) return &pair.core;
+  }
+  return nullptr;
+}
+
+// The error for a wire `value` outside the table, naming `field`.
+template <typename Proto, typename Core, size_t N>
+absl::Status BadEnum(const EnumPair<Proto, Core> (&table)[N], absl::string_view field,
+                     Proto value) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": expected one of ", ExpectedValues(table),
+                                                 ", got ", static_cast<int>(value)));
+}
+
+// Decodes the ConvLayer field `field`.`name` holding `value` into `*out`.
+template <typename Proto, typename Core, size_t N>
+absl::Status DecodeEnum(const EnumPair<Proto, Core> (&table)[N], const std::string& field,
+                        const char* name, Proto value, Core* out) {
+  const Core* core = FindCore(table, value);
+  if (core == nullptr) return BadEnum(table, absl::StrCat(field, ".", name), value);
+  *out = *core;
+  return absl::OkStatus();
+}
+
+// The wire value of core `value`. Every core value is in its table (the
+// convert test checks each one's round trip); the first row is a fallback
+// that only a core value added without its row could reach.
+template <typename Proto, typename Core, size_t N>
+Proto ToProto(const EnumPair<Proto, Core> (&table)[N], Core value) {
+  for (const EnumPair<Proto, Core>& pair : table) {
+    if (pair.core == value) return pair.proto;
+  }
+  return table[0].proto;
 }
 
 std::vector<int64_t> ToVector(const google::protobuf::RepeatedField<int64_t>& values) {
@@ -40,97 +162,17 @@ absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLaye
   spec.pad_begin = ToVector(layer.pad_begin());
   spec.pad_end = ToVector(layer.pad_end());
   spec.bias = layer.bias();
-
-  switch (layer.padding()) {
-    case v1::PADDING_PRESET_EXPLICIT:
-      spec.padding = PaddingPreset::kExplicit;
-      break;
-    case v1::PADDING_PRESET_VALID:
-      spec.padding = PaddingPreset::kValid;
-      break;
-    case v1::PADDING_PRESET_SAME_UPPER:
-      spec.padding = PaddingPreset::kSameUpper;
-      break;
-    case v1::PADDING_PRESET_SAME_LOWER:
-      spec.padding = PaddingPreset::kSameLower;
-      break;
-    case v1::PADDING_PRESET_CAUSAL:
-      spec.padding = PaddingPreset::kCausal;
-      break;
-    default:
-      return BadEnum(field, "padding", layer.padding(),
-                     "EXPLICIT(0), VALID(1), SAME_UPPER(2), SAME_LOWER(3), CAUSAL(4)");
-  }
-  switch (layer.padding_mode()) {
-    case v1::PADDING_MODE_ZEROS:
-      spec.padding_mode = PaddingMode::kZeros;
-      break;
-    case v1::PADDING_MODE_REFLECT:
-      spec.padding_mode = PaddingMode::kReflect;
-      break;
-    case v1::PADDING_MODE_REPLICATE:
-      spec.padding_mode = PaddingMode::kReplicate;
-      break;
-    case v1::PADDING_MODE_CIRCULAR:
-      spec.padding_mode = PaddingMode::kCircular;
-      break;
-    default:
-      return BadEnum(field, "padding_mode", layer.padding_mode(),
-                     "ZEROS(0), REFLECT(1), REPLICATE(2), CIRCULAR(3)");
-  }
-  switch (layer.activation()) {
-    case v1::ACTIVATION_NONE:
-      spec.activation = Activation::kNone;
-      break;
-    case v1::ACTIVATION_RELU:
-      spec.activation = Activation::kRelu;
-      break;
-    case v1::ACTIVATION_RELU6:
-      spec.activation = Activation::kRelu6;
-      break;
-    case v1::ACTIVATION_LEAKY_RELU:
-      spec.activation = Activation::kLeakyRelu;
-      break;
-    case v1::ACTIVATION_ELU:
-      spec.activation = Activation::kElu;
-      break;
-    case v1::ACTIVATION_SIGMOID:
-      spec.activation = Activation::kSigmoid;
-      break;
-    case v1::ACTIVATION_TANH:
-      spec.activation = Activation::kTanh;
-      break;
-    case v1::ACTIVATION_SILU:
-      spec.activation = Activation::kSilu;
-      break;
-    case v1::ACTIVATION_GELU:
-      spec.activation = Activation::kGelu;
-      break;
-    default:
-      return BadEnum(field, "activation", layer.activation(),
-                     "NONE(0), RELU(1), RELU6(2), LEAKY_RELU(3), ELU(4), SIGMOID(5), TANH(6), "
-                     "SILU(7), GELU(8)");
-  }
-  switch (layer.data_layout()) {
-    case v1::DATA_LAYOUT_CHANNELS_FIRST:
-      spec.data_layout = DataLayout::kChannelsFirst;
-      break;
-    case v1::DATA_LAYOUT_CHANNELS_LAST:
-      spec.data_layout = DataLayout::kChannelsLast;
-      break;
-    default:
-      return BadEnum(field, "data_layout", layer.data_layout(),
-                     "CHANNELS_FIRST(0), CHANNELS_LAST(1)");
-  }
-  switch (layer.weight_layout()) {
-    case v1::WEIGHT_LAYOUT_OIHW:
-      spec.weight_layout = WeightLayout::kOutInSpatial;
-      break;
-    case v1::WEIGHT_LAYOUT_HWIO:
-      spec.weight_layout = WeightLayout::kSpatialInOut;
-      break;
-    default:
-      return BadEnum(field, "weight_layout", layer.weight_layout(), "OIHW(0), HWIO(1)");
+  // In field order: the first bad enum is the one reported.
+  for (const absl::Status& status : {
+           DecodeEnum(kWirePaddingPresets, field, "padding", layer.padding(), &spec.padding),
+           DecodeEnum(kWirePaddingModes, field, "padding_mode", layer.padding_mode(),
+                      &spec.padding_mode),
+           DecodeEnum(kWireActivations, field, "activation", layer.activation(), &spec.activation),
+           DecodeEnum(kWireDataLayouts, field, "data_layout", layer.data_layout(), &spec.data_layout),
+           DecodeEnum(kWireWeightLayouts, field, "weight_layout", layer.weight_layout(),
+                      &spec.weight_layout),
+       }) {
+    if (!status.ok()) return status;
   }
   if (layer.has_activation_alpha()) {
     if (!std::isfinite(layer.activation_alpha())) {
@@ -140,6 +182,15 @@ absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLaye
     spec.activation_alpha = layer.activation_alpha();
   }
   return spec;
+}
+
+absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
+                                    const v1::ConvLayer& layer) {
+  if (!has_layer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        prefix, "layer: expected a layer description, got none (the field is missing)"));
+  }
+  return ToConvSpec(prefix + "layer", layer);
 }
 
 v1::ConvLayer ToProtoLayer(const ConvSpec& spec) {
@@ -153,12 +204,11 @@ v1::ConvLayer ToProtoLayer(const ConvSpec& spec) {
   SetRepeated(spec.dilation, layer.mutable_dilation());
   SetRepeated(spec.pad_begin, layer.mutable_pad_begin());
   SetRepeated(spec.pad_end, layer.mutable_pad_end());
-  // The proto enums list the core's in the same order.
-  layer.set_padding(static_cast<v1::PaddingPreset>(spec.padding));
-  layer.set_padding_mode(static_cast<v1::PaddingMode>(spec.padding_mode));
-  layer.set_activation(static_cast<v1::Activation>(spec.activation));
-  layer.set_data_layout(static_cast<v1::DataLayout>(spec.data_layout));
-  layer.set_weight_layout(static_cast<v1::WeightLayout>(spec.weight_layout));
+  layer.set_padding(ToProto(kWirePaddingPresets, spec.padding));
+  layer.set_padding_mode(ToProto(kWirePaddingModes, spec.padding_mode));
+  layer.set_activation(ToProto(kWireActivations, spec.activation));
+  layer.set_data_layout(ToProto(kWireDataLayouts, spec.data_layout));
+  layer.set_weight_layout(ToProto(kWireWeightLayouts, spec.weight_layout));
   layer.set_bias(spec.bias);
   if (!std::isnan(spec.activation_alpha)) layer.set_activation_alpha(spec.activation_alpha);
   return layer;
@@ -206,26 +256,57 @@ absl::Status CheckShape(const std::string& field, const std::vector<int64_t>& ex
                                                  ", got ", ShapeToString(got)));
 }
 
-float* PrepareOutput(const std::vector<int64_t>& shape, v1::Tensor* tensor) {
-  int64_t count = 1;
-  for (int64_t dim : shape) count *= dim;
-  SetRepeated(shape, tensor->mutable_shape());
-  tensor->set_element_type(v1::ELEMENT_TYPE_FLOAT32);
-  std::string* data = tensor->mutable_data();
-  data->resize(static_cast<size_t>(count) * sizeof(float));
-  return reinterpret_cast<float*>(data->data());
+std::string DescribeWeightShape(const ConvSpec& spec) {
+  return spec.weight_layout == WeightLayout::kOutInSpatial
+             ? "(C_out, C_in/groups, *kernel) for the layer"
+             : "(*kernel, C_in/groups, C_out) for the layer";
+}
+
+absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const ResolvedLayer& layer,
+                                           bool has_weight, const v1::Tensor& weight, bool has_bias,
+                                           const v1::Tensor& bias) {
+  DecodedLayer decoded;
+  decoded.layer = layer;
+  const ConvSpec& spec = layer.spec;
+  absl::StatusOr<FloatTensor> weight_tensor = DecodeTensor(prefix + "weight", has_weight, weight);
+  if (!weight_tensor.ok()) return weight_tensor.status();
+  absl::Status shape_ok = CheckShape(prefix + "weight", layer.weight_shape,
+                                     DescribeWeightShape(spec), weight_tensor->shape);
+  if (!shape_ok.ok()) return shape_ok;
+  decoded.weight = *std::move(weight_tensor);
+
+  if (spec.bias) {
+    absl::StatusOr<FloatTensor> bias_tensor = DecodeTensor(prefix + "bias", has_bias, bias);
+    if (!bias_tensor.ok()) {
+      if (!has_bias) {
+        return absl::InvalidArgumentError(absl::StrCat(prefix, "bias: expected a tensor of shape [",
+                                                       spec.out_channels, "] because ", prefix,
+                                                       "layer.bias is true, got none"));
+      }
+      return bias_tensor.status();
+    }
+    shape_ok = CheckShape(prefix + "bias", {spec.out_channels}, "(C_out)", bias_tensor->shape);
+    if (!shape_ok.ok()) return shape_ok;
+    decoded.bias = *std::move(bias_tensor);
+  } else if (has_bias) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(prefix, "bias: expected no tensor because ", prefix,
+                     "layer.bias is false, got one of shape ",
+                     ShapeToString({bias.shape().begin(), bias.shape().end()})));
+  }
+  return decoded;
+}
+
+absl::StatusOr<ValidateOptions> ToValidateOptions(v1::Framework enforce_framework) {
+  const std::optional<Framework>* framework = FindCore(kWireFrameworks, enforce_framework);
+  if (framework == nullptr) return BadEnum(kWireFrameworks, "enforce_framework", enforce_framework);
+  ValidateOptions options;
+  if (framework->has_value()) options = {true, **framework};
+  return options;
 }
 
 v1::Framework ToProtoFramework(Framework framework) {
-  switch (framework) {
-    case Framework::kPyTorch:
-      return v1::FRAMEWORK_PYTORCH;
-    case Framework::kKeras:
-      return v1::FRAMEWORK_KERAS;
-    case Framework::kOnnx:
-      return v1::FRAMEWORK_ONNX;
-  }
-  return v1::FRAMEWORK_UNSPECIFIED;
+  return ToProto(kWireFrameworks, std::optional<Framework>(framework));
 }
 
 void ToProtoReport(const ShapeReport& report, v1::ShapeReport* out) {
@@ -260,6 +341,15 @@ void ToProtoReport(const ShapeReport& report, v1::ShapeReport* out) {
     proto_verdict->set_accepted(verdict.accepted);
     proto_verdict->set_reason(verdict.reason);
     proto_verdict->set_equivalent(verdict.equivalent);
+  }
+}
+
+void ToProtoModelInfo(const Model& model, v1::ModelInfo* out) {
+  out->set_name(model.name);
+  out->set_parameters(model.parameters);
+  out->set_weight_bytes(model.weight_bytes);
+  for (const std::unique_ptr<ConvOperator>& layer : model.layers) {
+    *out->add_layers() = ToProtoLayer(layer->spec());
   }
 }
 

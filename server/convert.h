@@ -1,9 +1,12 @@
-// convert.h: proto <-> core conversion for the ConvServe API.
+// convert.h: all proto <-> core conversion of the ConvServe API.
 //
 // Everything here treats the request as untrusted: enum values are range
 // checked, tensor byte sizes are checked against their shapes (overflow-safe,
 // via the core's CheckPayloadBytes) before any payload byte is read, and
 // every error names the field, what was expected and what was received.
+// Each proto enum maps to its core enum through one table in convert.cc,
+// read by both directions and by the "expected one of ..." messages.
+// Stateless: every function is safe to call from any thread.
 #ifndef CONVSERVE_SERVER_CONVERT_H_
 #define CONVSERVE_SERVER_CONVERT_H_
 
@@ -15,8 +18,10 @@
 #include "absl/types/span.h"
 #include "convserve/v1/convserve.pb.h"
 #include "core/conv_spec.h"
+#include "core/geometry.h"
 #include "core/tensor_shape.h"
 #include "core/validator.h"
+#include "server/model_registry.h"
 
 namespace convserve {
 
@@ -25,9 +30,15 @@ namespace convserve {
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "ConvServe needs a little-endian host");
 
 // Converts the wire layer description into a ConvSpec. Only range-checks the
-// enums; everything else is left to the core's validator. `field` prefixes
-// messages ("layer", "layers[2].layer").
+// enums and activation_alpha; everything else is left to the core's
+// validator. `field` prefixes messages ("layer", "layers[2].layer").
 absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLayer& layer);
+
+// ToConvSpec() of a request's layer field, refusing a missing one. `prefix`
+// names the message holding it ("" for Conv, "layers[1]." for LoadModel);
+// `has_layer` is the proto's has_layer().
+absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
+                                    const v1::ConvLayer& layer);
 
 // The inverse of ToConvSpec (used to describe loaded models).
 v1::ConvLayer ToProtoLayer(const ConvSpec& spec);
@@ -50,16 +61,39 @@ absl::StatusOr<FloatTensor> DecodeTensor(const std::string& field, bool present,
 absl::Status CheckShape(const std::string& field, const std::vector<int64_t>& expected,
                         const std::string& expected_meaning, const std::vector<int64_t>& got);
 
-// Prepares `tensor` to receive `shape` in float32 and returns the buffer to
-// write the values into: the response's own bytes field, so the output is
-// written once and never copied. REQUIRES: the element count of `shape` has
-// been checked (it is allocated here).
-float* PrepareOutput(const std::vector<int64_t>& shape, v1::Tensor* tensor);
+// What the weight shape of `spec` means, for messages: "(C_out, C_in/groups,
+// *kernel) for the layer" or "(*kernel, C_in/groups, C_out) for the layer".
+std::string DescribeWeightShape(const ConvSpec& spec);
+
+// A resolved layer with its weights, decoded and checked against each other.
+// The tensors view the request's bytes: the request must outlive them.
+struct DecodedLayer {
+  ResolvedLayer layer;
+  FloatTensor weight;
+  FloatTensor bias;  // empty without bias
+};
+
+// Decodes a layer's weight and bias tensors and checks them against `layer`
+// (layer.weight_shape, bias present exactly when the layer has one, of shape
+// [C_out]); `prefix` names the fields ("" for Conv, "layers[1]." for
+// LoadModel). `has_weight` / `has_bias` are the proto's has_weight() /
+// has_bias().
+absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const ResolvedLayer& layer,
+                                           bool has_weight, const v1::Tensor& weight, bool has_bias,
+                                           const v1::Tensor& bias);
+
+// The validation options a ValidateShapeRequest's enforce_framework asks
+// for: FRAMEWORK_UNSPECIFIED enforces none. INVALID_ARGUMENT naming
+// enforce_framework for a value outside the enum.
+absl::StatusOr<ValidateOptions> ToValidateOptions(v1::Framework enforce_framework);
+
+v1::Framework ToProtoFramework(Framework framework);
 
 // Fills the wire shape report from the core's.
 void ToProtoReport(const ShapeReport& report, v1::ShapeReport* out);
 
-v1::Framework ToProtoFramework(Framework framework);
+// Describes a loaded model: name, sizes and every layer.
+void ToProtoModelInfo(const Model& model, v1::ModelInfo* out);
 
 }  // namespace convserve
 

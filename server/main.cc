@@ -1,5 +1,6 @@
-// convserve_server: serves convserve.v1.ConvService, grpc.health.v1.Health
-// and server reflection.
+// main.cc: the convserve_server binary: its flags, its gRPC server and its lifecycle.
+//
+// Serves convserve.v1.ConvService, grpc.health.v1.Health and server reflection.
 //
 // Configuration: flags, or CONVSERVE_<FLAG> environment variables (an
 // explicit flag wins); the start-up line says where each set value came from.

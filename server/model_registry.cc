@@ -1,3 +1,4 @@
+// model_registry.cc: the named models, their total weight bytes and the model-name rule.
 #include "server/model_registry.h"
 
 #include <utility>

@@ -1,3 +1,4 @@
+// status_mapping.cc: absl::Status to grpc::Status, and whose fault a code is.
 #include "server/status_mapping.h"
 
 #include <string>

@@ -1,4 +1,4 @@
-// unary_call.h: one unary call of the callback API, with its messages.
+// unary_call.h: one unary call: its messages, its completion and its response framing.
 //
 // The service registers its methods as raw (ByteBuffer) callback methods and
 // parses requests here, because gRPC's generated callback handlers answer a
@@ -26,7 +26,33 @@
 
 namespace convserve {
 
+// Frees memory from std::malloc / std::aligned_alloc.
+struct FreeDeleter {
+  void operator()(void* memory) const { std::free(memory); }
+};
+
+// A response's output values, kept apart from the message (see
+// UnaryCall::PrepareOutputPayload).
+using OutputPayload = std::unique_ptr<char, FreeDeleter>;
+
+// Writes into `out` the bytes of a response message whose field 1 is
+// `output` (a Tensor without data) holding the `payload_bytes` bytes of
+// `payload` as its data (Tensor field 3), followed by the fields of `rest`
+// (the response without its output): a small header, the payload itself and
+// the rest, as three slices (two when `rest` serializes to nothing). These
+// are the bytes the generated serializer writes for the whole message, with
+// no copy of the payload. `payload` is handed over to `out` (freed once gRPC
+// has sent it), or freed here on failure: INTERNAL if `output` or `rest` does
+// not serialize.
+// REQUIRES: `output` has no data; `rest` has no field 1.
+grpc::Status FrameResponseWithPayload(const v1::Tensor& output,
+                                      const google::protobuf::MessageLite& rest,
+                                      OutputPayload payload, size_t payload_bytes,
+                                      grpc::ByteBuffer* out);
+
 // A call in progress. Owns itself: deleted by gRPC's OnDone() after Complete().
+// Not thread-safe, and need not be: one thread at a time holds a call (the
+// gRPC thread that starts it, then at most one compute pool item).
 class UnaryCall : public grpc::ServerUnaryReactor {
  public:
   // Finishes the call with `status`, serializing the response first when it
@@ -60,23 +86,17 @@ class UnaryCall : public grpc::ServerUnaryReactor {
 
   bool has_payload() const { return payload_ != nullptr; }
 
-  // The bytes of a response whose field 1 is `output` (a Tensor without
-  // data) holding the payload as its data, followed by the fields of `rest`
-  // (the response without its output): a small header, the payload itself
-  // and the rest, as three slices. Hands the payload over to gRPC.
+  // FrameResponseWithPayload() with the payload of PrepareOutputPayload(),
+  // which gRPC owns from then on. REQUIRES: has_payload().
   grpc::Status SerializeWithPayload(const v1::Tensor& output,
                                     const google::protobuf::MessageLite& rest,
                                     grpc::ByteBuffer* out);
 
  private:
-  struct Free {
-    void operator()(void* memory) const { std::free(memory); }
-  };
-
   const char* const method_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer* const response_bytes_;
-  std::unique_ptr<char, Free> payload_;  // see PrepareOutputPayload
+  OutputPayload payload_;  // see PrepareOutputPayload
   size_t payload_bytes_ = 0;
 };
 

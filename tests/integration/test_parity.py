@@ -2,20 +2,24 @@
 
 Each layer is drawn from a seeded generator over ranks 1-3, both data
 layouts, both weight formats, every padding preset and mode, groups and
-depthwise, dilation, stride, bias and every activation. The reference is
-torch.nn.functional in float64 (F.pad for asymmetric or non-zero padding,
-permute for channels_last / hwio). Tolerance per element:
-|y - ref| <= 1e-5 * S + 1e-6, with S the same convolution of |x|, |w|, |b|.
+depthwise, dilation, stride, bias and every activation, in the spellings the
+Python client accepts. The reference is the PyTorch oracle the core's parity
+test uses too (tests/python/convserve_oracle.py), given the same layer in its
+own format. Tolerance per element: |y - ref| <= 1e-5 * S + 1e-6, with S the
+same convolution of |x|, |w|, |b|.
 """
 
-import math
+import pathlib
+import sys
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
 import convserve
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python"))
+from convserve_oracle import resolve_pads, torch_reference  # noqa: E402
 
 LAYERS = 240
 SEED = 20261125
@@ -25,23 +29,19 @@ MODES = ["zeros", "reflect", "replicate", "circular"]
 ACTIVATIONS = [None, "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "gelu"]
 
 
-def resolve_pads(preset, n, k, s, d, explicit):
-    span = d * (k - 1) + 1
+def oracle_padding(preset, explicit):
+    """The oracle's padding fields for one of PRESETS, with the explicit
+    (begin, end) pairs of the explicit presets."""
     if preset.startswith("explicit"):
-        return explicit
-    if preset == "valid":
-        return (0, 0)
-    if preset == "causal":
-        return (d * (k - 1), 0)
-    out = -(-n // s)
-    total = max(0, (out - 1) * s + span - n)
-    if preset in ("same", "same_upper"):
-        return (total // 2, total - total // 2)
-    return (total - total // 2, total // 2)  # same_lower
+        return dict(padding="explicit", pad_begin=[b for b, _ in explicit],
+                    pad_end=[e for _, e in explicit])
+    # The client's "same" is SAME_UPPER (docs/SEMANTICS.md).
+    return dict(padding="same_upper" if preset == "same" else preset, pad_begin=[], pad_end=[])
 
 
 def draw_layer(rng, index):
-    """A random valid layer configuration (rejection-sampled)."""
+    """A random valid layer configuration (rejection-sampled): the client's
+    arguments, and under "layer" the same layer in the oracle's format."""
     while True:
         rank = int(rng.integers(1, 4))
         kind = rng.choice(["dense", "grouped", "depthwise"], p=[0.5, 0.25, 0.25])
@@ -65,7 +65,8 @@ def draw_layer(rng, index):
             explicit = [(p, p) for p in (int(rng.integers(0, 4)) for _ in range(rank))]
         else:
             explicit = [(int(rng.integers(0, 4)), int(rng.integers(0, 4))) for _ in range(rank)]
-        pads = [resolve_pads(preset, n[i], k[i], s[i], d[i], explicit[i]) for i in range(rank)]
+        layer = dict(rank=rank, kernel=k, stride=s, dilation=d, **oracle_padding(preset, explicit))
+        pads = resolve_pads(layer, n)
         ok = True
         for i in range(rank):
             span = d[i] * (k[i] - 1) + 1
@@ -89,64 +90,25 @@ def draw_layer(rng, index):
             padding = explicit
         else:
             padding = preset
-        return dict(
+        config = dict(
             rank=rank, batch=int(rng.integers(1, 3)), groups=groups, cin=groups * cin_pg,
             cout=groups * cout_pg, n=n, k=k,
             stride=s if rng.random() < 0.7 else (s[0] if len(set(s)) == 1 else s),
-            dilation=d, padding=padding, pads=pads, padding_mode=mode,
+            dilation=d, padding=padding, padding_mode=mode,
             bias=bool(rng.random() < 0.5), activation=activation, alpha=alpha,
             data_format=str(rng.choice(["channels_first", "channels_last"])),
             weight_format=str(rng.choice(["oihw", "hwio"])))
-
-
-def activate(y, name, alpha):
-    if name is None:
-        return y
-    if name == "relu":
-        return F.relu(y)
-    if name == "relu6":
-        return F.hardtanh(y, 0.0, 6.0)
-    if name == "leaky_relu":
-        return F.leaky_relu(y, 0.01 if alpha is None else float(np.float32(alpha)))
-    if name == "elu":
-        return F.elu(y, 1.0 if alpha is None else float(np.float32(alpha)))
-    if name == "sigmoid":
-        return torch.sigmoid(y)
-    if name == "tanh":
-        return torch.tanh(y)
-    if name == "silu":
-        return F.silu(y)
-    if name == "gelu":
-        return F.gelu(y)
-    raise ValueError(name)
-
-
-def reference(config, x, w, b):
-    """(ref, S) in float64, channels_first; x (N, C, *S), w (O, I/g, *K)."""
-    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[config["rank"]]
-    flat = []
-    for begin, end in reversed(config["pads"]):
-        flat += [begin, end]
-    x_t = torch.from_numpy(x.astype(np.float64))
-    w_t = torch.from_numpy(w.astype(np.float64))
-    b_t = torch.from_numpy(b.astype(np.float64)) if b is not None else None
-    if any(flat):
-        mode = "constant" if config["padding_mode"] == "zeros" else config["padding_mode"]
-        x_t = F.pad(x_t, flat, mode=mode)
-    stride = config["stride"]
-    stride = [stride] * config["rank"] if isinstance(stride, int) else list(stride)
-    y = conv(x_t, w_t, b_t, stride=stride, dilation=config["dilation"], groups=config["groups"])
-    scale = conv(x_t.abs(), w_t.abs(), b_t.abs() if b_t is not None else None, stride=stride,
-                 dilation=config["dilation"], groups=config["groups"])
-    return activate(y, config["activation"], config["alpha"]).numpy(), scale.numpy()
+        layer.update(in_channels=config["cin"], out_channels=config["cout"], groups=groups,
+                     padding_mode=mode, bias=config["bias"], activation=activation or "none",
+                     data_format=config["data_format"], weight_format=config["weight_format"])
+        if alpha is not None:
+            layer["alpha"] = alpha
+        config["layer"] = layer
+        return config
 
 
 def to_channels_last(array):
     return np.transpose(array, [0] + list(range(2, array.ndim)) + [1])
-
-
-def from_channels_last(array):
-    return np.transpose(array, [0, array.ndim - 1] + list(range(1, array.ndim - 1)))
 
 
 def to_hwio(weight):
@@ -164,24 +126,21 @@ def test_randomized_layers_match_pytorch(client):
         w = rng.uniform(-1, 1, [config["cout"], config["cin"] // config["groups"]]
                         + config["k"]).astype(np.float32)
         b = rng.uniform(-1, 1, config["cout"]).astype(np.float32) if config["bias"] else None
-        ref, scale = reference(config, x, w, b)
 
         x_sent = to_channels_last(x) if config["data_format"] == "channels_last" else x
         w_sent = to_hwio(w) if config["weight_format"] == "hwio" else w
+        ref, bound = torch_reference(config["layer"], x_sent, w_sent, b)
         y = functions[config["rank"]](
             x_sent, w_sent, b, stride=config["stride"], padding=config["padding"],
             padding_mode=config["padding_mode"], dilation=config["dilation"],
             groups=config["groups"], data_format=config["data_format"],
             weight_format=config["weight_format"], activation=config["activation"],
             activation_alpha=config["alpha"], client=client)
-        if config["data_format"] == "channels_last":
-            y = from_channels_last(y)
         if y.shape != ref.shape:
             failures.append("layer %d %s: shape %s, expected %s" % (index, config, y.shape,
                                                                      ref.shape))
             continue
         error = np.abs(y.astype(np.float64) - ref)
-        bound = 1e-5 * scale + 1e-6
         if not np.all(error <= bound):
             worst = np.unravel_index(np.argmax(error - bound), error.shape)
             failures.append("layer %d %s: |y - ref| = %g > %g at %s" % (

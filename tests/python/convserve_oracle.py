@@ -17,7 +17,19 @@ import torch.nn.functional as F
 PRESETS = ["explicit", "valid", "same_upper", "same_lower", "causal"]
 MODES = ["zeros", "reflect", "replicate", "circular"]
 ACTIVATIONS = ["none", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "gelu"]
+# PyTorch's defaults (F.leaky_relu's negative_slope, F.elu's alpha), which
+# the proto and the core take for an unset alpha.
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
+
+
+def activation_alpha(layer):
+    """The alpha `layer` runs with: its "alpha" (absent or None: the default)
+    rounded to float32, as the wire (ConvLayer.activation_alpha) and the C ABI
+    carry it; None for activations without one."""
+    alpha = layer.get("alpha")
+    if alpha is None:
+        return DEFAULT_ALPHA.get(layer["activation"])
+    return float(np.float32(alpha))
 
 
 def resolve_pads(layer, spatial):
@@ -99,7 +111,7 @@ def _conv(x, w, b, layer, spatial, activation):
             flat += [begin, end]
         padded = F.pad(x, tuple(flat), mode="constant" if mode == "zeros" else mode)
         y = conv(padded, w, b, padding=0, **kwargs)
-    return _activate(y, activation, layer.get("alpha", DEFAULT_ALPHA.get(activation, 0.0)))
+    return _activate(y, activation, activation_alpha(layer))
 
 
 def torch_reference(layer, x, w, b):

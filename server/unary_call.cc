@@ -1,0 +1,109 @@
+// unary_call.cc: completing a call and framing its response bytes by hand.
+#include "server/unary_call.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <utility>
+
+#include "server/status_mapping.h"
+
+namespace convserve {
+namespace {
+
+// Protobuf's base-128 varint: 7 bits per byte, least significant first, the
+// high bit set on every byte but the last.
+void AppendVarint(uint64_t value, std::string* out) {
+  while (value >= 0x80) {
+    out->push_back(static_cast<char>((value & 0x7f) | 0x80));
+    value >>= 7;
+  }
+  out->push_back(static_cast<char>(value));
+}
+
+// The number of bytes AppendVarint() writes for `value`.
+size_t VarintSize(uint64_t value) {
+  size_t size = 1;
+  while (value >= 0x80) {
+    value >>= 7;
+    ++size;
+  }
+  return size;
+}
+
+}  // namespace
+
+grpc::Status FrameResponseWithPayload(const v1::Tensor& output,
+                                      const google::protobuf::MessageLite& rest,
+                                      OutputPayload payload, size_t payload_bytes,
+                                      grpc::ByteBuffer* out) {
+  static_assert(v1::Tensor::kDataFieldNumber == 3,
+                "the header below writes Tensor.data as field 3");
+  // Protobuf's wire format: a length-delimited field is its tag
+  // (number << 3 | 2), its length as a varint, then its bytes; a message's
+  // fields may come in any order, and its serialized fields concatenate.
+  std::string tensor_fields;
+  std::string tail;
+  if (!output.SerializeToString(&tensor_fields) || !rest.SerializeToString(&tail)) {
+    return grpc::Status(grpc::StatusCode::INTERNAL, "the response does not serialize");
+  }
+  const uint64_t data_bytes = payload_bytes;
+  std::string head;
+  head.push_back(static_cast<char>(1 << 3 | 2));  // output (field 1), a Tensor
+  AppendVarint(tensor_fields.size() + 1 + VarintSize(data_bytes) + data_bytes, &head);
+  head += tensor_fields;
+  head.push_back(static_cast<char>(3 << 3 | 2));  // Tensor.data (field 3)
+  AppendVarint(data_bytes, &head);
+  grpc::Slice slices[3] = {grpc::Slice(head), grpc::Slice(payload.get(), data_bytes, std::free),
+                           grpc::Slice(tail)};
+  payload.release();  // owned by its slice now: freed once gRPC has sent it
+  *out = grpc::ByteBuffer(slices, tail.empty() ? 2 : 3);
+  return grpc::Status::OK;
+}
+
+void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
+  absl::Status result = status;
+  if (result.ok()) {
+    const grpc::Status serialized = SerializeResponse(response_bytes_);
+    if (!serialized.ok()) {
+      result = absl::InternalError("response: serialization failed: " + serialized.error_message());
+    }
+  }
+  if (!result.ok()) {
+    const std::string code_name = absl::StatusCodeToString(result.code());
+    const std::string message(result.message());
+    if (caller_fault || IsClientError(result.code())) {
+      spdlog::warn("{} from {} failed: {}: {}", method_, context_->peer(), code_name, message);
+    } else {
+      spdlog::error("{} from {} failed: {}: {}", method_, context_->peer(), code_name, message);
+    }
+  } else {
+    spdlog::debug("{} from {} ok", method_, context_->peer());
+  }
+  Finish(ToGrpcStatus(result));
+}
+
+float* UnaryCall::PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor) {
+  int64_t count = 1;
+  for (int64_t dim : shape) count *= dim;
+  tensor->mutable_shape()->Assign(shape.begin(), shape.end());
+  tensor->set_element_type(v1::ELEMENT_TYPE_FLOAT32);
+  tensor->clear_data();
+  const size_t bytes = static_cast<size_t>(count) * sizeof(float);
+  constexpr size_t kAlignment = 64;  // a cache line, and AVX-512's vector
+  void* memory = std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  if (memory == nullptr) throw std::bad_alloc();
+  payload_.reset(static_cast<char*>(memory));
+  payload_bytes_ = bytes;
+  return static_cast<float*>(memory);
+}
+
+grpc::Status UnaryCall::SerializeWithPayload(const v1::Tensor& output,
+                                             const google::protobuf::MessageLite& rest,
+                                             grpc::ByteBuffer* out) {
+  return FrameResponseWithPayload(output, rest, std::move(payload_), payload_bytes_, out);
+}
+
+}  // namespace convserve

@@ -1,0 +1,153 @@
+// ComputePool: first-in first-out, one item at a time on all its threads,
+// drained before it goes.
+#include "server/compute_pool.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <oneapi/tbb/task_arena.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+namespace convserve {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Holds the pool's dispatcher inside the first item until Open().
+class Gate {
+ public:
+  void Wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    opened_.wait(lock, [this] { return open_; });
+  }
+  void Open() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      open_ = true;
+    }
+    opened_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable opened_;
+  bool open_ = false;  // guarded by mutex_
+};
+
+TEST(ComputePoolTest, RunsItemsInTheOrderSubmitted) {
+  ComputePool pool(2);
+  Gate gate;
+  std::mutex mutex;
+  std::vector<int> order;  // guarded by mutex
+  pool.Submit([&gate] { gate.Wait(); });
+  for (int i = 0; i < 50; ++i) {
+    pool.Submit([&, i] {
+      std::lock_guard<std::mutex> lock(mutex);
+      order.push_back(i);
+    });
+  }
+  gate.Open();  // all 50 are queued behind the first by now
+  pool.Drain();
+  std::vector<int> expected(50);
+  for (int i = 0; i < 50; ++i) expected[i] = i;
+  EXPECT_EQ(order, expected);
+}
+
+TEST(ComputePoolTest, RunsOneItemAtATime) {
+  ComputePool pool(2);
+  std::atomic<int> running{0};
+  std::atomic<int> most_running{0};
+  for (int i = 0; i < 20; ++i) {
+    pool.Submit([&] {
+      const int now = ++running;
+      int most = most_running.load();
+      while (now > most && !most_running.compare_exchange_weak(most, now)) {
+      }
+      std::this_thread::sleep_for(1ms);
+      --running;
+    });
+  }
+  pool.Drain();
+  EXPECT_EQ(most_running.load(), 1);
+}
+
+TEST(ComputePoolTest, DrainWaitsForEveryItem) {
+  ComputePool pool(2);
+  std::atomic<int> done{0};
+  for (int i = 0; i < 10; ++i) {
+    pool.Submit([&done] {
+      std::this_thread::sleep_for(5ms);
+      ++done;
+    });
+  }
+  pool.Drain();
+  EXPECT_EQ(done.load(), 10);
+  EXPECT_TRUE(pool.DrainFor(0ms));  // idle now
+}
+
+TEST(ComputePoolTest, DrainForTimesOutWhileBusy) {
+  ComputePool pool(1);
+  Gate gate;
+  pool.Submit([&gate] { gate.Wait(); });
+  EXPECT_FALSE(pool.DrainFor(20ms));
+  gate.Open();
+  EXPECT_TRUE(pool.DrainFor(60s));
+}
+
+// Runs in the pool's arena: as many threads as the pool has, whatever the
+// machine (one more than its cores here, so that the default arena, which
+// has as many as the cores, would not pass).
+TEST(ComputePoolTest, EveryItemRunsInAnArenaOfThePoolsThreads) {
+  for (int threads : {1, static_cast<int>(std::thread::hardware_concurrency()) + 1}) {
+    SCOPED_TRACE(threads);
+    ComputePool pool(threads);
+    EXPECT_EQ(pool.threads(), threads);
+    std::vector<int> concurrency(5, 0);
+    for (int i = 0; i < 5; ++i) {
+      pool.Submit([&concurrency, i] { concurrency[i] = tbb::this_task_arena::max_concurrency(); });
+    }
+    pool.Drain();
+    EXPECT_THAT(concurrency, testing::Each(threads));
+  }
+}
+
+TEST(ComputePoolTest, DestructorWaitsForQueuedItems) {
+  std::atomic<int> done{0};
+  {
+    ComputePool pool(2);
+    for (int i = 0; i < 10; ++i) {
+      pool.Submit([&done] {
+        std::this_thread::sleep_for(5ms);
+        ++done;
+      });
+    }
+  }
+  EXPECT_EQ(done.load(), 10);
+}
+
+TEST(ComputePoolTest, AThrowingItemDoesNotStopTheOthers) {
+  ComputePool pool(1);
+  std::atomic<int> done{0};
+  pool.Submit([] { throw std::runtime_error("an item broke its contract"); });
+  pool.Submit([&done] { ++done; });
+  pool.Drain();
+  EXPECT_EQ(done.load(), 1);
+}
+
+TEST(ComputePoolTest, ItemsCapturesAreReleasedBeforeDrainReturns) {
+  ComputePool pool(1);
+  auto token = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = token;
+  pool.Submit([token = std::move(token)] { ++*token; });
+  pool.Drain();
+  EXPECT_TRUE(watch.expired());
+}
+
+}  // namespace
+}  // namespace convserve

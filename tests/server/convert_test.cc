@@ -1,0 +1,334 @@
+// Proto <-> core conversion: layers and their enum tables, tensors, weights,
+// validation options and descriptions of models.
+#include "server/convert.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace convserve {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+v1::Tensor FloatTensorProto(const std::vector<int64_t>& shape, const std::vector<float>& values) {
+  v1::Tensor tensor;
+  tensor.mutable_shape()->Add(shape.begin(), shape.end());
+  tensor.set_element_type(v1::ELEMENT_TYPE_FLOAT32);
+  tensor.set_data(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  return tensor;
+}
+
+TEST(ToConvSpecTest, ConvertsEveryField) {
+  v1::ConvLayer layer;
+  layer.set_spatial_rank(2);
+  layer.set_in_channels(4);
+  layer.set_out_channels(8);
+  layer.add_kernel(3);
+  layer.add_stride(2);
+  layer.add_pad_begin(1);
+  layer.add_pad_end(2);
+  layer.set_padding_mode(v1::PADDING_MODE_REFLECT);
+  layer.set_activation(v1::ACTIVATION_LEAKY_RELU);
+  layer.set_activation_alpha(0.2f);
+  layer.set_data_layout(v1::DATA_LAYOUT_CHANNELS_LAST);
+  layer.set_weight_layout(v1::WEIGHT_LAYOUT_HWIO);
+  layer.set_bias(true);
+  absl::StatusOr<ConvSpec> spec = ToConvSpec("layer", layer);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->groups, 1);  // unset groups means 1
+  EXPECT_THAT(spec->kernel, ElementsAre(3));
+  EXPECT_THAT(spec->pad_end, ElementsAre(2));
+  EXPECT_EQ(spec->padding_mode, PaddingMode::kReflect);
+  EXPECT_EQ(spec->activation, Activation::kLeakyRelu);
+  EXPECT_FLOAT_EQ(spec->activation_alpha, 0.2f);
+  EXPECT_EQ(spec->data_layout, DataLayout::kChannelsLast);
+  EXPECT_EQ(spec->weight_layout, WeightLayout::kSpatialInOut);
+  EXPECT_TRUE(spec->bias);
+
+  // And back.
+  v1::ConvLayer round_trip = ToProtoLayer(*spec);
+  EXPECT_EQ(round_trip.padding_mode(), v1::PADDING_MODE_REFLECT);
+  EXPECT_EQ(round_trip.activation(), v1::ACTIVATION_LEAKY_RELU);
+  EXPECT_EQ(round_trip.weight_layout(), v1::WEIGHT_LAYOUT_HWIO);
+}
+
+TEST(ToConvSpecTest, UnsetAlphaIsNaN) {
+  v1::ConvLayer layer;
+  absl::StatusOr<ConvSpec> spec = ToConvSpec("layer", layer);
+  ASSERT_TRUE(spec.ok());
+  EXPECT_TRUE(std::isnan(spec->activation_alpha));
+}
+
+TEST(ToConvSpecTest, RefusesOutOfRangeEnums) {
+  v1::ConvLayer layer;
+  layer.set_activation(static_cast<v1::Activation>(42));
+  absl::StatusOr<ConvSpec> spec = ToConvSpec("layers[3].layer", layer);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(spec.status().message()),
+              HasSubstr("layers[3].layer.activation: expected one of"));
+  EXPECT_THAT(std::string(spec.status().message()), HasSubstr("got 42"));
+
+  layer.set_activation(v1::ACTIVATION_NONE);
+  layer.set_data_layout(static_cast<v1::DataLayout>(-1));
+  EXPECT_THAT(std::string(ToConvSpec("layer", layer).status().message()),
+              HasSubstr("layer.data_layout"));
+}
+
+// Every value of a ConvLayer enum decodes, and comes back as itself; every
+// core value (as many as the proto's, numbered alike) goes there and back.
+template <typename Proto, typename Core>
+void ExpectEveryValueRoundTrips(void (v1::ConvLayer::*set)(Proto),
+                                Proto (v1::ConvLayer::*get)() const, Core ConvSpec::*core_field) {
+  const google::protobuf::EnumDescriptor* descriptor = google::protobuf::GetEnumDescriptor<Proto>();
+  std::vector<int> core_values;
+  for (int i = 0; i < descriptor->value_count(); ++i) {
+    const Proto value = static_cast<Proto>(descriptor->value(i)->number());
+    v1::ConvLayer layer;
+    (layer.*set)(value);
+    absl::StatusOr<ConvSpec> spec = ToConvSpec("layer", layer);
+    ASSERT_TRUE(spec.ok()) << descriptor->value(i)->name() << ": " << spec.status();
+    EXPECT_EQ((ToProtoLayer(*spec).*get)(), value) << descriptor->value(i)->name();
+    core_values.push_back(static_cast<int>((*spec).*core_field));
+  }
+  // One core value per wire value: no two wire values share one.
+  std::sort(core_values.begin(), core_values.end());
+  EXPECT_EQ(std::adjacent_find(core_values.begin(), core_values.end()), core_values.end())
+      << descriptor->name();
+  for (int core = 0; core < descriptor->value_count(); ++core) {
+    ConvSpec spec;
+    spec.*core_field = static_cast<Core>(core);
+    absl::StatusOr<ConvSpec> round_trip = ToConvSpec("layer", ToProtoLayer(spec));
+    ASSERT_TRUE(round_trip.ok()) << round_trip.status();
+    EXPECT_EQ(static_cast<int>((*round_trip).*core_field), core) << descriptor->name();
+  }
+}
+
+TEST(EnumTableTest, EveryValueRoundTrips) {
+  ExpectEveryValueRoundTrips(&v1::ConvLayer::set_padding, &v1::ConvLayer::padding,
+                             &ConvSpec::padding);
+  ExpectEveryValueRoundTrips(&v1::ConvLayer::set_padding_mode, &v1::ConvLayer::padding_mode,
+                             &ConvSpec::padding_mode);
+  ExpectEveryValueRoundTrips(&v1::ConvLayer::set_activation, &v1::ConvLayer::activation,
+                             &ConvSpec::activation);
+  ExpectEveryValueRoundTrips(&v1::ConvLayer::set_data_layout, &v1::ConvLayer::data_layout,
+                             &ConvSpec::data_layout);
+  ExpectEveryValueRoundTrips(&v1::ConvLayer::set_weight_layout, &v1::ConvLayer::weight_layout,
+                             &ConvSpec::weight_layout);
+}
+
+TEST(EnumTableTest, WireValuesMapToTheCoreValuesOfTheSameMeaning) {
+  v1::ConvLayer layer;
+  layer.set_padding(v1::PADDING_PRESET_SAME_LOWER);
+  layer.set_padding_mode(v1::PADDING_MODE_CIRCULAR);
+  layer.set_activation(v1::ACTIVATION_GELU);
+  layer.set_data_layout(v1::DATA_LAYOUT_CHANNELS_FIRST);
+  layer.set_weight_layout(v1::WEIGHT_LAYOUT_OIHW);
+  absl::StatusOr<ConvSpec> spec = ToConvSpec("layer", layer);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->padding, PaddingPreset::kSameLower);
+  EXPECT_EQ(spec->padding_mode, PaddingMode::kCircular);
+  EXPECT_EQ(spec->activation, Activation::kGelu);
+  EXPECT_EQ(spec->data_layout, DataLayout::kChannelsFirst);
+  EXPECT_EQ(spec->weight_layout, WeightLayout::kOutInSpatial);
+}
+
+TEST(EnumTableTest, RefusalListsEveryValueByItsProtoName) {
+  struct Case {
+    void (*set)(v1::ConvLayer*);
+    const char* message;
+  };
+  const Case cases[] = {
+      {[](v1::ConvLayer* l) { l->set_padding(static_cast<v1::PaddingPreset>(17)); },
+       "layer.padding: expected one of EXPLICIT(0), VALID(1), SAME_UPPER(2), SAME_LOWER(3), "
+       "CAUSAL(4), got 17"},
+      {[](v1::ConvLayer* l) { l->set_padding_mode(static_cast<v1::PaddingMode>(4)); },
+       "layer.padding_mode: expected one of ZEROS(0), REFLECT(1), REPLICATE(2), CIRCULAR(3), "
+       "got 4"},
+      {[](v1::ConvLayer* l) { l->set_activation(static_cast<v1::Activation>(9)); },
+       "layer.activation: expected one of NONE(0), RELU(1), RELU6(2), LEAKY_RELU(3), ELU(4), "
+       "SIGMOID(5), TANH(6), SILU(7), GELU(8), got 9"},
+      {[](v1::ConvLayer* l) { l->set_data_layout(static_cast<v1::DataLayout>(-1)); },
+       "layer.data_layout: expected one of CHANNELS_FIRST(0), CHANNELS_LAST(1), got -1"},
+      {[](v1::ConvLayer* l) { l->set_weight_layout(static_cast<v1::WeightLayout>(2)); },
+       "layer.weight_layout: expected one of OIHW(0), HWIO(1), got 2"},
+  };
+  for (const Case& c : cases) {
+    v1::ConvLayer layer;
+    c.set(&layer);
+    absl::Status status = ToConvSpec("layer", layer).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(status.message(), c.message);
+  }
+}
+
+TEST(ToValidateOptionsTest, MapsEveryFramework) {
+  absl::StatusOr<ValidateOptions> none = ToValidateOptions(v1::FRAMEWORK_UNSPECIFIED);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->enforce_framework);
+  const std::pair<v1::Framework, Framework> frameworks[] = {
+      {v1::FRAMEWORK_PYTORCH, Framework::kPyTorch},
+      {v1::FRAMEWORK_KERAS, Framework::kKeras},
+      {v1::FRAMEWORK_ONNX, Framework::kOnnx},
+  };
+  for (const auto& [proto, core] : frameworks) {
+    absl::StatusOr<ValidateOptions> options = ToValidateOptions(proto);
+    ASSERT_TRUE(options.ok());
+    EXPECT_TRUE(options->enforce_framework);
+    EXPECT_EQ(options->framework, core);
+    EXPECT_EQ(ToProtoFramework(core), proto);
+  }
+  absl::Status bad = ToValidateOptions(static_cast<v1::Framework>(7)).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.message(),
+            "enforce_framework: expected one of UNSPECIFIED(0), PYTORCH(1), KERAS(2), ONNX(3), "
+            "got 7");
+}
+
+TEST(DecodeSpecTest, RefusesAMissingLayer) {
+  v1::ConvLayer layer;
+  absl::Status missing = DecodeSpec("layers[2].", false, layer).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(missing.message(),
+            "layers[2].layer: expected a layer description, got none (the field is missing)");
+  layer.set_padding(static_cast<v1::PaddingPreset>(9));
+  EXPECT_THAT(std::string(DecodeSpec("layers[2].", true, layer).status().message()),
+              HasSubstr("layers[2].layer.padding: expected one of"));
+  layer.set_padding(v1::PADDING_PRESET_VALID);
+  EXPECT_TRUE(DecodeSpec("", true, layer).ok());
+}
+
+TEST(DecodeTensorTest, ViewsTheBytes) {
+  const v1::Tensor tensor = FloatTensorProto({2, 2}, {1, 2, 3, 4});
+  absl::StatusOr<FloatTensor> decoded = DecodeTensor("input", true, tensor);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(decoded->shape, ElementsAre(2, 2));
+  EXPECT_THAT(decoded->values, ElementsAre(1, 2, 3, 4));
+  EXPECT_TRUE(decoded->aligned_copy.empty());
+  EXPECT_EQ(static_cast<const void*>(decoded->values.data()),
+            static_cast<const void*>(tensor.data().data()));  // no copy
+}
+
+TEST(DecodeTensorTest, RefusesMissingWrongTypeAndWrongSize) {
+  v1::Tensor tensor = FloatTensorProto({2, 2}, {1, 2, 3, 4});
+  EXPECT_THAT(std::string(DecodeTensor("weight", false, tensor).status().message()),
+              HasSubstr("weight: expected a tensor, got none"));
+
+  tensor.set_element_type(v1::ELEMENT_TYPE_INT8);
+  EXPECT_THAT(std::string(DecodeTensor("input", true, tensor).status().message()),
+              HasSubstr("got ELEMENT_TYPE_INT8"));
+  tensor.set_element_type(static_cast<v1::ElementType>(99));
+  EXPECT_THAT(std::string(DecodeTensor("input", true, tensor).status().message()),
+              HasSubstr("got 99"));
+
+  tensor.set_element_type(v1::ELEMENT_TYPE_FLOAT32);
+  tensor.mutable_data()->pop_back();
+  absl::Status status = DecodeTensor("input", true, tensor).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("expected 16 bytes"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("got 15"));
+
+  tensor.clear_shape();
+  EXPECT_THAT(std::string(DecodeTensor("input", true, tensor).status().message()),
+              HasSubstr("input.shape: expected at least one dimension"));
+
+  // Overflowing shapes are refused before anything is allocated.
+  tensor.add_shape(int64_t{1} << 32);
+  tensor.add_shape(int64_t{1} << 32);
+  tensor.add_shape(2);
+  EXPECT_EQ(DecodeTensor("input", true, tensor).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+// A 1-D layer of 2 -> 3 channels, kernel 2.
+ConvSpec SmallSpec(bool bias, WeightLayout weight_layout = WeightLayout::kOutInSpatial) {
+  ConvSpec spec;
+  spec.spatial_rank = 1;
+  spec.in_channels = 2;
+  spec.out_channels = 3;
+  spec.kernel = {2};
+  spec.bias = bias;
+  spec.weight_layout = weight_layout;
+  return spec;
+}
+
+TEST(DecodeWeightsTest, DecodesWeightAndBias) {
+  const v1::Tensor weight = FloatTensorProto({3, 2, 2}, std::vector<float>(12, 0.5f));
+  const v1::Tensor bias = FloatTensorProto({3}, {1, 2, 3});
+  absl::StatusOr<DecodedLayer> decoded =
+      DecodeWeights("", *ResolveLayer(SmallSpec(true)), true, weight, true, bias);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(decoded->weight.shape, ElementsAre(3, 2, 2));
+  EXPECT_EQ(decoded->weight.values.size(), 12u);
+  EXPECT_THAT(decoded->bias.values, ElementsAre(1, 2, 3));
+  EXPECT_EQ(decoded->layer.spec.out_channels, 3);
+
+  absl::StatusOr<DecodedLayer> no_bias =
+      DecodeWeights("", *ResolveLayer(SmallSpec(false)), true, weight, false, v1::Tensor());
+  ASSERT_TRUE(no_bias.ok()) << no_bias.status();
+  EXPECT_TRUE(no_bias->bias.values.empty());
+}
+
+TEST(DecodeWeightsTest, RefusesWeightAndBiasThatDisagreeWithTheLayer) {
+  const v1::Tensor weight = FloatTensorProto({3, 2, 2}, std::vector<float>(12, 0.5f));
+  const v1::Tensor bias = FloatTensorProto({3}, {1, 2, 3});
+
+  absl::Status hwio =
+      DecodeWeights("layers[1].", *ResolveLayer(SmallSpec(false, WeightLayout::kSpatialInOut)),
+                    true, weight, false, v1::Tensor())
+          .status();
+  EXPECT_EQ(hwio.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(hwio.message(),
+            "layers[1].weight: expected shape [2, 2, 3] (*kernel, C_in/groups, C_out) for the "
+            "layer, got [3, 2, 2]");
+  EXPECT_EQ(DescribeWeightShape(SmallSpec(false)), "(C_out, C_in/groups, *kernel) for the layer");
+
+  EXPECT_THAT(
+      std::string(DecodeWeights("", *ResolveLayer(SmallSpec(false)), false, weight, false, bias)
+                      .status()
+                      .message()),
+      HasSubstr("weight: expected a tensor, got none"));
+  EXPECT_EQ(DecodeWeights("", *ResolveLayer(SmallSpec(true)), true, weight, false, v1::Tensor())
+                .status()
+                .message(),
+            "bias: expected a tensor of shape [3] because layer.bias is true, got none");
+  EXPECT_EQ(DecodeWeights("", *ResolveLayer(SmallSpec(false)), true, weight, true, bias)
+                .status()
+                .message(),
+            "bias: expected no tensor because layer.bias is false, got one of shape [3]");
+  EXPECT_EQ(DecodeWeights("", *ResolveLayer(SmallSpec(true)), true, weight, true,
+                          FloatTensorProto({1}, {1}))
+                .status()
+                .message(),
+            "bias: expected shape [3] (C_out), got [1]");
+}
+
+TEST(ToProtoModelInfoTest, DescribesNameSizesAndLayers) {
+  Model model;
+  model.name = "m";
+  model.parameters = 15;
+  model.weight_bytes = 60;
+  absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+      ConvOperator::Create(SmallSpec(true), std::vector<float>(12, 0.5f), {1, 2, 3});
+  ASSERT_TRUE(op.ok()) << op.status();
+  model.layers.push_back(*std::move(op));
+  v1::ModelInfo info;
+  ToProtoModelInfo(model, &info);
+  EXPECT_EQ(info.name(), "m");
+  EXPECT_EQ(info.parameters(), 15);
+  EXPECT_EQ(info.weight_bytes(), 60);
+  ASSERT_EQ(info.layers_size(), 1);
+  EXPECT_EQ(info.layers(0).out_channels(), 3);
+  EXPECT_THAT(info.layers(0).kernel(), ElementsAre(2));
+  EXPECT_TRUE(info.layers(0).bias());
+}
+
+}  // namespace
+}  // namespace convserve

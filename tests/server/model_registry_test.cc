@@ -1,0 +1,54 @@
+// ModelRegistry and CheckModelName: the named models a server holds.
+#include "server/model_registry.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+namespace convserve {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(ModelRegistryTest, AddFindReplaceRemove) {
+  ModelRegistry registry(1000);
+  auto model = std::make_shared<Model>();
+  model->name = "a";
+  model->weight_bytes = 600;
+  ASSERT_TRUE(registry.Add(model, false).ok());
+  EXPECT_EQ(registry.Add(model, false).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(registry.Add(model, true).ok());  // replacing frees the old bytes first
+
+  auto other = std::make_shared<Model>();
+  other->name = "b";
+  other->weight_bytes = 500;
+  absl::Status full = registry.Add(other, false);
+  EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(full.message()), HasSubstr("--max_model_bytes=1000"));
+  EXPECT_EQ(registry.CheckAdd("b", 400, false).code(), absl::StatusCode::kOk);
+
+  absl::StatusOr<std::shared_ptr<const Model>> found = registry.Find("a");
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ((*found)->weight_bytes, 600);
+  absl::Status missing = registry.Find("zzz").status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(missing.message()), HasSubstr("loaded: a"));
+
+  EXPECT_TRUE(registry.Remove("a").ok());
+  EXPECT_EQ(registry.Remove("a").code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(registry.Add(other, false).ok());
+  EXPECT_EQ(registry.List().size(), 1u);
+}
+
+TEST(ModelNameTest, AcceptsOnlyPlainNames) {
+  EXPECT_TRUE(CheckModelName("resnet50-v1.5_int").ok());
+  EXPECT_FALSE(CheckModelName("").ok());
+  EXPECT_FALSE(CheckModelName("a b").ok());
+  EXPECT_FALSE(CheckModelName(std::string(129, 'a')).ok());
+  EXPECT_THAT(std::string(CheckModelName("x/y").message()), HasSubstr("got 'x/y'"));
+}
+
+}  // namespace
+}  // namespace convserve

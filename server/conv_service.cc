@@ -16,6 +16,7 @@
 #include "core/geometry.h"
 #include "core/tensor_shape.h"
 #include "core/validator.h"
+#include "server/build_info.h"
 #include "server/convert.h"
 
 namespace convserve {
@@ -309,6 +310,24 @@ void ConvServiceImpl::HandleListModels(UnaryCall* call, const v1::ListModelsRequ
   }
   call->Complete(absl::OkStatus());
   return;
+}
+
+void ConvServiceImpl::HandleGetServerInfo(UnaryCall* call,
+                                          const v1::GetServerInfoRequest* /*request*/,
+                                          v1::GetServerInfoResponse* response) {
+  response->set_version(kVersion);
+  response->set_git_commit(kGitCommit);
+  response->set_build_type(kBuildType);
+  for (const std::string& tier : KernelTiers()) response->add_kernel_tiers(tier);
+  response->set_compute_threads(pool_->threads());
+  v1::ServerLimits* limits = response->mutable_limits();
+  limits->set_max_message_bytes(options_.max_message_bytes);
+  limits->set_max_elements(options_.max_elements);
+  limits->set_max_macs(options_.max_macs);
+  limits->set_memory_budget_bytes(options_.memory_budget_bytes);
+  limits->set_max_model_bytes(options_.max_model_bytes);
+  response->set_auth_required(!options_.auth_token.empty());
+  call->Complete(absl::OkStatus());
 }
 
 }  // namespace convserve

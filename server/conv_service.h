@@ -48,7 +48,8 @@ using RawConvService = v1::ConvService::WithRawCallbackMethod_Conv<
             v1::ConvService::WithRawCallbackMethod_RunModel<
                 v1::ConvService::WithRawCallbackMethod_UnloadModel<
                     v1::ConvService::WithRawCallbackMethod_ListModels<
-                        v1::ConvService::Service>>>>>>;
+                        v1::ConvService::WithRawCallbackMethod_GetServerInfo<
+                            v1::ConvService::Service>>>>>>>;
 
 class ConvServiceImpl final : public RawConvService {
  public:
@@ -90,6 +91,12 @@ class ConvServiceImpl final : public RawConvService {
                                        grpc::ByteBuffer* response) override {
     return Start<v1::ListModelsRequest, v1::ListModelsResponse>(
         "ListModels", context, request, response, &ConvServiceImpl::HandleListModels);
+  }
+  grpc::ServerUnaryReactor* GetServerInfo(grpc::CallbackServerContext* context,
+                                          const grpc::ByteBuffer* request,
+                                          grpc::ByteBuffer* response) override {
+    return Start<v1::GetServerInfoRequest, v1::GetServerInfoResponse>(
+        "GetServerInfo", context, request, response, &ConvServiceImpl::HandleGetServerInfo);
   }
 
   // From now on every new call fails with UNAVAILABLE; calls already
@@ -151,6 +158,8 @@ class ConvServiceImpl final : public RawConvService {
                          v1::UnloadModelResponse* response);
   void HandleListModels(UnaryCall* call, const v1::ListModelsRequest* request,
                         v1::ListModelsResponse* response);
+  void HandleGetServerInfo(UnaryCall* call, const v1::GetServerInfoRequest* request,
+                           v1::GetServerInfoResponse* response);
 
   // Completes the call with `admitted` if that is an error (the request was
   // refused before any work); otherwise runs `work` (which returns the

@@ -202,17 +202,37 @@ int Models(Client& client) {
   return 0;
 }
 
+// One "name: value" line per field, as `python3 -m convserve info` prints them.
+int Info(Client& client) {
+  absl::StatusOr<v1::GetServerInfoResponse> info = client.ServerInfo();
+  if (!info.ok()) return Fail(info.status());
+  const v1::ServerLimits& limits = info->limits();
+  std::cout << "version: " << info->version() << "\n"
+            << "git_commit: " << info->git_commit() << "\n"
+            << "build_type: " << info->build_type() << "\n"
+            << "kernel_tiers: " << absl::StrJoin(info->kernel_tiers(), ", ") << "\n"
+            << "compute_threads: " << info->compute_threads() << "\n"
+            << "auth_required: " << (info->auth_required() ? "true" : "false") << "\n"
+            << "max_message_bytes: " << limits.max_message_bytes() << "\n"
+            << "max_elements: " << limits.max_elements() << "\n"
+            << "max_macs: " << limits.max_macs() << "\n"
+            << "memory_budget_bytes: " << limits.memory_budget_bytes() << "\n"
+            << "max_model_bytes: " << limits.max_model_bytes() << "\n";
+  return 0;
+}
+
 }  // namespace
 }  // namespace convserve::client
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Talks to a ConvServe server or its replicas.\n"
-      "Usage: convctl [--target=host:port] health|shape|conv|models|service_config [flags]\n"
+      "Usage: convctl [--target=host:port] health|shape|conv|models|info|service_config [flags]\n"
       "  health          print the serving status (exit 0 iff SERVING)\n"
       "  shape           explain a layer: --input_shape --weight_shape [layer flags]\n"
       "  conv            run a layer: --input x.npy --weight w.npy [--bias b.npy] --output y.npy\n"
       "  models          list loaded models\n"
+      "  info            print the server's version, build, kernel tiers and limits\n"
       "  service_config  print the gRPC service config (--lb_policy, --retries) and exit");
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() != 2) {
@@ -247,6 +267,7 @@ int main(int argc, char** argv) {
   if (command == "shape") run = convserve::client::Shape;
   if (command == "conv") run = convserve::client::Conv;
   if (command == "models") run = convserve::client::Models;
+  if (command == "info") run = convserve::client::Info;
   if (run == nullptr) {
     std::cerr << "convctl: unknown command '" << command << "'\n"
               << absl::ProgramUsageMessage() << "\n";

@@ -288,4 +288,14 @@ absl::StatusOr<std::vector<v1::ModelInfo>> Client::ListModels() {
   return std::vector<v1::ModelInfo>(response.models().begin(), response.models().end());
 }
 
+absl::StatusOr<v1::GetServerInfoResponse> Client::ServerInfo() {
+  grpc::ClientContext context;
+  Prepare(&context);
+  v1::GetServerInfoResponse response;
+  absl::Status status =
+      FromGrpcStatus(stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &response));
+  if (!status.ok()) return status;
+  return response;
+}
+
 }  // namespace convserve::client

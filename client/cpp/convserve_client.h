@@ -120,6 +120,8 @@ class Client {
   absl::StatusOr<ConvResult> RunModel(const std::string& name, const FloatArray& input);
   absl::Status UnloadModel(const std::string& name);
   absl::StatusOr<std::vector<v1::ModelInfo>> ListModels();
+  // The server's version, build, kernel tiers, compute threads and limits.
+  absl::StatusOr<v1::GetServerInfoResponse> ServerInfo();
 
   grpc::Channel* channel() { return channel_.get(); }
 

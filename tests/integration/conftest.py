@@ -37,10 +37,12 @@ def server_is_sanitized():
 class ServerProcess:
     """One convserve_server process, logging to a file.
 
-    host: the loopback address to listen on; port: 0 for a free one.
+    host: the loopback address to listen on; port: 0 for a free one; env:
+    variables added to the server's environment; compute_threads: None
+    passes no --compute_threads flag.
     """
 
-    def __init__(self, *flags, compute_threads=2, host="127.0.0.1", port=0):
+    def __init__(self, *flags, compute_threads=2, host="127.0.0.1", port=0, env=None):
         if not SERVER_BINARY.exists():
             raise RuntimeError("%s not found: build the tree first (CONVSERVE_BUILD_DIR=%s)"
                                % (SERVER_BINARY, BUILD_DIR))
@@ -49,9 +51,12 @@ class ServerProcess:
         self.log_path = pathlib.Path(self._dir.name) / "server.log"
         self._log = open(self.log_path, "w")
         command = [str(SERVER_BINARY), "--listen=%s:%d" % (host, port),
-                   "--port_file=%s" % self.port_file,
-                   "--compute_threads=%d" % compute_threads] + list(flags)
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
+                   "--port_file=%s" % self.port_file]
+        if compute_threads is not None:
+            command.append("--compute_threads=%d" % compute_threads)
+        command += list(flags)
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=dict(os.environ, **(env or {})))
         deadline = time.monotonic() + 30
         while not self.port_file.exists():
             if self.process.poll() is not None:

@@ -6,6 +6,7 @@
     python3 -m convserve conv --input x.npy --weight w.npy [--bias b.npy] --output y.npy \
         --padding same --activation relu
     python3 -m convserve models
+    python3 -m convserve info
 """
 
 import argparse
@@ -81,6 +82,7 @@ def main(argv=None):
     conv.add_argument("--output", required=True)
     _layer_options(conv)
     commands.add_parser("models", help="list loaded models")
+    commands.add_parser("info", help="print the server's version, build, kernel tiers and limits")
     args = parser.parse_args(argv)
 
     try:
@@ -113,6 +115,21 @@ def main(argv=None):
                 y = function(x, w, b, client=client, **_layer_kwargs(args))
                 np.save(args.output, y)
                 print("output %s written to %s" % (list(y.shape), args.output))
+                return 0
+            if args.command == "info":
+                info = client.server_info()
+                limits = info.limits
+                for name, value in [
+                        ("version", info.version), ("git_commit", info.git_commit),
+                        ("build_type", info.build_type),
+                        ("kernel_tiers", ", ".join(info.kernel_tiers)),
+                        ("compute_threads", info.compute_threads),
+                        ("auth_required", "true" if info.auth_required else "false"),
+                        ("max_message_bytes", limits.max_message_bytes),
+                        ("max_elements", limits.max_elements), ("max_macs", limits.max_macs),
+                        ("memory_budget_bytes", limits.memory_budget_bytes),
+                        ("max_model_bytes", limits.max_model_bytes)]:
+                    print("%s: %s" % (name, value))
                 return 0
             if args.command == "models":
                 for model in client.list_models():

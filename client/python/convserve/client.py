@@ -194,3 +194,8 @@ class Client:
 
     def list_models(self, timeout=None):
         return list(self._call(self.stub.ListModels, pb.ListModelsRequest(), timeout).models)
+
+    def server_info(self, timeout=None):
+        """The server's version, build, kernel tiers, compute threads and limits
+        (a GetServerInfoResponse)."""
+        return self._call(self.stub.GetServerInfo, pb.GetServerInfoRequest(), timeout)

@@ -84,9 +84,9 @@ constexpr char kServiceName[] = "convserve.v1.ConvService";
 // By default glibc serves blocks above its mmap threshold (128 KiB at first,
 // adapting) with fresh mmap()s, returns freed arena tops to the kernel, and
 // gives each busy thread an arena of its own that grows in heaps of at most
-// 64 MiB, each unmapped as soon as it empties. So every call page-faulted its
-// megabytes in anew: with 8 to 32 ResNet-sized calls in flight, 300 faults
-// per call and over a quarter of the server's CPU time. Instead: one arena
+// 64 MiB, each unmapped as soon as it empties. So every call page-faults its
+// megabytes in anew, at a cost that grows with the calls in flight
+// (bench/RPC_RESULTS.md has the measurements). Instead: one arena
 // (the main one, which grows and shrinks in place; a single lock is cheap
 // beside megabyte copies), blocks up to 32 MiB (glibc's largest threshold)
 // from it, and up to 256 MiB of free memory kept for reuse. Working memory

@@ -252,6 +252,7 @@ absl::StatusOr<ConvGeometry> ResolveGeometry(const ResolvedLayer& layer,
   g.data_layout = spec.data_layout;
   g.weight_layout = spec.weight_layout;
 
+  std::vector<int64_t> padded_shape = input_shape;
   for (int user_axis = 0; user_axis < rank; ++user_axis) {
     const int i = kMaxSpatialRank - rank + user_axis;
     const std::string& name = names[user_axis];
@@ -302,7 +303,16 @@ absl::StatusOr<ConvGeometry> ResolveGeometry(const ResolvedLayer& layer,
                                   " + ", begin, " + ", end, ")"));
     }
     g.output[i] = (*padded - span) / s + 1;
+    // A stride above the padded length only ever places window 0 (output 1),
+    // and a dilation above it only comes with kernel 1: capped there, they
+    // give the same windows, and no product of them with a tensor extent
+    // can overflow downstream (the padded input's size is checked below).
+    g.stride[i] = std::min(s, *padded);
+    g.dilation[i] = std::min(g.dilation[i], *padded);
+    padded_shape[(channels_first ? 2 : 1) + user_axis] = *padded;
   }
+  absl::StatusOr<int64_t> padded_elements = CheckedElementCount("padded input", padded_shape);
+  if (!padded_elements.ok()) return padded_elements.status();
   const std::vector<int64_t> output_shape = OutputShape(g);
   absl::StatusOr<int64_t> output_elements = CheckedElementCount("output", output_shape);
   if (!output_elements.ok()) return output_elements.status();

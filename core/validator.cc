@@ -39,8 +39,10 @@ absl::StatusOr<ShapeReport> Validate(const ConvSpec& spec, const std::vector<int
     AxisReport axis;
     axis.input = g.input[i];
     axis.kernel = g.kernel[i];
-    axis.stride = g.stride[i];
-    axis.dilation = g.dilation[i];
+    // The layer's stride and dilation, as the user wrote them (the geometry
+    // caps those that no window uses).
+    axis.stride = layer->stride[i];
+    axis.dilation = layer->dilation[i];
     axis.pad_begin = g.pad_begin[i];
     axis.pad_end = g.pad_end[i];
     axis.span = g.span[i];
@@ -79,7 +81,7 @@ absl::StatusOr<ShapeReport> Validate(const ConvSpec& spec, const std::vector<int
   }
 
   for (const EnumEntry<Framework>& framework : kFrameworks) {
-    report.frameworks.push_back(AdviseFramework(framework.value, spec, g));
+    report.frameworks.push_back(AdviseFramework(framework.value, *layer, g));
   }
   if (options.enforce_framework) {
     const FrameworkVerdict& verdict = report.frameworks[static_cast<int>(options.framework)];

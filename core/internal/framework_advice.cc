@@ -51,10 +51,10 @@ Pads PadsOf(const ConvGeometry& g) {
 }
 
 // The pads `preset` would choose for this input (Keras "same" is SAME_UPPER).
-Pads PresetPadsOf(PaddingPreset preset, const ConvGeometry& g) {
+Pads PresetPadsOf(PaddingPreset preset, const ResolvedLayer& layer, const ConvGeometry& g) {
   Pads pads;
   for (int i = kMaxSpatialRank - g.spatial_rank; i < kMaxSpatialRank; ++i) {
-    const auto [begin, end] = PresetPads(preset, g.input[i], g.stride[i], g.span[i]);
+    const auto [begin, end] = PresetPads(preset, g.input[i], layer.stride[i], g.span[i]);
     pads.begin.push_back(begin);
     pads.end.push_back(end);
   }
@@ -112,11 +112,12 @@ std::string TorchActivation(const ConvGeometry& g, absl::string_view y) {
   return std::string(y);
 }
 
-FrameworkVerdict AdvisePyTorch(const ConvSpec& spec, const ConvGeometry& g) {
+FrameworkVerdict AdvisePyTorch(const ResolvedLayer& layer, const ConvGeometry& g) {
+  const ConvSpec& spec = layer.spec;
   FrameworkVerdict verdict{Framework::kPyTorch, true, "", ""};
   const int rank = g.spatial_rank;
   const Pads pads = PadsOf(g);
-  const bool stride_one = AllEqual(UserAxes(g.stride, rank), 1);
+  const bool stride_one = AllEqual(UserAxes(layer.stride, rank), 1);
   const bool same_native = spec.padding == PaddingPreset::kSameUpper && stride_one;
   std::vector<std::string> lines;
   if (g.data_layout == DataLayout::kChannelsLast) {
@@ -160,8 +161,8 @@ FrameworkVerdict AdvisePyTorch(const ConvSpec& spec, const ConvGeometry& g) {
   lines.push_back(absl::StrCat(
       "conv = torch.nn.Conv", rank, "d(in_channels=", g.in_channels,
       ", out_channels=", g.out_channels, ", kernel_size=", PyAxes(UserAxes(g.kernel, rank)),
-      ", stride=", PyAxes(UserAxes(g.stride, rank)), ", ", padding_arg,
-      ", dilation=", PyAxes(UserAxes(g.dilation, rank)), ", groups=", g.groups,
+      ", stride=", PyAxes(UserAxes(layer.stride, rank)), ", ", padding_arg,
+      ", dilation=", PyAxes(UserAxes(layer.dilation, rank)), ", groups=", g.groups,
       ", bias=", g.bias ? "True" : "False", mode_arg, ")"));
   if (g.weight_layout == WeightLayout::kSpatialInOut) {
     lines.push_back(absl::StrCat("conv.weight.data = w.permute", HwioToOihw(rank),
@@ -201,14 +202,15 @@ std::string KerasActivation(const ConvGeometry& g) {
   return "None";
 }
 
-FrameworkVerdict AdviseKeras(const ConvSpec& spec, const ConvGeometry& g) {
+FrameworkVerdict AdviseKeras(const ResolvedLayer& layer, const ConvGeometry& g) {
+  const ConvSpec& spec = layer.spec;
   FrameworkVerdict verdict{Framework::kKeras, true, "", ""};
   const int rank = g.spatial_rank;
   const Pads pads = PadsOf(g);
   std::vector<std::string> reasons;
   std::vector<std::string> lines;
-  const bool strided = !AllEqual(UserAxes(g.stride, rank), 1);
-  const bool dilated = !AllEqual(UserAxes(g.dilation, rank), 1);
+  const bool strided = !AllEqual(UserAxes(layer.stride, rank), 1);
+  const bool dilated = !AllEqual(UserAxes(layer.dilation, rank), 1);
   const bool subsample = strided && dilated;
   if (subsample) {
     reasons.push_back("strides > 1 together with dilation_rate > 1 are refused");
@@ -232,9 +234,9 @@ FrameworkVerdict AdviseKeras(const ConvSpec& spec, const ConvGeometry& g) {
                            ? " (tf.pad's 'SYMMETRIC' equals it only for pads <= 1)"
                            : ""));
     }
-  } else if (pads == PresetPadsOf(PaddingPreset::kSameUpper, g) && !subsample) {
+  } else if (pads == PresetPadsOf(PaddingPreset::kSameUpper, layer, g) && !subsample) {
     keras_padding = "same";
-  } else if (rank == 1 && pads == PresetPadsOf(PaddingPreset::kCausal, g) && !subsample) {
+  } else if (rank == 1 && pads == PresetPadsOf(PaddingPreset::kCausal, layer, g) && !subsample) {
     keras_padding = "causal";
   } else {
     explicit_pad_layer = true;
@@ -269,12 +271,12 @@ FrameworkVerdict AdviseKeras(const ConvSpec& spec, const ConvGeometry& g) {
   if (rank > 1 && spec.padding == PaddingPreset::kCausal && pads.any()) {
     reasons.push_back("'causal' padding exists for Conv1D only");
   }
-  const std::vector<int64_t> strides = UserAxes(g.stride, rank);
+  const std::vector<int64_t> strides = UserAxes(layer.stride, rank);
   lines.push_back(absl::StrCat(
       "conv = keras.layers.Conv", rank, "D(filters=", g.out_channels,
       ", kernel_size=", PyAxes(UserAxes(g.kernel, rank)),
       ", strides=", subsample ? PyAxes(std::vector<int64_t>(rank, 1)) : PyAxes(strides),
-      ", padding='", keras_padding, "', dilation_rate=", PyAxes(UserAxes(g.dilation, rank)),
+      ", padding='", keras_padding, "', dilation_rate=", PyAxes(UserAxes(layer.dilation, rank)),
       ", groups=", g.groups, ", use_bias=", g.bias ? "True" : "False", ", data_format='",
       DataLayoutName(g.data_layout), "', activation=", KerasActivation(g), ")"));
   if (g.weight_layout == WeightLayout::kOutInSpatial) {
@@ -322,7 +324,8 @@ std::string OnnxActivation(const ConvGeometry& g) {
   return "";
 }
 
-FrameworkVerdict AdviseOnnx(const ConvSpec& spec, const ConvGeometry& g) {
+FrameworkVerdict AdviseOnnx(const ResolvedLayer& layer, const ConvGeometry& g) {
+  const ConvSpec& spec = layer.spec;
   FrameworkVerdict verdict{Framework::kOnnx, true, "", ""};
   const int rank = g.spatial_rank;
   const Pads pads = PadsOf(g);
@@ -369,8 +372,8 @@ FrameworkVerdict AdviseOnnx(const ConvSpec& spec, const ConvGeometry& g) {
                                  : std::string("w");
   lines.push_back(absl::StrCat("y = Conv(x, ", weight, g.bias ? ", b" : "",
                                ", kernel_shape=", list(UserAxes(g.kernel, rank)),
-                               ", strides=", list(UserAxes(g.stride, rank)),
-                               ", dilations=", list(UserAxes(g.dilation, rank)),
+                               ", strides=", list(UserAxes(layer.stride, rank)),
+                               ", dilations=", list(UserAxes(layer.dilation, rank)),
                                ", group=", g.groups, ", ", pad_attr, ")"));
   if (g.activation != Activation::kNone) lines.push_back(absl::StrCat("y = ", OnnxActivation(g)));
   if (g.data_layout == DataLayout::kChannelsLast) {
@@ -384,15 +387,15 @@ FrameworkVerdict AdviseOnnx(const ConvSpec& spec, const ConvGeometry& g) {
 
 }  // namespace
 
-FrameworkVerdict AdviseFramework(Framework framework, const ConvSpec& spec,
+FrameworkVerdict AdviseFramework(Framework framework, const ResolvedLayer& layer,
                                  const ConvGeometry& geometry) {
   switch (framework) {
     case Framework::kPyTorch:
-      return AdvisePyTorch(spec, geometry);
+      return AdvisePyTorch(layer, geometry);
     case Framework::kKeras:
-      return AdviseKeras(spec, geometry);
+      return AdviseKeras(layer, geometry);
     case Framework::kOnnx:
-      return AdviseOnnx(spec, geometry);
+      return AdviseOnnx(layer, geometry);
   }
   return {};
 }

@@ -109,5 +109,35 @@ TEST(ResolveGeometryTest, GeometryCarriesTheLayersResolvedValues) {
   EXPECT_EQ(g->macs(), 5 * 6);
 }
 
+TEST(ResolveGeometryTest, UnusedStrideAndDilationAreCappedAtThePaddedLength) {
+  ConvSpec spec;
+  spec.spatial_rank = 2;
+  spec.in_channels = spec.out_channels = 4;
+  spec.kernel = {1, 3};
+  spec.stride = {INT64_MAX};
+  spec.dilation = {INT64_MAX / 2, 1};
+  spec.pad_end = {0, 2};
+  absl::StatusOr<ConvGeometry> g = ResolveGeometry(spec, {1, 4, 5, 6});
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_THAT(g->output, ElementsAre(1, 1, 1));
+  // One window per axis: the same windows as with any stride >= the padded length.
+  EXPECT_THAT(g->stride, ElementsAre(1, 5, 8));
+  EXPECT_THAT(g->dilation, ElementsAre(1, 5, 1));  // kernel 1 on H: no dilation is used
+}
+
+TEST(ResolveGeometryTest, APaddedInputBeyond64BitsIsRefused) {
+  ConvSpec spec;
+  spec.spatial_rank = 1;
+  spec.in_channels = spec.out_channels = 8;
+  spec.kernel = {1};
+  spec.stride = {int64_t{1} << 61};
+  spec.pad_begin = {int64_t{1} << 61};
+  spec.pad_end = {int64_t{1} << 61};
+  absl::Status status = ResolveGeometry(spec, {1, 8, 1}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("padded input"));
+  EXPECT_THAT(status.message(), HasSubstr("overflows 64 bits"));
+}
+
 }  // namespace
 }  // namespace convserve

@@ -359,6 +359,20 @@ TEST(ValidateErrorsTest, OutOfRangeEnumsFromTheWire) {
   ExpectInvalid(Validate(spec, {1, 1, 2, 2}).status(), {"activation: expected one of"});
 }
 
+TEST(ValidateTest, TheReportAndAdviceShowTheStrideAsWritten) {
+  // The geometry caps a stride that only places one window; the person reading
+  // the report sees the stride they wrote.
+  ConvSpec spec = Conv2d(2, 2, 3);
+  spec.stride = {INT64_MAX};
+  absl::StatusOr<ShapeReport> report = Validate(spec, {1, 2, 5, 5});
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->axes[0].stride, INT64_MAX);
+  EXPECT_EQ(report->axes[0].output, 1);
+  EXPECT_THAT(report->axes[0].derivation, HasSubstr("/9223372036854775807)+1 = 1"));
+  EXPECT_THAT(report->frameworks[0].equivalent,
+              HasSubstr("stride=(9223372036854775807, 9223372036854775807)"));
+}
+
 TEST(ResolveLayerTest, WeightShapeInBothLayoutsAndGroups) {
   ConvSpec spec = Conv2d(6, 4, 3);
   spec.groups = 2;

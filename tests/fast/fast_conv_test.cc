@@ -301,6 +301,41 @@ TEST_F(FastConvTest, TinyLayersEveryModeAndActivation) {
   }
 }
 
+// Strides and dilations far beyond the input (2^63 - 1: the request fuzzer
+// found `stride_w * channels` overflowing on the depthwise channels-last
+// path) place the same windows as small ones; under UBSan (the test
+// command's sanitizer run) any overflowing product aborts the test.
+TEST_F(FastConvTest, StridesAndDilationsBeyondThePaddedInput) {
+  std::mt19937 rng(9);
+  constexpr int64_t kHuge = INT64_MAX;
+  for (DataLayout layout : {DataLayout::kChannelsLast, DataLayout::kChannelsFirst}) {
+    for (int64_t groups : {int64_t{4}, int64_t{1}}) {
+      ConvSpec s;
+      s.spatial_rank = 2;
+      s.in_channels = 4;
+      s.out_channels = 4;
+      s.groups = groups;
+      s.data_layout = layout;
+      const std::vector<int64_t> shape = layout == DataLayout::kChannelsLast
+                                             ? std::vector<int64_t>{1, 5, 6, 4}
+                                             : std::vector<int64_t>{1, 4, 5, 6};
+      s.kernel = {3};
+      s.stride = {kHuge};
+      ASSERT_TRUE(CheckLayer(s, shape, &rng));
+      s.stride = {2, kHuge};
+      s.pad_begin = {1};
+      s.pad_end = {2};
+      ASSERT_TRUE(CheckLayer(s, shape, &rng));
+      // A dilation only matters with kernel > 1; with kernel 1 any dilation is valid.
+      s.kernel = {1, 3};
+      s.dilation = {kHuge / 2, 1};
+      s.stride = {1, kHuge};
+      ASSERT_TRUE(CheckLayer(s, shape, &rng));
+      if (HasFailure()) return;
+    }
+  }
+}
+
 // Run() is const and may be called concurrently (the server does): four
 // callers, each in its own arena, on one operator with per-thread scratch.
 TEST_F(FastConvTest, ConcurrentRunsAgreeWithReference) {

@@ -168,7 +168,8 @@ absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLaye
            DecodeEnum(kWirePaddingModes, field, "padding_mode", layer.padding_mode(),
                       &spec.padding_mode),
            DecodeEnum(kWireActivations, field, "activation", layer.activation(), &spec.activation),
-           DecodeEnum(kWireDataLayouts, field, "data_layout", layer.data_layout(), &spec.data_layout),
+           DecodeEnum(kWireDataLayouts, field, "data_layout", layer.data_layout(),
+                      &spec.data_layout),
            DecodeEnum(kWireWeightLayouts, field, "weight_layout", layer.weight_layout(),
                       &spec.weight_layout),
        }) {

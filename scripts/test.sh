@@ -20,7 +20,9 @@ echo "== ASan + UBSan build: C++ tests"
 cmake -S . -B build-sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONVSERVE_SANITIZE=ON \
   -DCONVSERVE_BUILD_BENCH=OFF
 cmake --build build-sanitize -j"$jobs"
+# Leaks inside third-party libraries are suppressed by name (tests/sanitizer/).
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS="suppressions=$PWD/tests/sanitizer/lsan_suppressions.txt" \
   ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -LE python
 
 echo "== libFuzzer (clang, ASan + UBSan): the request -> core path, 60 s"

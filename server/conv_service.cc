@@ -26,9 +26,11 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool)
+ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool,
+                                 CallObserver* observer)
     : options_(options),
       pool_(pool),
+      observer_(observer),
       budget_(options.memory_budget_bytes),
       models_(options.max_model_bytes) {}
 
@@ -38,7 +40,9 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
     call->Complete(admitted);
     return;
   }
+  call->MarkQueued();
   pool_->Submit([call, work = std::move(work)] {
+    call->MarkComputeStarted();
     grpc::CallbackServerContext* context = call->context();
     absl::Status status;
     if (context->IsCancelled()) {
@@ -57,6 +61,7 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
         status = absl::InternalError("unexpected exception");
       }
     }
+    call->MarkComputeEnded();
     call->Complete(status);
   });
 }
@@ -69,7 +74,6 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     DecodedLayer layer;
     FloatTensor input;
     ConvGeometry geometry;
-    MemoryBudget::Reservation reservation;
   };
   auto job = std::make_shared<Job>();
   absl::Status status = [&]() -> absl::Status {
@@ -101,7 +105,8 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
                                  job->geometry.bias_elements()) *
                                     static_cast<int64_t>(sizeof(float)));
     if (!reservation.ok()) return reservation.status();
-    job->reservation = *std::move(reservation);
+    // Until the output's last byte has been sent, not just computed.
+    call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();
   }();
   RunIfAdmitted(call, status, [call, job, response]() -> absl::Status {
@@ -116,7 +121,6 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     response->set_compute_time_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
     response->set_kernel((*op)->KernelName(job->geometry));
-    job->reservation.Release();
     return absl::OkStatus();
   });
 }
@@ -145,6 +149,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   auto layers = std::make_shared<std::vector<DecodedLayer>>();
   auto reservation = std::make_shared<MemoryBudget::Reservation>();
   int64_t weight_bytes = 0;
+  call->set_model(request->name());
   absl::Status status = [&]() -> absl::Status {
     absl::Status name_ok = CheckModelName(request->name());
     if (!name_ok.ok()) return name_ok;
@@ -225,9 +230,9 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
     FloatTensor input;
     std::vector<ConvGeometry> geometries;  // one per layer
-    MemoryBudget::Reservation reservation;
   };
   auto job = std::make_shared<Job>();
+  call->set_model(request->name());
   absl::Status status = [&]() -> absl::Status {
     absl::StatusOr<std::shared_ptr<const Model>> model = models_.Find(request->name());
     if (!model.ok()) return model.status();
@@ -262,7 +267,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     absl::StatusOr<MemoryBudget::Reservation> reservation =
         budget_.Reserve("RunModel", intermediate_elements * static_cast<int64_t>(sizeof(float)));
     if (!reservation.ok()) return reservation.status();
-    job->reservation = *std::move(reservation);
+    call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();
   }();
   RunIfAdmitted(call, status, [call, job, response]() -> absl::Status {
@@ -290,13 +295,13 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     }
     response->set_compute_time_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    job->reservation.Release();
     return absl::OkStatus();
   });
 }
 
 void ConvServiceImpl::HandleUnloadModel(UnaryCall* call, const v1::UnloadModelRequest* request,
                                         v1::UnloadModelResponse* /*response*/) {
+  call->set_model(request->name());
   absl::Status status = models_.Remove(request->name());
   if (status.ok()) spdlog::info("unloaded model '{}'", request->name());
   call->Complete(status);

@@ -53,8 +53,11 @@ using RawConvService = v1::ConvService::WithRawCallbackMethod_Conv<
 
 class ConvServiceImpl final : public RawConvService {
  public:
-  // `pool` must outlive the service and be drained before it is destroyed.
-  ConvServiceImpl(const ServiceOptions& options, ComputePool* pool);
+  // `pool` must outlive the service and be drained before it is destroyed;
+  // `observer` (may be null), told about every finished call, must outlive
+  // the calls.
+  ConvServiceImpl(const ServiceOptions& options, ComputePool* pool,
+                  CallObserver* observer = nullptr);
 
   grpc::ServerUnaryReactor* Conv(grpc::CallbackServerContext* context,
                                  const grpc::ByteBuffer* request,
@@ -104,6 +107,7 @@ class ConvServiceImpl final : public RawConvService {
   void StartDraining() { draining_.store(true); }
 
   const MemoryBudget& memory_budget() const { return budget_; }
+  const ModelRegistry& models() const { return models_; }
 
  private:
   // Creates the call, parses its request and hands it to `handler`, which
@@ -113,7 +117,7 @@ class ConvServiceImpl final : public RawConvService {
                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                   void (ConvServiceImpl::*handler)(UnaryCall*, const Request*,
                                                                    Response*)) {
-    auto* call = new TypedUnaryCall<Request, Response>(method, context, response);
+    auto* call = new TypedUnaryCall<Request, Response>(method, context, request, response, observer_);
     if (!options_.auth_token.empty()) {
       absl::Status authorized = CheckBearerToken(context->client_metadata(), options_.auth_token);
       if (!authorized.ok()) {
@@ -171,6 +175,7 @@ class ConvServiceImpl final : public RawConvService {
   const ServiceOptions options_;
   std::atomic<bool> draining_{false};
   ComputePool* const pool_;
+  CallObserver* const observer_;
   MemoryBudget budget_;
   ModelRegistry models_;
 };

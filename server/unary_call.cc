@@ -82,6 +82,27 @@ void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
   } else {
     spdlog::debug("{} from {} ok", method_, context_->peer());
   }
+  if (observer_ != nullptr) {
+    const auto seconds = [](Clock::duration duration) {
+      return std::chrono::duration<double>(duration).count();
+    };
+    const Clock::time_point now = Clock::now();
+    record_.peer = context_->peer();
+    record_.code = result.code();
+    record_.caller_fault = !result.ok() && (caller_fault || IsClientError(result.code()));
+    record_.response_bytes = result.ok() ? static_cast<int64_t>(response_bytes_->Length()) : 0;
+    const Clock::time_point epoch{};
+    if (queued_ != epoch) {
+      record_.queue_seconds =
+          seconds((compute_started_ != epoch ? compute_started_ : now) - queued_);
+    }
+    if (compute_started_ != epoch) {
+      record_.compute_seconds =
+          seconds((compute_ended_ != epoch ? compute_ended_ : now) - compute_started_);
+    }
+    record_.total_seconds = seconds(now - started_);
+    observer_->OnCallCompleted(record_);
+  }
   Finish(ToGrpcStatus(result));
 }
 

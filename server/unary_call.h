@@ -14,6 +14,7 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -23,6 +24,8 @@
 
 #include "absl/status/status.h"
 #include "convserve/v1/convserve.pb.h"
+#include "server/call_record.h"
+#include "server/memory_budget.h"
 
 namespace convserve {
 
@@ -55,14 +58,34 @@ grpc::Status FrameResponseWithPayload(const v1::Tensor& output,
 // gRPC thread that starts it, then at most one compute pool item).
 class UnaryCall : public grpc::ServerUnaryReactor {
  public:
+  using Clock = std::chrono::steady_clock;
+
   // Finishes the call with `status`, serializing the response first when it
-  // is OK, and logs a failure once (WARN for the caller's mistakes, ERROR for
+  // is OK, logs a failure once (WARN for the caller's mistakes, ERROR for
   // the server's; `caller_fault` marks a failure as the caller's whatever its
-  // code). Call exactly once; the call may be deleted on return.
+  // code) and tells the observer. Call exactly once; the call may be deleted
+  // on return.
   void Complete(const absl::Status& status, bool caller_fault = false);
 
   grpc::CallbackServerContext* context() const { return context_; }
   const char* method() const { return method_; }
+
+  // What the access log and the metrics learn about the call; filled in as
+  // the call goes (set_model, the Mark* times), completed by Complete().
+  CallRecord& record() { return record_; }
+  void set_model(const std::string& name) { record_.model = name; }
+  // The call waits for the compute pool from now on.
+  void MarkQueued() { queued_ = Clock::now(); }
+  // Its work starts, or ends, on the compute pool now.
+  void MarkComputeStarted() { compute_started_ = Clock::now(); }
+  void MarkComputeEnded() { compute_ended_ = Clock::now(); }
+
+  // Keeps `reservation` until gRPC is done with the call (OnDone), that is
+  // until the response's last byte has been sent or the call has failed:
+  // the output buffer the reservation stands for lives that long.
+  void HoldUntilDone(MemoryBudget::Reservation reservation) {
+    held_ = std::move(reservation);
+  }
 
   // Sets the response's output `tensor` to `shape` in float32 and returns the
   // room for its values, kept apart from the message: a 64-byte aligned
@@ -76,9 +99,19 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   void OnDone() override { delete this; }
 
  protected:
+  // `observer` (may be null) is told about the call when it completes.
   UnaryCall(const char* method, grpc::CallbackServerContext* context,
-            grpc::ByteBuffer* response_bytes)
-      : method_(method), context_(context), response_bytes_(response_bytes) {}
+            const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+            CallObserver* observer)
+      : method_(method),
+        context_(context),
+        response_bytes_(response_bytes),
+        observer_(observer),
+        started_(Clock::now()) {
+    record_.method = method;
+    record_.request_bytes = static_cast<int64_t>(request_bytes->Length());
+    if (observer_ != nullptr) observer_->OnCallStarted(method);
+  }
   ~UnaryCall() override = default;
 
   // Writes the response message into `out`.
@@ -96,8 +129,15 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   const char* const method_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer* const response_bytes_;
+  CallObserver* const observer_;
   OutputPayload payload_;  // see PrepareOutputPayload
   size_t payload_bytes_ = 0;
+  MemoryBudget::Reservation held_;  // see HoldUntilDone
+  CallRecord record_;
+  const Clock::time_point started_;
+  Clock::time_point queued_{};  // the epoch: never queued
+  Clock::time_point compute_started_{};
+  Clock::time_point compute_ended_{};
 };
 
 // Whether `Response` has a Tensor `output` as field 1 (ConvResponse, RunModelResponse).
@@ -114,8 +154,9 @@ template <typename Request, typename Response>
 class TypedUnaryCall final : public UnaryCall {
  public:
   TypedUnaryCall(const char* method, grpc::CallbackServerContext* context,
-                 grpc::ByteBuffer* response_bytes)
-      : UnaryCall(method, context, response_bytes) {}
+                 const grpc::ByteBuffer* request_bytes, grpc::ByteBuffer* response_bytes,
+                 CallObserver* observer)
+      : UnaryCall(method, context, request_bytes, response_bytes, observer) {}
 
   // Parses the request bytes. INTERNAL when they are not a `Request`.
   absl::Status Parse(const grpc::ByteBuffer& request_bytes) {

@@ -123,10 +123,12 @@ TEST(FrameResponseWithPayloadTest, RunModelResponseParsesBackAndMatchesTheGenera
 
 // A call without gRPC behind it: enough for its payload and serialization,
 // which touch neither the context nor the reactor.
+const grpc::ByteBuffer kNoRequest;
+
 class DetachedCall final : public UnaryCall {
  public:
   explicit DetachedCall(grpc::ByteBuffer* response_bytes)
-      : UnaryCall("Test", nullptr, response_bytes) {}
+      : UnaryCall("Test", nullptr, &kNoRequest, response_bytes, /*observer=*/nullptr) {}
   ~DetachedCall() override = default;
 
   v1::ConvResponse response;

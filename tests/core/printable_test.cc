@@ -18,7 +18,7 @@ TEST(PrintableTest, EscapesWhatCouldForgeALogLineOrBreakQuotes) {
   EXPECT_EQ(shown.find('\n'), std::string::npos);
   EXPECT_EQ(shown, "m\\n[2026-11-26 00:00:00.000] [critical] FORGED");
   EXPECT_EQ(Printable("a'b\"c\\d\x1b[31m\r\t"), "a\\'b\\\"c\\\\d\\x1b[31m\\r\\t");
-  EXPECT_EQ(Printable(std::string("\0\xff", 2)), "\\000\\377");
+  EXPECT_EQ(Printable(std::string("\0\xff", 2)), "\\x00\\xff");
 }
 
 TEST(PrintableTest, TruncatesLongTextAndSaysHowLongItWas) {

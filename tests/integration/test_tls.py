@@ -6,6 +6,8 @@ module (never committed): a CA, a server certificate for localhost and
 its own (the "other CA").
 """
 
+import json
+import os
 import signal
 import subprocess
 import time
@@ -309,3 +311,47 @@ def test_python_cli_over_mutual_tls(pki, start_server):
     assert result.returncode == 2
     assert ("--tls-key-file: expected the PEM private key of --tls-cert-file"
             in result.stderr), result.stderr
+
+
+# --- The Docker HEALTHCHECK ---------------------------------------------------------
+
+
+def dockerfile_healthcheck():
+    """The shell command of the Dockerfile's HEALTHCHECK CMD ["sh", "-c", "..."]."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    line = next(line for line in text.splitlines() if line.startswith("HEALTHCHECK"))
+    command = json.loads(line[line.index("CMD") + 3:].strip())
+    assert command[:2] == ["sh", "-c"], command
+    return command[2]
+
+
+def run_healthcheck(port_file, health_port_file):
+    command = dockerfile_healthcheck().replace("/tmp/convserve.health_port",
+                                               str(health_port_file))
+    command = command.replace("/tmp/convserve.port", str(port_file))
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PATH="%s:%s" % (CONVCTL.parent,
+                                                               os.environ["PATH"])))
+
+
+def test_docker_healthcheck_plaintext_and_tls(pki, start_server, tmp_path):
+    # The image sets CONVSERVE_HEALTH_PORT_FILE; without --health_listen the server
+    # removes a stale file there, and the check uses --listen's port.
+    health_port_file = tmp_path / "health_port"
+    health_port_file.write_text("1\n")
+    env = {"CONVSERVE_HEALTH_PORT_FILE": str(health_port_file)}
+    plain = start_server("--drain_grace_ms=0", env=env)
+    assert not health_port_file.exists()
+    result = run_healthcheck(plain.port_file, health_port_file)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "SERVING"
+    # Mutual TLS with a health port: the check uses the health port.
+    tls = start_server(*pki.server_flags(mutual=True), "--drain_grace_ms=0",
+                       env=dict(env, CONVSERVE_HEALTH_LISTEN="127.0.0.1:0"))
+    assert health_port_file.exists()
+    result = run_healthcheck(tls.port_file, health_port_file)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "SERVING"
+    # Without it the plaintext check cannot pass on a TLS port.
+    health_port_file.unlink()
+    assert run_healthcheck(tls.port_file, health_port_file).returncode != 0

@@ -171,6 +171,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     spdlog::critical("{}", std::string(tls.status().message()));
     return 2;
   }
+  for (const std::string& warning : tls->warnings) spdlog::warn("{}", warning);
   options.require_tls = tls->mode != TlsMode::kOff;
   const std::string health_listen = absl::GetFlag(FLAGS_health_listen);
   if (!health_listen.empty() && tls->mode == TlsMode::kOff) {

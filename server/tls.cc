@@ -184,6 +184,16 @@ absl::StatusOr<ServerTls> BuildServerTls(const TlsFiles& files) {
                      "'; expected the key the certificate was issued for", TakeOpenSslError()));
   }
 
+  const ASN1_TIME* not_before = X509_get0_notBefore(chain.front().get());
+  const ASN1_TIME* not_after = X509_get0_notAfter(chain.front().get());
+  if (X509_cmp_current_time(not_after) < 0) {
+    tls.warnings.push_back(absl::StrCat("--tls_cert_file: the certificate in '", files.cert_file,
+                                        "' has expired; clients will refuse it"));
+  } else if (X509_cmp_current_time(not_before) > 0) {
+    tls.warnings.push_back(absl::StrCat("--tls_cert_file: the certificate in '", files.cert_file,
+                                        "' is not valid yet; clients will refuse it"));
+  }
+
   grpc::SslServerCredentialsOptions options;
   options.pem_key_cert_pairs.push_back({*key_pem, *cert_pem});
   tls.mode = TlsMode::kOn;

@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -42,13 +43,17 @@ struct ServerTls {
   TlsMode mode = TlsMode::kOff;
   // For --listen: InsecureServerCredentials() when kOff, else SSL credentials.
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Problems that do not stop the server but will fail handshakes (a
+  // certificate outside its validity period), for the start-up log.
+  std::vector<std::string> warnings;
 };
 
 // Reads and checks `files` and builds the credentials for --listen.
 // INVALID_ARGUMENT naming the flag, the file and the problem if only one of
 // cert/key is given, a client CA is given without them, a file cannot be read,
 // holds no PEM certificate / private key, or the key does not belong to the
-// certificate (X509_check_private_key).
+// certificate (X509_check_private_key). A server certificate that has expired
+// or is not yet valid is a warning (the clock may be the one that is wrong).
 absl::StatusOr<ServerTls> BuildServerTls(const TlsFiles& files);
 
 // OK if `transport_security_type` (the auth context's

@@ -47,13 +47,13 @@ std::string Pem(X509* certificate) {
   return pem;
 }
 
-// A self-signed certificate for `key`.
-X509* SelfSigned(EVP_PKEY* key, const char* common_name) {
+// A self-signed certificate for `key`, valid from now + `from_s` to now + `to_s`.
+X509* SelfSigned(EVP_PKEY* key, const char* common_name, long from_s = 0, long to_s = 3600) {
   X509* certificate = X509_new();
   X509_set_version(certificate, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(certificate), 1);
-  X509_gmtime_adj(X509_getm_notBefore(certificate), 0);
-  X509_gmtime_adj(X509_getm_notAfter(certificate), 3600);
+  X509_gmtime_adj(X509_getm_notBefore(certificate), from_s);
+  X509_gmtime_adj(X509_getm_notAfter(certificate), to_s);
   X509_set_pubkey(certificate, key);
   X509_NAME* name = X509_get_subject_name(certificate);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
@@ -74,7 +74,13 @@ class TlsTest : public ::testing::Test {
     ASSERT_NE(key, nullptr);
     ASSERT_NE(other_key, nullptr);
     X509* certificate = SelfSigned(key, "localhost");
+    X509* expired = SelfSigned(key, "localhost", -7200, -3600);
+    X509* future = SelfSigned(key, "localhost", 3600, 7200);
     cert_ = Write("server.crt", Pem(certificate));
+    expired_cert_ = Write("expired.crt", Pem(expired));
+    future_cert_ = Write("future.crt", Pem(future));
+    X509_free(expired);
+    X509_free(future);
     key_ = Write("server.key", Pem(key));
     other_key_ = Write("other.key", Pem(other_key));
     encrypted_key_ = Write("encrypted.key", Pem(key, EVP_aes_128_cbc()));
@@ -105,7 +111,8 @@ class TlsTest : public ::testing::Test {
     return std::string(tls.status().message());
   }
 
-  std::string dir_, cert_, key_, other_key_, encrypted_key_, ca_, garbage_;
+  std::string dir_, cert_, expired_cert_, future_cert_, key_, other_key_, encrypted_key_, ca_,
+      garbage_;
 };
 
 TEST_F(TlsTest, NoFlagsIsPlaintext) {
@@ -190,6 +197,21 @@ TEST_F(TlsTest, EncryptedKey) {
   EXPECT_THAT(Error({cert_, encrypted_key_, ""}),
               AllOf(HasSubstr("--tls_key_file: expected an unencrypted PEM private key"),
                     HasSubstr(encrypted_key_), HasSubstr("got an encrypted one")));
+}
+
+TEST_F(TlsTest, CertificateOutsideItsValidityIsAWarning) {
+  absl::StatusOr<ServerTls> tls = BuildServerTls({cert_, key_, ""});
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE(tls->warnings.empty());
+  tls = BuildServerTls({expired_cert_, key_, ""});
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  ASSERT_EQ(tls->warnings.size(), 1u);
+  EXPECT_THAT(tls->warnings[0], AllOf(HasSubstr("--tls_cert_file"), HasSubstr(expired_cert_),
+                                      HasSubstr("has expired")));
+  tls = BuildServerTls({future_cert_, key_, ""});
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  ASSERT_EQ(tls->warnings.size(), 1u);
+  EXPECT_THAT(tls->warnings[0], AllOf(HasSubstr(future_cert_), HasSubstr("is not valid yet")));
 }
 
 TEST(RequireTlsTransportTest, OnlySslPasses) {

@@ -25,10 +25,15 @@ COPY --from=build /src/build-server/server/convserve_server /src/build-server/cl
 USER convserve
 EXPOSE 50051
 # The server writes the port it really listens on here (CONVSERVE_PORT_FILE is
-# --port_file), so the health check follows --listen / CONVSERVE_LISTEN.
-ENV CONVSERVE_PORT_FILE=/tmp/convserve.port
+# --port_file), so the health check follows --listen / CONVSERVE_LISTEN. With TLS
+# (CONVSERVE_TLS_CERT_FILE, ...) convctl's plaintext check cannot use that port: set
+# CONVSERVE_HEALTH_LISTEN (e.g. 0.0.0.0:50052), whose bound port the server writes to
+# CONVSERVE_HEALTH_PORT_FILE, and the check uses that one instead (the server removes
+# the file when there is no health port).
+ENV CONVSERVE_PORT_FILE=/tmp/convserve.port \
+  CONVSERVE_HEALTH_PORT_FILE=/tmp/convserve.health_port
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
-  CMD ["sh", "-c", "convctl --target=127.0.0.1:$(cat /tmp/convserve.port) --timeout_s=3 health"]
+  CMD ["sh", "-c", "port=$(cat /tmp/convserve.health_port 2>/dev/null || cat /tmp/convserve.port) && exec convctl --target=127.0.0.1:$port --timeout_s=3 health"]
 # Flags given to `docker run` replace CMD; --listen must then be given again.
 ENTRYPOINT ["convserve_server"]
 CMD ["--listen=0.0.0.0:50051"]

@@ -27,6 +27,7 @@
 #include "server/limits.h"
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
+#include "server/tls.h"
 #include "server/unary_call.h"
 
 namespace convserve {
@@ -38,6 +39,9 @@ struct ServiceOptions : RequestLimits {
   int64_t max_model_bytes = int64_t{1} << 30;      // --max_model_bytes: all models.
   // Non-empty: every call needs "authorization: Bearer <auth_token>" (--auth_token_file).
   std::string auth_token;
+  // ConvService only over TLS (--tls_cert_file): calls on a plaintext
+  // connection (the --health_listen port) get UNAUTHENTICATED.
+  bool require_tls = false;
 };
 
 // The generated service with every method registered as a raw callback
@@ -118,6 +122,13 @@ class ConvServiceImpl final : public RawConvService {
                                   void (ConvServiceImpl::*handler)(UnaryCall*, const Request*,
                                                                    Response*)) {
     auto* call = new TypedUnaryCall<Request, Response>(method, context, request, response, observer_);
+    if (options_.require_tls) {
+      absl::Status secure = RequireTlsTransport(TransportSecurityType(*context));
+      if (!secure.ok()) {
+        call->Complete(secure, /*caller_fault=*/true);
+        return call;
+      }
+    }
     if (!options_.auth_token.empty()) {
       absl::Status authorized = CheckBearerToken(context->client_metadata(), options_.auth_token);
       if (!authorized.ok()) {

@@ -1,6 +1,8 @@
 // main.cc: the convserve_server binary: its flags, its gRPC server and its lifecycle.
 //
-// Serves convserve.v1.ConvService, grpc.health.v1.Health and server reflection.
+// Serves convserve.v1.ConvService, grpc.health.v1.Health and server reflection,
+// over TLS or mutual TLS if --tls_cert_file/--tls_key_file(/--tls_client_ca_file)
+// are set; then --health_listen may add a plaintext port for health probes.
 //
 // Configuration: flags, or CONVSERVE_<FLAG> environment variables (an
 // explicit flag wins); the start-up line says where each set value came from.
@@ -41,6 +43,7 @@
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
 #include "server/flag_environment.h"
+#include "server/tls.h"
 #include "server/usable_cpus.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
@@ -63,6 +66,19 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "If set, a file whose first line is the token every ConvService call must present "
           "as metadata 'authorization: Bearer <token>' (UNAUTHENTICATED otherwise). Health "
           "and reflection stay open.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate (chain) of the server; with --tls_key_file turns TLS on for --listen.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key (unencrypted) of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificate(s); with TLS on, every client must present a certificate this CA "
+          "signed (mutual TLS).");
+ABSL_FLAG(std::string, health_listen, "",
+          "With TLS on: a second, plaintext address (host:port; port 0 picks a free one, see "
+          "--health_port_file) serving grpc.health.v1 only, for probes that cannot present a "
+          "client certificate. ConvService calls there get UNAUTHENTICATED.");
+ABSL_FLAG(std::string, health_port_file, "",
+          "If set, the bound --health_listen port is written to this file once the server "
+          "serves (removed if there is no --health_listen).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off.");
 ABSL_FLAG(int, drain_grace_ms, 500,
           "After SIGTERM: how long health reports NOT_SERVING (and new calls get UNAVAILABLE) "
@@ -148,6 +164,25 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     options.auth_token = *std::move(token);
   }
 
+  absl::StatusOr<ServerTls> tls =
+      BuildServerTls({absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file),
+                      absl::GetFlag(FLAGS_tls_client_ca_file)});
+  if (!tls.ok()) {
+    spdlog::critical("{}", std::string(tls.status().message()));
+    return 2;
+  }
+  for (const std::string& warning : tls->warnings) spdlog::warn("{}", warning);
+  options.require_tls = tls->mode != TlsMode::kOff;
+  const std::string health_listen = absl::GetFlag(FLAGS_health_listen);
+  if (!health_listen.empty() && tls->mode == TlsMode::kOff) {
+    // Without TLS the two ports could not be told apart: both would serve ConvService.
+    spdlog::critical(
+        "--health_listen: expected only with TLS on (--tls_cert_file and --tls_key_file), got "
+        "'{}' without TLS; without TLS, probes reach health on --listen",
+        health_listen);
+    return 2;
+  }
+
   // Block the stop signals in every thread (gRPC's and TBB's inherit the
   // mask); this thread takes them synchronously with sigwait below.
   sigset_t stop_signals;
@@ -167,13 +202,19 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   // gRPC sets SO_REUSEPORT by default, which lets a second server silently
   // share a port already in use; a clash must fail loudly instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, tls->credentials, &port);
+  int health_port = 0;
+  if (!health_listen.empty()) {
+    builder.AddListeningPort(health_listen, grpc::InsecureServerCredentials(), &health_port);
+  }
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (server == nullptr || port == 0) {
-    spdlog::critical("cannot listen on {} (address in use or malformed?)", listen);
+  if (server == nullptr || port == 0 || (!health_listen.empty() && health_port == 0)) {
+    spdlog::critical(
+        "cannot listen on {}{} (address in use or malformed?)", listen,
+        health_listen.empty() ? "" : absl::StrCat(" and --health_listen ", health_listen));
     return 1;
   }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
@@ -189,17 +230,28 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   spdlog::info(
       "convserve_server serving on {} (port {}): compute_threads={} max_message_bytes={} "
       "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} auth={} "
-      "log_level={}",
+      "log_level={} tls={} health_listen={}",
       listen, port, threads, options.max_message_bytes, options.max_elements, options.max_macs,
       options.memory_budget_bytes, options.max_model_bytes,
-      options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level));
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    // Written to a temporary name and renamed so readers never see half a number.
-    const std::string temporary = port_file + ".tmp";
-    std::ofstream(temporary) << port << "\n";
-    std::rename(temporary.c_str(), port_file.c_str());
+      options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level),
+      std::string(TlsModeName(tls->mode)),
+      health_listen.empty() ? "off"
+                            : absl::StrCat(health_listen, " (port ", health_port, ", plaintext)"));
+  // Written to a temporary name and renamed so readers never see half a number.
+  auto write_port_file = [](const std::string& path, int bound_port) {
+    if (path.empty()) return;
+    const std::string temporary = path + ".tmp";
+    std::ofstream(temporary) << bound_port << "\n";
+    std::rename(temporary.c_str(), path.c_str());
+  };
+  const std::string health_port_file = absl::GetFlag(FLAGS_health_port_file);
+  if (health_listen.empty()) {
+    // No file from an earlier run may mislead a health check into the wrong port.
+    if (!health_port_file.empty()) std::remove(health_port_file.c_str());
+  } else {
+    write_port_file(health_port_file, health_port);  // before --port_file, which readers await
   }
+  write_port_file(absl::GetFlag(FLAGS_port_file), port);
 
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

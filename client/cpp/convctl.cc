@@ -11,6 +11,9 @@
 // retried on another replica when one fails (--retries); --repeat=N sends the
 // command's call N times over one channel (a smoke test of a deployment).
 //
+// TLS: --tls_ca_file (the CA of the server's certificate), --tls_cert_file and
+// --tls_key_file (a client certificate, for mutual TLS), --tls_server_name.
+//
 // Layer flags (shape and conv) follow the Python client: channel counts and
 // kernel come from the shapes; --padding is valid, same, same_lower, causal,
 // P, P1,P2 or B1:E1,B2:E2.
@@ -26,6 +29,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -48,6 +52,15 @@ ABSL_FLAG(int, timeout_s, 60, "Deadline of each call, in seconds.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File whose first line is the server's bearer token (servers run with "
           "--auth_token_file).");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "Connect over TLS, trusting this PEM CA for the server's certificate (any --tls_* "
+          "flag turns TLS on; without this one, gRPC's default roots).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate, for servers that require one (--tls_client_ca_file); needs "
+          "--tls_key_file.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "Name the server's certificate must carry, if not the --target host.");
 ABSL_FLAG(std::string, input_shape, "", "shape: input shape, e.g. 1,3,224,224.");
 ABSL_FLAG(std::string, weight_shape, "", "shape: weight shape, e.g. 64,3,7,7.");
 ABSL_FLAG(bool, with_bias, false, "shape: the layer has a bias.");
@@ -243,11 +256,17 @@ int main(int argc, char** argv) {
   convserve::client::ClientOptions options;
   options.lb_policy = absl::GetFlag(FLAGS_lb_policy);
   options.retries = absl::GetFlag(FLAGS_retries);
+  options.tls_ca_file = absl::GetFlag(FLAGS_tls_ca_file);
+  options.tls_cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls_key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   if (command == "service_config") return convserve::client::PrintServiceConfig(options);
   absl::StatusOr<std::unique_ptr<convserve::client::Client>> connected =
       convserve::client::Client::Connect(absl::GetFlag(FLAGS_target), options);
   if (!connected.ok()) {
-    std::cerr << "convctl: " << connected.status().message() << "\n";
+    // Option names as convctl spells them (tls_ca_file: -> --tls_ca_file:).
+    const std::string message(connected.status().message());
+    std::cerr << "convctl: " << (absl::StartsWith(message, "tls_") ? "--" : "") << message << "\n";
     return 2;
   }
   std::unique_ptr<convserve::client::Client> client = *std::move(connected);

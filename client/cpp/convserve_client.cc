@@ -3,7 +3,10 @@
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 
+#include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -167,6 +170,63 @@ absl::StatusOr<std::string> ServiceConfigJson(const ClientOptions& options) {
   return json;
 }
 
+namespace {
+
+// The whole of `path`, or INVALID_ARGUMENT naming `option` and the file.
+absl::StatusOr<std::string> ReadPemFile(absl::string_view option, const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream contents;
+  if (file) contents << file.rdbuf();
+  if (!file || file.bad()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(option, ": cannot read '", path, "': ", std::strerror(errno)));
+  }
+  if (contents.str().find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        option, ": expected a PEM file ('-----BEGIN ...' line) in '", path, "', got none"));
+  }
+  return contents.str();
+}
+
+// Insecure credentials, or SSL ones if any TLS option is set (then the server
+// name override goes into `arguments`).
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
+    const ClientOptions& options, grpc::ChannelArguments* arguments) {
+  if (options.tls_ca_file.empty() && options.tls_cert_file.empty() &&
+      options.tls_key_file.empty() && options.tls_server_name.empty()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return options.tls_key_file.empty()
+               ? absl::InvalidArgumentError(absl::StrCat(
+                     "tls_key_file: expected the PEM private key of tls_cert_file '",
+                     options.tls_cert_file, "' (a client certificate needs both), got none"))
+               : absl::InvalidArgumentError(absl::StrCat(
+                     "tls_cert_file: expected the PEM certificate of tls_key_file '",
+                     options.tls_key_file, "' (a client certificate needs both), got none"));
+  }
+  grpc::SslCredentialsOptions ssl;
+  if (!options.tls_ca_file.empty()) {
+    absl::StatusOr<std::string> ca = ReadPemFile("tls_ca_file", options.tls_ca_file);
+    if (!ca.ok()) return ca.status();
+    ssl.pem_root_certs = *std::move(ca);
+  }
+  if (!options.tls_cert_file.empty()) {
+    absl::StatusOr<std::string> cert = ReadPemFile("tls_cert_file", options.tls_cert_file);
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadPemFile("tls_key_file", options.tls_key_file);
+    if (!key.ok()) return key.status();
+    ssl.pem_cert_chain = *std::move(cert);
+    ssl.pem_private_key = *std::move(key);
+  }
+  if (!options.tls_server_name.empty()) {
+    arguments->SetSslTargetNameOverride(options.tls_server_name);
+  }
+  return grpc::SslCredentials(ssl);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& target,
                                                         const ClientOptions& options) {
   absl::StatusOr<std::string> service_config = ServiceConfigJson(options);
@@ -182,8 +242,10 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const std::string& targe
     // retried too.
     arguments.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, options.max_message_bytes);
   }
-  return std::make_unique<Client>(
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), arguments));
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ChannelCredentials(options, &arguments);
+  if (!credentials.ok()) return credentials.status();
+  return std::make_unique<Client>(grpc::CreateCustomChannel(target, *credentials, arguments));
 }
 
 std::unique_ptr<Client> Client::Connect(const std::string& target, int max_message_bytes) {

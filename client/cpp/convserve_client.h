@@ -77,6 +77,16 @@ struct ClientOptions {
   // died or drains), up to 4 attempts, each on the next replica. The other
   // RPCs are never retried: LoadModel and UnloadModel change a replica's state.
   bool retries = false;
+  // TLS: setting any of the four connects over TLS (servers run with
+  // --tls_cert_file). tls_ca_file: PEM CA certificate(s) that signed the
+  // server's certificate (empty = gRPC's default roots). tls_cert_file and
+  // tls_key_file (both or neither): this client's PEM certificate and key, for
+  // servers that require them (--tls_client_ca_file). tls_server_name: the
+  // name the server's certificate must carry, if not the target's host.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_server_name;
 };
 
 // The gRPC service config JSON for `options`: client/python/convserve/
@@ -90,7 +100,8 @@ class Client {
  public:
   // A channel to `target`: "host:port", or several replicas as
   // "ipv4:127.0.0.1:50051,127.0.0.1:50052" or "dns:///name:port" (any gRPC
-  // target). INVALID_ARGUMENT if `options` are malformed.
+  // target). INVALID_ARGUMENT if `options` are malformed or a TLS file
+  // cannot be read (naming the option and the file).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const std::string& target,
                                                          const ClientOptions& options);
   // The same with default options (round_robin, no retries) and room for

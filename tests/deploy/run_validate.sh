@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the pinned npm packages (package-lock.json) into DEPS_DIR, then validates
-# deploy/kubernetes/ offline (validate_manifests.mjs). CTest runs it as deploy_manifests;
-# by hand:  bash tests/deploy/run_validate.sh build/tests/deploy/node-deps
+# deploy/kubernetes/ and the rendered overlay deploy/kubernetes-tls/ offline
+# (validate_manifests.mjs). CTest runs it as deploy_manifests; by hand:  bash tests/deploy/run_validate.sh build/tests/deploy/node-deps
 #
 # Idempotent: `npm ci` runs only when DEPS_DIR has no install of this very lock file.
 # Needs Debian's nodejs and npm (scripts/setup.sh) and the npm registry; exits 77

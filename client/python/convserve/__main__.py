@@ -11,6 +11,7 @@
 
 import argparse
 import ast
+import re
 import sys
 
 import numpy as np
@@ -66,7 +67,17 @@ def main(argv=None):
                         help="retry Conv, ValidateShape and RunModel on UNAVAILABLE")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     parser.add_argument("--auth-token-file", default=None,
-                        help="file holding the server's bearer token (default $CONVSERVE_TOKEN)")
+                        help="file holding the server's bearer token (default $CONVSERVE_TOKEN); "
+                             "send it only over TLS")
+    parser.add_argument("--tls-ca-file", default=None,
+                        help="connect over TLS, trusting this PEM CA for the server's "
+                             "certificate (any --tls-* option turns TLS on)")
+    parser.add_argument("--tls-cert-file", default=None,
+                        help="PEM client certificate for servers that require one; needs "
+                             "--tls-key-file")
+    parser.add_argument("--tls-key-file", default=None, help="PEM private key of --tls-cert-file")
+    parser.add_argument("--tls-server-name", default=None,
+                        help="name the server's certificate must carry, if not --target's host")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("health", help="print the server's serving status")
     shape = commands.add_parser("shape", help="explain a layer's shapes without computing it")
@@ -91,7 +102,10 @@ def main(argv=None):
             with open(args.auth_token_file) as token_file:
                 token = token_file.readline().strip()
         with convserve.Client(args.target, timeout=args.timeout, token=token,
-                              lb_policy=args.lb_policy, retries=args.retries) as client:
+                              lb_policy=args.lb_policy, retries=args.retries,
+                              tls_ca=args.tls_ca_file, tls_cert=args.tls_cert_file,
+                              tls_key=args.tls_key_file,
+                              tls_server_name=args.tls_server_name) as client:
             if args.command == "health":
                 status = client.health()
                 print(status)
@@ -140,7 +154,10 @@ def main(argv=None):
         print("error: %s" % error, file=sys.stderr)
         return 1
     except (ValueError, OSError) as error:
-        print("error: %s" % error, file=sys.stderr)
+        # The Client's parameter names as this command spells them.
+        message = re.sub(r"\btls_(ca|cert|key)\b",
+                         lambda match: "--tls-%s-file" % match.group(1), str(error))
+        print("error: %s" % message, file=sys.stderr)
         return 2
     return 2
 

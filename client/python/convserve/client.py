@@ -85,11 +85,50 @@ def from_tensor(tensor):
     return array.reshape(tuple(tensor.shape))
 
 
+def _pem(name, value):
+    """`value` (PEM bytes, or a path as str or os.PathLike) as bytes; ValueError
+    naming the parameter if the file cannot be read or holds no PEM."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+        where = "the bytes given"
+    else:
+        try:
+            with open(value, "rb") as pem_file:
+                data = pem_file.read()
+        except OSError as error:
+            raise ValueError("%s: cannot read %r: %s" % (name, os.fspath(value), error.strerror))
+        where = repr(os.fspath(value))
+    if b"-----BEGIN " not in data:
+        raise ValueError("%s: expected PEM ('-----BEGIN ...' line) in %s, got none"
+                         % (name, where))
+    return data
+
+
+def tls_credentials(tls_ca=None, tls_cert=None, tls_key=None):
+    """grpc.ssl_channel_credentials for the given PEM paths or bytes, or None if
+    all are None. ValueError naming the parameter for a file that cannot be
+    read, is not PEM, or a certificate without its key (or the reverse)."""
+    if tls_ca is None and tls_cert is None and tls_key is None:
+        return None
+    if (tls_cert is None) != (tls_key is None):
+        if tls_key is None:
+            raise ValueError("tls_key: expected the PEM private key of tls_cert (a client "
+                             "certificate needs both), got none")
+        raise ValueError("tls_cert: expected the PEM certificate of tls_key (a client "
+                         "certificate needs both), got none")
+    return grpc.ssl_channel_credentials(root_certificates=_pem("tls_ca", tls_ca),
+                                        private_key=_pem("tls_key", tls_key),
+                                        certificate_chain=_pem("tls_cert", tls_cert))
+
+
 class Client:
     """A connection to one ConvServe server or several replicas. Thread-safe; reuse it."""
 
     def __init__(self, target=None, timeout=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
-                 token=None, lb_policy=DEFAULT_LB_POLICY, retries=False):
+                 token=None, lb_policy=DEFAULT_LB_POLICY, retries=False, tls_ca=None,
+                 tls_cert=None, tls_key=None, tls_server_name=None):
         """target: "host:port", or any gRPC target naming several replicas:
         "ipv4:127.0.0.1:50051,127.0.0.1:50052", "dns:///name:port" (default
         $CONVSERVE_TARGET, or localhost:50051).
@@ -99,6 +138,13 @@ class Client:
         "pick_first" (all calls to one).
         retries: retry Conv, ValidateShape and RunModel on UNAVAILABLE (a
         replica that died or drains) on another replica, up to 4 attempts.
+        tls_ca, tls_cert, tls_key, tls_server_name: any of them connects over
+        TLS (servers run with --tls_cert_file). tls_ca: the PEM CA that signed
+        the server's certificate (default: gRPC's roots); tls_cert and tls_key
+        (both or neither): this client's certificate and key for servers that
+        require one (--tls_client_ca_file); each a path or the PEM bytes.
+        tls_server_name: the name the server's certificate must carry, if not
+        the target's host. Send a token only over TLS.
         """
         self.target = target or os.environ.get("CONVSERVE_TARGET", DEFAULT_TARGET)
         self.timeout = timeout
@@ -115,7 +161,15 @@ class Client:
             # requests are retried too.
             options += [("grpc.enable_retries", 1),
                         ("grpc.per_rpc_retry_buffer_size", max_message_bytes)]
-        self._channel = grpc.insecure_channel(self.target, options=options)
+        credentials = tls_credentials(tls_ca, tls_cert, tls_key)
+        if tls_server_name:
+            options.append(("grpc.ssl_target_name_override", tls_server_name))
+        if credentials is None and tls_server_name:
+            credentials = grpc.ssl_channel_credentials()
+        if credentials is None:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            self._channel = grpc.secure_channel(self.target, credentials, options=options)
         self.stub = pb_grpc.ConvServiceStub(self._channel)
         self._health_check = self._channel.unary_unary(
             "/grpc.health.v1.Health/Check",

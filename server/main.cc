@@ -36,11 +36,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/conv.h"
+#include "server/access_log.h"
 #include "server/auth.h"
 #include "server/build_info.h"
+#include "server/call_observers.h"
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
 #include "server/flag_environment.h"
+#include "server/logging.h"
 #include "server/usable_cpus.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
@@ -64,6 +67,11 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "as metadata 'authorization: Bearer <token>' (UNAUTHENTICATED otherwise). Health "
           "and reflection stay open.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (spdlog's lines) or json (one JSON object per line); gRPC's own lines too.");
+ABSL_FLAG(bool, access_log, true,
+          "One INFO line per call: method, model, request ID, peer, status code, bytes in and "
+          "out, queue, compute and total seconds.");
 ABSL_FLAG(int, drain_grace_ms, 500,
           "After SIGTERM: how long health reports NOT_SERVING (and new calls get UNAVAILABLE) "
           "before the listener closes, so load balancers notice.");
@@ -110,6 +118,13 @@ std::string VersionString() {
 
 int Serve(const std::vector<FlagOrigin>& configured) {
   TuneMalloc();
+  // First, so that every line from here on has the chosen format.
+  const absl::StatusOr<LogFormat> log_format = ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) {
+    spdlog::critical("{}", std::string(log_format.status().message()));
+    return 2;
+  }
+  SetLogFormat(*log_format);
   const std::string level_name = absl::GetFlag(FLAGS_log_level);
   const spdlog::level::level_enum level = spdlog::level::from_str(level_name);
   if (level == spdlog::level::off && level_name != "off") {
@@ -157,7 +172,10 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ComputePool pool(threads);
-  ConvServiceImpl service(options, &pool);
+  AccessLog access_log;
+  CallObservers observers;
+  if (absl::GetFlag(FLAGS_access_log)) observers.Add(&access_log);
+  ConvServiceImpl service(options, &pool, &observers);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -189,10 +207,11 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   spdlog::info(
       "convserve_server serving on {} (port {}): compute_threads={} max_message_bytes={} "
       "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} auth={} "
-      "log_level={}",
+      "log_level={} log_format={} access_log={}",
       listen, port, threads, options.max_message_bytes, options.max_elements, options.max_macs,
       options.memory_budget_bytes, options.max_model_bytes,
-      options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level));
+      options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level),
+      absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_access_log));
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temporary name and renamed so readers never see half a number.
@@ -225,6 +244,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
 }  // namespace convserve
 
 int main(int argc, char** argv) {
+  // gRPC's own lines go through spdlog, in the server's format, from the start.
+  convserve::RouteGrpcLogs();
   absl::SetProgramUsageMessage(
       "Serves convolution layers over gRPC.\nUsage: convserve_server [--listen=0.0.0.0:50051] "
       "[--compute_threads=N] ...\nEvery flag can also be set as the environment variable "

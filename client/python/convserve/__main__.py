@@ -67,6 +67,9 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
     parser.add_argument("--auth-token-file", default=None,
                         help="file holding the server's bearer token (default $CONVSERVE_TOKEN)")
+    parser.add_argument("--request-id", default=None,
+                        help="x-request-id sent with every call (the server logs the call "
+                             "under it); default: a new one per call")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("health", help="print the server's serving status")
     shape = commands.add_parser("shape", help="explain a layer's shapes without computing it")
@@ -91,7 +94,8 @@ def main(argv=None):
             with open(args.auth_token_file) as token_file:
                 token = token_file.readline().strip()
         with convserve.Client(args.target, timeout=args.timeout, token=token,
-                              lb_policy=args.lb_policy, retries=args.retries) as client:
+                              lb_policy=args.lb_policy, retries=args.retries,
+                              request_id=args.request_id) as client:
             if args.command == "health":
                 status = client.health()
                 print(status)

@@ -111,6 +111,10 @@ void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
 }
 
 void UnaryCall::AssignRequestId() {
+  if (context_ == nullptr) {  // a call without gRPC behind it (unary_call_test)
+    record_.request_id = NewRequestId();
+    return;
+  }
   CallRequestId id = TakeRequestId(context_->client_metadata());
   record_.request_id = std::move(id.id);
   request_id_status_ = std::move(id.status);

@@ -169,8 +169,8 @@ def test_model_calls_name_the_model_and_their_id(server, client):
 
 def test_a_failed_calls_warn_line_carries_its_id(server, client):
     with pytest.raises(grpc.RpcError) as error:
-        client.stub.Conv(small_conv_request(valid=False), metadata=(("x-request-id", "logs-bad-1"),),
-                         timeout=30)
+        client.stub.Conv(small_conv_request(valid=False),
+                         metadata=(("x-request-id", "logs-bad-1"),), timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert answered_id(error.value) == "logs-bad-1"
     log = server.log()

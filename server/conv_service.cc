@@ -14,10 +14,12 @@
 #include "absl/strings/str_cat.h"
 #include "core/conv.h"
 #include "core/geometry.h"
+#include "core/printable.h"
 #include "core/tensor_shape.h"
 #include "core/validator.h"
 #include "server/build_info.h"
 #include "server/convert.h"
+#include "server/logging.h"
 
 namespace convserve {
 namespace {
@@ -199,29 +201,34 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     return absl::OkStatus();
   }();
   // Packing the weights is the expensive part: it runs on the compute pool.
-  RunIfAdmitted(call, status,
-                [this, request, response, layers, weight_bytes, reservation]() -> absl::Status {
-                  auto model = std::make_shared<Model>();
-                  model->name = request->name();
-                  model->weight_bytes = weight_bytes;
-                  for (const DecodedLayer& layer : *layers) {
-                    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-                        ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
-                    if (!op.ok()) return op.status();
-                    model->parameters +=
-                        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
-                    model->layers.push_back(*std::move(op));
-                  }
-                  ToProtoModelInfo(*model, response->mutable_model());
-                  const std::string name = model->name;
-                  const int64_t parameters = model->parameters;
-                  // Once stored, the weights count against --max_model_bytes instead.
-                  reservation->Release();
-                  absl::Status added = models_.Add(std::move(model), request->replace());
-                  if (added.ok())
-                    spdlog::info("loaded model '{}' ({} parameters)", name, parameters);
-                  return added;
-                });
+  RunIfAdmitted(
+      call, status,
+      [this, call, request, response, layers, weight_bytes, reservation]() -> absl::Status {
+        auto model = std::make_shared<Model>();
+        model->name = request->name();
+        model->weight_bytes = weight_bytes;
+        for (const DecodedLayer& layer : *layers) {
+          absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+              ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
+          if (!op.ok()) return op.status();
+          model->parameters +=
+              static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
+          model->layers.push_back(*std::move(op));
+        }
+        ToProtoModelInfo(*model, response->mutable_model());
+        const std::string name = model->name;
+        const int64_t parameters = model->parameters;
+        // Once stored, the weights count against --max_model_bytes instead.
+        reservation->Release();
+        absl::Status added = models_.Add(std::move(model), request->replace());
+        if (added.ok()) {
+          LogEvent(
+              spdlog::level::info,
+              absl::StrCat("loaded model '", Printable(name), "' (", parameters, " parameters)"),
+              {{"request_id", call->request_id()}});
+        }
+        return added;
+      });
 }
 
 void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
@@ -303,7 +310,10 @@ void ConvServiceImpl::HandleUnloadModel(UnaryCall* call, const v1::UnloadModelRe
                                         v1::UnloadModelResponse* /*response*/) {
   call->set_model(request->name());
   absl::Status status = models_.Remove(request->name());
-  if (status.ok()) spdlog::info("unloaded model '{}'", request->name());
+  if (status.ok()) {
+    LogEvent(spdlog::level::info, absl::StrCat("unloaded model '", Printable(request->name()), "'"),
+             {{"request_id", call->request_id()}});
+  }
   call->Complete(status);
   return;
 }

@@ -136,6 +136,10 @@ class ConvServiceImpl final : public RawConvService {
         return call;
       }
     }
+    if (!call->request_id_status().ok()) {
+      call->Complete(call->request_id_status());
+      return call;
+    }
     if (draining_.load()) {
       call->Complete(
           absl::UnavailableError("the server is shutting down; retry on another "

@@ -38,11 +38,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "core/conv.h"
+#include "server/access_log.h"
 #include "server/auth.h"
 #include "server/build_info.h"
+#include "server/call_observers.h"
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
 #include "server/flag_environment.h"
+#include "server/logging.h"
 #include "server/tls.h"
 #include "server/usable_cpus.h"
 
@@ -80,6 +83,11 @@ ABSL_FLAG(std::string, health_port_file, "",
           "If set, the bound --health_listen port is written to this file once the server "
           "serves (removed if there is no --health_listen).");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error, critical or off.");
+ABSL_FLAG(std::string, log_format, "text",
+          "text (spdlog's lines) or json (one JSON object per line); gRPC's own lines too.");
+ABSL_FLAG(bool, access_log, true,
+          "One INFO line per call: method, model, request ID, peer, status code, bytes in and "
+          "out, queue, compute and total seconds.");
 ABSL_FLAG(int, drain_grace_ms, 500,
           "After SIGTERM: how long health reports NOT_SERVING (and new calls get UNAVAILABLE) "
           "before the listener closes, so load balancers notice.");
@@ -126,6 +134,13 @@ std::string VersionString() {
 
 int Serve(const std::vector<FlagOrigin>& configured) {
   TuneMalloc();
+  // First, so that every line from here on has the chosen format.
+  const absl::StatusOr<LogFormat> log_format = ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) {
+    spdlog::critical("{}", std::string(log_format.status().message()));
+    return 2;
+  }
+  SetLogFormat(*log_format);
   const std::string level_name = absl::GetFlag(FLAGS_log_level);
   const spdlog::level::level_enum level = spdlog::level::from_str(level_name);
   if (level == spdlog::level::off && level_name != "off") {
@@ -192,7 +207,10 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ComputePool pool(threads);
-  ConvServiceImpl service(options, &pool);
+  AccessLog access_log;
+  CallObservers observers;
+  if (absl::GetFlag(FLAGS_access_log)) observers.Add(&access_log);
+  ConvServiceImpl service(options, &pool, &observers);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -230,10 +248,11 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   spdlog::info(
       "convserve_server serving on {} (port {}): compute_threads={} max_message_bytes={} "
       "max_elements={} max_macs={} memory_budget_bytes={} max_model_bytes={} auth={} "
-      "log_level={} tls={} health_listen={}",
+      "log_level={} log_format={} access_log={} tls={} health_listen={}",
       listen, port, threads, options.max_message_bytes, options.max_elements, options.max_macs,
       options.memory_budget_bytes, options.max_model_bytes,
       options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level),
+      absl::GetFlag(FLAGS_log_format), absl::GetFlag(FLAGS_access_log),
       std::string(TlsModeName(tls->mode)),
       health_listen.empty() ? "off"
                             : absl::StrCat(health_listen, " (port ", health_port, ", plaintext)"));
@@ -277,6 +296,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
 }  // namespace convserve
 
 int main(int argc, char** argv) {
+  // gRPC's own lines go through spdlog, in the server's format, from the start.
+  convserve::RouteGrpcLogs();
   absl::SetProgramUsageMessage(
       "Serves convolution layers over gRPC.\nUsage: convserve_server [--listen=0.0.0.0:50051] "
       "[--compute_threads=N] ...\nEvery flag can also be set as the environment variable "

@@ -8,6 +8,9 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "server/logging.h"
+#include "server/request_id.h"
 #include "server/status_mapping.h"
 
 namespace convserve {
@@ -72,15 +75,16 @@ void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
     }
   }
   if (!result.ok()) {
-    const std::string code_name = absl::StatusCodeToString(result.code());
-    const std::string message(result.message());
-    if (caller_fault || IsClientError(result.code())) {
-      spdlog::warn("{} from {} failed: {}: {}", method_, context_->peer(), code_name, message);
-    } else {
-      spdlog::error("{} from {} failed: {}: {}", method_, context_->peer(), code_name, message);
-    }
-  } else {
-    spdlog::debug("{} from {} ok", method_, context_->peer());
+    // The message may quote caller text: the log format keeps it on one line.
+    const std::string peer = context_->peer();
+    LogEvent(
+        caller_fault || IsClientError(result.code()) ? spdlog::level::warn : spdlog::level::err,
+        absl::StrCat(method_, " from ", peer, " failed: ", absl::StatusCodeToString(result.code()),
+                     ": ", result.message()),
+        {{"request_id", record_.request_id}});
+  } else if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("{} from {} request_id={} ok", method_, context_->peer(),
+                  TextFieldValue(record_.request_id));
   }
   if (observer_ != nullptr) {
     const auto seconds = [](Clock::duration duration) {
@@ -104,6 +108,17 @@ void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
     observer_->OnCallCompleted(record_);
   }
   Finish(ToGrpcStatus(result));
+}
+
+void UnaryCall::AssignRequestId() {
+  if (context_ == nullptr) {  // a call without gRPC behind it (unary_call_test)
+    record_.request_id = NewRequestId();
+    return;
+  }
+  CallRequestId id = TakeRequestId(context_->client_metadata());
+  record_.request_id = std::move(id.id);
+  request_id_status_ = std::move(id.status);
+  context_->AddInitialMetadata(kRequestIdKey, record_.request_id);
 }
 
 float* UnaryCall::PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor) {

@@ -69,6 +69,13 @@ class UnaryCall : public grpc::ServerUnaryReactor {
 
   grpc::CallbackServerContext* context() const { return context_; }
   const char* method() const { return method_; }
+  // The call's ID (request_id.h): the caller's x-request-id or one made
+  // here; in the response's initial metadata and in every log line about
+  // the call.
+  const std::string& request_id() const { return record_.request_id; }
+  // INVALID_ARGUMENT if the caller's x-request-id was refused (the call must
+  // then fail with it); OK otherwise.
+  const absl::Status& request_id_status() const { return request_id_status_; }
 
   // What the access log and the metrics learn about the call; filled in as
   // the call goes (set_model, the Mark* times), completed by Complete().
@@ -110,6 +117,7 @@ class UnaryCall : public grpc::ServerUnaryReactor {
         started_(Clock::now()) {
     record_.method = method;
     record_.request_bytes = static_cast<int64_t>(request_bytes->Length());
+    AssignRequestId();
     if (observer_ != nullptr) observer_->OnCallStarted(method);
   }
   ~UnaryCall() override = default;
@@ -126,6 +134,9 @@ class UnaryCall : public grpc::ServerUnaryReactor {
                                     grpc::ByteBuffer* out);
 
  private:
+  // Sets the call's ID and sends it back as initial metadata.
+  void AssignRequestId();
+
   const char* const method_;
   grpc::CallbackServerContext* const context_;
   grpc::ByteBuffer* const response_bytes_;
@@ -134,6 +145,7 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   size_t payload_bytes_ = 0;
   MemoryBudget::Reservation held_;  // see HoldUntilDone
   CallRecord record_;
+  absl::Status request_id_status_;  // see request_id_status()
   const Clock::time_point started_;
   Clock::time_point queued_{};  // the epoch: never queued
   Clock::time_point compute_started_{};

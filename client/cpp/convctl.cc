@@ -49,6 +49,9 @@ ABSL_FLAG(int, repeat, 1,
           "Send the command's call this many times over one channel; print its output once, "
           "then a summary on stderr; exit 0 iff every call succeeded.");
 ABSL_FLAG(int, timeout_s, 60, "Deadline of each call, in seconds.");
+ABSL_FLAG(std::string, request_id, "",
+          "x-request-id sent with every call (the server logs the call under it); empty: a "
+          "new one per call. A failure prints the call's ID.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File whose first line is the server's bearer token (servers run with "
           "--auth_token_file).");
@@ -271,6 +274,7 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<convserve::client::Client> client = *std::move(connected);
   client->set_timeout(std::chrono::seconds(absl::GetFlag(FLAGS_timeout_s)));
+  client->set_request_id(absl::GetFlag(FLAGS_request_id));
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {
     std::ifstream file(token_file);

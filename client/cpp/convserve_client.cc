@@ -4,12 +4,15 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -22,6 +25,26 @@ absl::Status BadArgument(const std::string& name, const std::string& expected,
                          const std::string& got) {
   return absl::InvalidArgumentError(
       absl::StrCat(name, ": expected ", expected, ", got '", got, "'"));
+}
+
+// Where RequestIdOf() finds the ID in a status.
+constexpr char kRequestIdPayload[] = "type.convserve/request_id";
+
+// 32 random lowercase hex digits, like the server's IDs and the Python
+// client's uuid4().hex; one generator per thread, seeded from random_device.
+std::string NewRequestId() {
+  thread_local std::mt19937_64 engine = [] {
+    std::random_device device;
+    std::seed_seq seed{device(), device(), device(), device()};
+    return std::mt19937_64(seed);
+  }();
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(32, '0');
+  for (int half = 0; half < 2; ++half) {
+    uint64_t bits = engine();
+    for (int digit = 0; digit < 16; ++digit, bits >>= 4) id[half * 16 + digit] = kHex[bits & 0xf];
+  }
+  return id;
 }
 
 absl::StatusOr<int64_t> ParseInt(const std::string& name, absl::string_view text) {
@@ -148,6 +171,24 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+absl::Status WithRequestId(const grpc::ClientContext& context, const std::string& sent_id,
+                           const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  std::string id = sent_id;
+  const auto& answered = context.GetServerInitialMetadata();
+  const auto found = answered.find(kRequestIdKey);
+  if (found != answered.end()) id.assign(found->second.data(), found->second.size());
+  absl::Status result(static_cast<absl::StatusCode>(status.error_code()),
+                      absl::StrCat(status.error_message(), " [request_id=", id, "]"));
+  result.SetPayload(kRequestIdPayload, absl::Cord(id));
+  return result;
+}
+
+std::string RequestIdOf(const absl::Status& status) {
+  const auto id = status.GetPayload(kRequestIdPayload);  // an absl::optional<absl::Cord>
+  return id.has_value() ? std::string(*id) : std::string();
+}
+
 absl::StatusOr<std::string> ServiceConfigJson(const ClientOptions& options) {
   if (options.lb_policy != "round_robin" && options.lb_policy != "pick_first") {
     return BadArgument("lb_policy", "round_robin or pick_first", options.lb_policy);
@@ -260,18 +301,22 @@ Client::Client(std::shared_ptr<grpc::Channel> channel)
       stub_(v1::ConvService::NewStub(channel_)),
       health_(grpc::health::v1::Health::NewStub(channel_)) {}
 
-void Client::Prepare(grpc::ClientContext* context) const {
+std::string Client::Prepare(grpc::ClientContext* context) const {
   context->set_deadline(std::chrono::system_clock::now() + timeout_);
   if (!auth_token_.empty()) context->AddMetadata("authorization", "Bearer " + auth_token_);
+  std::string id = request_id_.empty() ? NewRequestId() : request_id_;
+  context->AddMetadata(kRequestIdKey, id);
+  return id;
 }
 
 absl::StatusOr<std::string> Client::Health(const std::string& service) {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   grpc::health::v1::HealthCheckRequest request;
   request.set_service(service);
   grpc::health::v1::HealthCheckResponse response;
-  absl::Status status = FromGrpcStatus(health_->Check(&context, request, &response));
+  absl::Status status =
+      WithRequestId(context, request_id, health_->Check(&context, request, &response));
   if (!status.ok()) return status;
   return grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
 }
@@ -280,13 +325,14 @@ absl::StatusOr<v1::ShapeReport> Client::ValidateShape(const v1::ConvLayer& layer
                                                       const std::vector<int64_t>& input_shape,
                                                       v1::Framework enforce_framework) {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::ValidateShapeRequest request;
   *request.mutable_layer() = layer;
   request.mutable_input_shape()->Add(input_shape.begin(), input_shape.end());
   request.set_enforce_framework(enforce_framework);
   v1::ValidateShapeResponse response;
-  absl::Status status = FromGrpcStatus(stub_->ValidateShape(&context, request, &response));
+  absl::Status status =
+      WithRequestId(context, request_id, stub_->ValidateShape(&context, request, &response));
   if (!status.ok()) return status;
   return std::move(*response.mutable_report());
 }
@@ -294,14 +340,15 @@ absl::StatusOr<v1::ShapeReport> Client::ValidateShape(const v1::ConvLayer& layer
 absl::StatusOr<ConvResult> Client::Conv(const v1::ConvLayer& layer, const FloatArray& input,
                                         const FloatArray& weight, const FloatArray* bias) {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::ConvRequest request;
   *request.mutable_layer() = layer;
   ToProto(input, request.mutable_input());
   ToProto(weight, request.mutable_weight());
   if (bias != nullptr) ToProto(*bias, request.mutable_bias());
   v1::ConvResponse response;
-  absl::Status status = FromGrpcStatus(stub_->Conv(&context, request, &response));
+  absl::Status status =
+      WithRequestId(context, request_id, stub_->Conv(&context, request, &response));
   if (!status.ok()) return status;
   absl::StatusOr<FloatArray> output = FromProto(response.output());
   if (!output.ok()) return output.status();
@@ -310,21 +357,23 @@ absl::StatusOr<ConvResult> Client::Conv(const v1::ConvLayer& layer, const FloatA
 
 absl::StatusOr<v1::ModelInfo> Client::LoadModel(const v1::LoadModelRequest& request) {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::LoadModelResponse response;
-  absl::Status status = FromGrpcStatus(stub_->LoadModel(&context, request, &response));
+  absl::Status status =
+      WithRequestId(context, request_id, stub_->LoadModel(&context, request, &response));
   if (!status.ok()) return status;
   return std::move(*response.mutable_model());
 }
 
 absl::StatusOr<ConvResult> Client::RunModel(const std::string& name, const FloatArray& input) {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::RunModelRequest request;
   request.set_name(name);
   ToProto(input, request.mutable_input());
   v1::RunModelResponse response;
-  absl::Status status = FromGrpcStatus(stub_->RunModel(&context, request, &response));
+  absl::Status status =
+      WithRequestId(context, request_id, stub_->RunModel(&context, request, &response));
   if (!status.ok()) return status;
   absl::StatusOr<FloatArray> output = FromProto(response.output());
   if (!output.ok()) return output.status();
@@ -333,29 +382,29 @@ absl::StatusOr<ConvResult> Client::RunModel(const std::string& name, const Float
 
 absl::Status Client::UnloadModel(const std::string& name) {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::UnloadModelRequest request;
   request.set_name(name);
   v1::UnloadModelResponse response;
-  return FromGrpcStatus(stub_->UnloadModel(&context, request, &response));
+  return WithRequestId(context, request_id, stub_->UnloadModel(&context, request, &response));
 }
 
 absl::StatusOr<std::vector<v1::ModelInfo>> Client::ListModels() {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::ListModelsResponse response;
-  absl::Status status =
-      FromGrpcStatus(stub_->ListModels(&context, v1::ListModelsRequest(), &response));
+  absl::Status status = WithRequestId(
+      context, request_id, stub_->ListModels(&context, v1::ListModelsRequest(), &response));
   if (!status.ok()) return status;
   return std::vector<v1::ModelInfo>(response.models().begin(), response.models().end());
 }
 
 absl::StatusOr<v1::GetServerInfoResponse> Client::ServerInfo() {
   grpc::ClientContext context;
-  Prepare(&context);
+  const std::string request_id = Prepare(&context);
   v1::GetServerInfoResponse response;
-  absl::Status status =
-      FromGrpcStatus(stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &response));
+  absl::Status status = WithRequestId(
+      context, request_id, stub_->GetServerInfo(&context, v1::GetServerInfoRequest(), &response));
   if (!status.ok()) return status;
   return response;
 }

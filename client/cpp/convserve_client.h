@@ -10,6 +10,8 @@
 //   absl::StatusOr<ConvResult> y = client->Conv(*layer, x, w, nullptr);
 //
 // Every call returns absl::Status with the server's gRPC code and message.
+// Every call sends an x-request-id (a new one per call unless set_request_id);
+// a failed call's status names it, as the server's log lines do.
 // Thread-safe: one Client may serve many threads.
 #ifndef CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_
 #define CONVSERVE_CLIENT_CPP_CONVSERVE_CLIENT_H_
@@ -116,6 +118,11 @@ class Client {
   // Bearer token sent with every call, for servers run with --auth_token_file.
   void set_auth_token(const std::string& token) { auth_token_ = token; }
 
+  // The x-request-id every call sends from now on (not while calls are in
+  // flight); empty, the default: a new one per call, 32 random hex digits.
+  // The server refuses an ID that is not 1 to 128 printable ASCII characters.
+  void set_request_id(const std::string& id) { request_id_ = id; }
+
   // "SERVING", "NOT_SERVING", ... for `service` ("" = the whole server).
   absl::StatusOr<std::string> Health(const std::string& service = "");
 
@@ -137,17 +144,33 @@ class Client {
   grpc::Channel* channel() { return channel_.get(); }
 
  private:
-  void Prepare(grpc::ClientContext* context) const;
+  // Sets the deadline and metadata of a call; returns the x-request-id sent.
+  std::string Prepare(grpc::ClientContext* context) const;
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::ConvService::Stub> stub_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
   std::chrono::milliseconds timeout_{60000};
   std::string auth_token_;
+  std::string request_id_;
 };
 
 // The client-side mirror of the server's status mapping.
 absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// The metadata key naming a call, in requests and in responses.
+inline constexpr char kRequestIdKey[] = "x-request-id";
+
+// The status of a call made with `context`, as FromGrpcStatus() maps it,
+// and if it failed with the call's request ID: " [request_id=ID]"
+// appended to its message and the ID as its payload (RequestIdOf). The ID is
+// the one the server answered with in its initial metadata (the one its logs
+// carry), else `sent_id` (no server answered).
+absl::Status WithRequestId(const grpc::ClientContext& context, const std::string& sent_id,
+                           const grpc::Status& status);
+
+// The request ID of a status made by a Client call; "" for other statuses.
+std::string RequestIdOf(const absl::Status& status);
 
 // The shape report as a person reads it: shapes, per-axis derivation,
 // cost, warnings, and each framework's verdict with its equivalent code.

@@ -249,6 +249,46 @@ TEST_F(CppClientTest, ModelsLoadRunListUnload) {
   EXPECT_EQ(client_->UnloadModel("cpp-model").code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(CppClientTest, FailuresNameTheirRequestId) {
+  // A new ID per call, named in the message and carried as the payload.
+  absl::Status first = client_->UnloadModel("no-such-model");
+  absl::Status second = client_->UnloadModel("no-such-model");
+  ASSERT_EQ(first.code(), absl::StatusCode::kNotFound);
+  const std::string id = RequestIdOf(first);
+  EXPECT_THAT(id, ::testing::MatchesRegex("[0-9a-f]{32}"));
+  EXPECT_THAT(std::string(first.message()), ::testing::EndsWith(" [request_id=" + id + "]"));
+  EXPECT_NE(RequestIdOf(second), id);
+  EXPECT_EQ(RequestIdOf(absl::NotFoundError("not from a call")), "");
+
+  // The caller's own ID, as the server answered it.
+  client_->set_request_id("cpp-client/call 7");
+  absl::Status named = client_->UnloadModel("no-such-model");
+  EXPECT_EQ(RequestIdOf(named), "cpp-client/call 7");
+  EXPECT_THAT(std::string(named.message()), HasSubstr(" [request_id=cpp-client/call 7]"));
+}
+
+TEST_F(CppClientTest, AnInvalidRequestIdIsRefusedUnderAServerMadeOne) {
+  client_->set_request_id(std::string(129, 'r'));
+  absl::StatusOr<std::vector<v1::ModelInfo>> models = client_->ListModels();
+  ASSERT_FALSE(models.ok());
+  EXPECT_EQ(models.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(models.status().message()),
+              HasSubstr("metadata x-request-id: expected 1 to 128 printable ASCII characters, "
+                        "got 129 characters"));
+  // The ID the server answered with (and logged), not the refused one.
+  EXPECT_THAT(RequestIdOf(models.status()), ::testing::MatchesRegex("[0-9a-f]{32}"));
+}
+
+TEST(CppClientOfflineTest, AFailureWithNoServerNamesTheIdSent) {
+  std::unique_ptr<Client> client = Client::Connect("127.0.0.1:1");  // nothing listens on port 1
+  client->set_timeout(std::chrono::seconds(5));
+  client->set_request_id("offline-1");
+  absl::StatusOr<std::string> health = client->Health();
+  ASSERT_FALSE(health.ok());
+  EXPECT_EQ(health.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RequestIdOf(health.status()), "offline-1");
+}
+
 TEST_F(CppClientTest, MakeLayerRejectsBadNames) {
   LayerArgs args;
   args.input_shape = {1, 1, 9};

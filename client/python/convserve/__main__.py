@@ -78,6 +78,9 @@ def main(argv=None):
     parser.add_argument("--tls-key-file", default=None, help="PEM private key of --tls-cert-file")
     parser.add_argument("--tls-server-name", default=None,
                         help="name the server's certificate must carry, if not --target's host")
+    parser.add_argument("--request-id", default=None,
+                        help="x-request-id sent with every call (the server logs the call "
+                             "under it); default: a new one per call")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("health", help="print the server's serving status")
     shape = commands.add_parser("shape", help="explain a layer's shapes without computing it")
@@ -104,8 +107,8 @@ def main(argv=None):
         with convserve.Client(args.target, timeout=args.timeout, token=token,
                               lb_policy=args.lb_policy, retries=args.retries,
                               tls_ca=args.tls_ca_file, tls_cert=args.tls_cert_file,
-                              tls_key=args.tls_key_file,
-                              tls_server_name=args.tls_server_name) as client:
+                              tls_key=args.tls_key_file, tls_server_name=args.tls_server_name,
+                              request_id=args.request_id) as client:
             if args.command == "health":
                 status = client.health()
                 print(status)

@@ -3,6 +3,7 @@
 import collections
 import json
 import os
+import uuid
 
 import grpc
 import numpy as np
@@ -56,13 +57,34 @@ def service_config(lb_policy=DEFAULT_LB_POLICY, retries=False):
 ModelLayer = collections.namedtuple("ModelLayer", ["layer", "weight", "bias"])
 
 
-class ConvServeError(RuntimeError):
-    """A call failed. `code` is the grpc.StatusCode, `details` the server's message."""
+# The metadata key naming a call, in requests and in responses.
+REQUEST_ID_KEY = "x-request-id"
 
-    def __init__(self, code, details):
-        super().__init__("%s: %s" % (code.name, details))
+
+class ConvServeError(RuntimeError):
+    """A call failed. `code` is the grpc.StatusCode, `details` the server's message,
+    `request_id` the call's x-request-id, under which the server logged it (None
+    for errors that are not a call's). str() shows all three."""
+
+    def __init__(self, code, details, request_id=None):
+        message = "%s: %s" % (code.name, details)
+        if request_id is not None:
+            message += " [request_id=%s]" % request_id
+        super().__init__(message)
         self.code = code
         self.details = details
+        self.request_id = request_id
+
+
+def _answered_request_id(error, sent):
+    """The x-request-id the server answered a failed call with (the one its
+    logs carry: it differs from `sent` only when the server refused that), or
+    `sent` when no server answered."""
+    initial_metadata = getattr(error, "initial_metadata", None)  # grpc.Call's
+    for key, value in (initial_metadata() if initial_metadata else None) or ():
+        if key == REQUEST_ID_KEY:
+            return value
+    return sent
 
 
 def to_tensor(array, tensor=None):
@@ -128,7 +150,7 @@ class Client:
 
     def __init__(self, target=None, timeout=None, max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
                  token=None, lb_policy=DEFAULT_LB_POLICY, retries=False, tls_ca=None,
-                 tls_cert=None, tls_key=None, tls_server_name=None):
+                 tls_cert=None, tls_key=None, tls_server_name=None, request_id=None):
         """target: "host:port", or any gRPC target naming several replicas:
         "ipv4:127.0.0.1:50051,127.0.0.1:50052", "dns:///name:port" (default
         $CONVSERVE_TARGET, or localhost:50051).
@@ -145,11 +167,15 @@ class Client:
         require one (--tls_client_ca_file); each a path or the PEM bytes.
         tls_server_name: the name the server's certificate must carry, if not
         the target's host. Send a token only over TLS.
+        request_id: the x-request-id every call sends (the attribute of the
+        same name may change it); None, the default: a new one per call
+        (uuid4 hex). A failed call's ConvServeError carries it.
         """
         self.target = target or os.environ.get("CONVSERVE_TARGET", DEFAULT_TARGET)
         self.timeout = timeout
         token = token if token is not None else os.environ.get("CONVSERVE_TOKEN")
-        self._metadata = (("authorization", "Bearer " + token),) if token else None
+        self._metadata = (("authorization", "Bearer " + token),) if token else ()
+        self.request_id = request_id
         options = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
@@ -190,11 +216,13 @@ class Client:
         return self._channel
 
     def _call(self, method, request, timeout=None):
+        request_id = self.request_id if self.request_id is not None else uuid.uuid4().hex
         try:
             return method(request, timeout=timeout if timeout is not None else self.timeout,
-                          metadata=self._metadata)
+                          metadata=self._metadata + ((REQUEST_ID_KEY, request_id),))
         except grpc.RpcError as error:
-            raise ConvServeError(error.code(), error.details()) from None
+            raise ConvServeError(error.code(), error.details(),
+                                 _answered_request_id(error, request_id)) from None
 
     def health(self, service="", timeout=None):
         """The server's serving status name: "SERVING", "NOT_SERVING", ..."""

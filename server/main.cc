@@ -38,9 +38,13 @@
 #include "core/conv.h"
 #include "server/auth.h"
 #include "server/build_info.h"
+#include "server/call_observers.h"
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
 #include "server/flag_environment.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "server/server_metrics.h"
 #include "server/usable_cpus.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
@@ -70,6 +74,9 @@ ABSL_FLAG(int, drain_grace_ms, 500,
 ABSL_FLAG(int, shutdown_timeout_s, 30,
           "After the drain grace: how long calls in flight may take to finish before the "
           "server shuts down and cancels them.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "If set, HOST:PORT where GET /metrics serves Prometheus metrics over plain HTTP "
+          "(e.g. 0.0.0.0:9090; port 0 picks a free one). Empty: no metrics endpoint.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once the server serves (for tests "
           "and scripts using port 0).");
@@ -157,7 +164,24 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   ComputePool pool(threads);
-  ConvServiceImpl service(options, &pool);
+  MetricsRegistry metrics;
+  CallMetrics call_metrics(&metrics);
+  CallObservers observers;
+  const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!metrics_listen.empty()) observers.Add(&call_metrics);
+  ConvServiceImpl service(options, &pool, &observers);
+  AddServerMetrics(&metrics, &service, &pool);
+  AddProcessMetrics(&metrics);
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started =
+        MetricsHttpServer::Start(metrics_listen, [&metrics] { return metrics.Render(); });
+    if (!started.ok()) {
+      spdlog::critical("{}", std::string(started.status().message()));
+      return 2;
+    }
+    metrics_server = *std::move(started);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -193,6 +217,10 @@ int Serve(const std::vector<FlagOrigin>& configured) {
       listen, port, threads, options.max_message_bytes, options.max_elements, options.max_macs,
       options.memory_budget_bytes, options.max_model_bytes,
       options.auth_token.empty() ? "off" : "bearer token", spdlog::level::to_string_view(level));
+  if (metrics_server != nullptr) {
+    spdlog::info("metrics: serving GET /metrics on {} (--metrics_listen)",
+                 metrics_server->address());
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty()) {
     // Written to a temporary name and renamed so readers never see half a number.
@@ -217,6 +245,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   pool.Drain();
+  if (metrics_server != nullptr) metrics_server->Stop();
   spdlog::info("stopped");
   return 0;
 }

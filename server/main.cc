@@ -169,7 +169,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   CallObservers observers;
   const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   if (!metrics_listen.empty()) observers.Add(&call_metrics);
-  ConvServiceImpl service(options, &pool, &observers);
+  ConvServiceImpl service(options, &pool, observers.empty() ? nullptr : &observers);
   AddServerMetrics(&metrics, &service, &pool);
   AddProcessMetrics(&metrics);
   std::unique_ptr<MetricsHttpServer> metrics_server;

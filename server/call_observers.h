@@ -1,5 +1,4 @@
-// call_observers.h: one CallObserver that tells several (metrics, access log, ...) about every
-// call.
+// call_observers.h: one CallObserver that tells several (access log, metrics, ...).
 #ifndef CONVSERVE_SERVER_CALL_OBSERVERS_H_
 #define CONVSERVE_SERVER_CALL_OBSERVERS_H_
 
@@ -9,11 +8,12 @@
 
 namespace convserve {
 
-// Forwards each event to every observer added, in the order added. Add them
-// all before the first call: Add() is not synchronized with the calls.
+// Forwards every event to each observer added, in the order they were added.
+// Add() them all before the first call: adding is not thread-safe, forwarding
+// is as thread-safe as the observers are.
 class CallObservers final : public CallObserver {
  public:
-  // `observer` must outlive this; null is ignored.
+  // `observer` (ignored if null) must outlive this.
   void Add(CallObserver* observer) {
     if (observer != nullptr) observers_.push_back(observer);
   }

@@ -23,7 +23,9 @@ RUN bash /tmp/setup.sh runtime && rm -rf /var/lib/apt/lists/* /tmp/setup.sh \
 COPY --from=build /src/build-server/server/convserve_server /src/build-server/client/convctl \
   /usr/local/bin/
 USER convserve
-EXPOSE 50051
+# 9090: Prometheus metrics, served only when CONVSERVE_METRICS_LISTEN=0.0.0.0:9090
+# (or --metrics_listen) is set.
+EXPOSE 50051 9090
 # The server writes the port it really listens on here (CONVSERVE_PORT_FILE is
 # --port_file), so the health check follows --listen / CONVSERVE_LISTEN. With TLS
 # (CONVSERVE_TLS_CERT_FILE, ...) convctl's plaintext check cannot use that port: set

@@ -51,6 +51,11 @@ void ComputePool::Dispatch() {
   }
 }
 
+int64_t ComputePool::queued() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(queue_.size());
+}
+
 void ComputePool::Drain() {
   std::unique_lock<std::mutex> lock(mutex_);
   idle_.wait(lock, [this] { return pending_ == 0; });

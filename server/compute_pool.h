@@ -53,6 +53,10 @@ class ComputePool {
 
   int threads() const { return threads_; }
 
+  // Work items submitted and not started yet (the one running is not
+  // counted). A snapshot, for the metrics.
+  int64_t queued() const;
+
  private:
   void Dispatch();  // the dispatcher thread's loop
 
@@ -62,7 +66,7 @@ class ComputePool {
   tbb::global_control worker_limit_;
   tbb::task_arena arena_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable ready_;            // queue_ not empty, or stopping_
   std::condition_variable idle_;             // pending_ == 0
   std::deque<std::function<void()>> queue_;  // guarded by mutex_

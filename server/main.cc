@@ -46,6 +46,9 @@
 #include "server/conv_service.h"
 #include "server/flag_environment.h"
 #include "server/logging.h"
+#include "server/metrics.h"
+#include "server/metrics_http.h"
+#include "server/server_metrics.h"
 #include "server/tls.h"
 #include "server/usable_cpus.h"
 
@@ -94,6 +97,9 @@ ABSL_FLAG(int, drain_grace_ms, 500,
 ABSL_FLAG(int, shutdown_timeout_s, 30,
           "After the drain grace: how long calls in flight may take to finish before the "
           "server shuts down and cancels them.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "If set, HOST:PORT where GET /metrics serves Prometheus metrics over plain HTTP "
+          "(e.g. 0.0.0.0:9090; port 0 picks a free one). Empty: no metrics endpoint.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once the server serves (for tests "
           "and scripts using port 0).");
@@ -208,9 +214,25 @@ int Serve(const std::vector<FlagOrigin>& configured) {
 
   ComputePool pool(threads);
   AccessLog access_log;
+  MetricsRegistry metrics;
+  CallMetrics call_metrics(&metrics);
   CallObservers observers;
   if (absl::GetFlag(FLAGS_access_log)) observers.Add(&access_log);
+  const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!metrics_listen.empty()) observers.Add(&call_metrics);
   ConvServiceImpl service(options, &pool, &observers);
+  AddServerMetrics(&metrics, &service, &pool);
+  AddProcessMetrics(&metrics);
+  std::unique_ptr<MetricsHttpServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<MetricsHttpServer>> started =
+        MetricsHttpServer::Start(metrics_listen, [&metrics] { return metrics.Render(); });
+    if (!started.ok()) {
+      spdlog::critical("{}", std::string(started.status().message()));
+      return 2;
+    }
+    metrics_server = *std::move(started);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -256,6 +278,10 @@ int Serve(const std::vector<FlagOrigin>& configured) {
       std::string(TlsModeName(tls->mode)),
       health_listen.empty() ? "off"
                             : absl::StrCat(health_listen, " (port ", health_port, ", plaintext)"));
+  if (metrics_server != nullptr) {
+    spdlog::info("metrics: serving GET /metrics on {} (--metrics_listen)",
+                 metrics_server->address());
+  }
   // Written to a temporary name and renamed so readers never see half a number.
   auto write_port_file = [](const std::string& path, int bound_port) {
     if (path.empty()) return;
@@ -288,6 +314,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   pool.Drain();
+  if (metrics_server != nullptr) metrics_server->Stop();
   spdlog::info("stopped");
   return 0;
 }

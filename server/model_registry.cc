@@ -79,6 +79,16 @@ std::vector<std::shared_ptr<const Model>> ModelRegistry::List() const {
   return models;
 }
 
+size_t ModelRegistry::size() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return models_.size();
+}
+
+int64_t ModelRegistry::total_weight_bytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return total_weight_bytes_;
+}
+
 absl::Status CheckModelName(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 128;
   for (char c : name) {

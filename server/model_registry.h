@@ -49,6 +49,10 @@ class ModelRegistry {
   // Sorted by name.
   std::vector<std::shared_ptr<const Model>> List() const;
 
+  // How many models are loaded, and the weight bytes they hold together.
+  size_t size() const;
+  int64_t total_weight_bytes() const;
+
  private:
   absl::Status CheckAddLocked(const std::string& name, int64_t weight_bytes, bool replace) const;
 

@@ -11,7 +11,8 @@
 //      exactly the other manifests.
 //   2. policy: what the deployment promises (gRPC probes on the container port, the
 //      security context, resources, a grace period longer than the drain, the ConfigMap
-//      wiring, Services, HPA and PDB selecting the pods), each with its own message.
+//      wiring, the metrics port and its Prometheus annotations, Services, HPA and PDB
+//      selecting the pods), each with its own message.
 //   3. self-test: each policy point broken in turn, in memory, must fail with a message
 //      naming it, so a check that can no longer fail is itself a failure.
 // Then each overlay (default deploy/kubernetes-tls/) is rendered as `kubectl kustomize`
@@ -531,6 +532,38 @@ function runChecks(bundle) {
     `ConfigMap: CONVSERVE_LISTEN ${json(listen)} must listen on all interfaces (0.0.0.0 or ` +
       "[::]): the kubelet's probes and the Services connect to the pod's IP");
 
+  // Metrics: Prometheus finds the pods by their annotations and scrapes the port of
+  // CONVSERVE_METRICS_LISTEN on the pod's IP.
+  const annotations = deployment.spec?.template?.metadata?.annotations ?? {};
+  const metricsListen = config.CONVSERVE_METRICS_LISTEN ?? "";
+  const scrape = annotations["prometheus.io/scrape"];
+  if (metricsListen !== "" || scrape === "true") {
+    const m = /^(.*):([0-9]+)$/.exec(metricsListen);
+    const metricsPort = m ? Number(m[2]) : NaN;
+    check("metrics listen set", m,
+      `ConfigMap: CONVSERVE_METRICS_LISTEN ${json(metricsListen)} is not HOST:PORT, but the pod ` +
+        "template asks Prometheus to scrape it (prometheus.io/scrape)");
+    check("metrics listen on all interfaces", m && ["0.0.0.0", "[::]"].includes(m[1]),
+      `ConfigMap: CONVSERVE_METRICS_LISTEN ${json(metricsListen)} must listen on all ` +
+        "interfaces (0.0.0.0 or [::]): Prometheus scrapes the pod's IP");
+    check("metrics port is a container port",
+      (container.ports ?? []).some((p) => p.containerPort === metricsPort),
+      `${C}: no containerPort ${metricsPort} for CONVSERVE_METRICS_LISTEN ${json(metricsListen)}`);
+    check("metrics port is not the gRPC port", metricsPort !== containerPort,
+      `ConfigMap: CONVSERVE_METRICS_LISTEN ${json(metricsListen)} uses the gRPC port ` +
+        `${containerPort}; the server cannot listen twice on it`);
+    check("prometheus.io/scrape", scrape === "true",
+      `Deployment: the pod template's annotation prometheus.io/scrape must be "true" when ` +
+        `CONVSERVE_METRICS_LISTEN is set, got ${json(scrape)}`);
+    check("prometheus.io/port", annotations["prometheus.io/port"] === String(metricsPort),
+      `Deployment: the pod template's annotation prometheus.io/port ` +
+        `${json(annotations["prometheus.io/port"])} is not the port of CONVSERVE_METRICS_LISTEN ` +
+        `(${metricsPort})`);
+    check("prometheus.io/path", annotations["prometheus.io/path"] === "/metrics",
+      `Deployment: the pod template's annotation prometheus.io/path must be "/metrics" (the ` +
+        `only path the metrics port serves), got ${json(annotations["prometheus.io/path"])}`);
+  }
+
   // Compute threads within the CPU limit.
   const threads = integer("CONVSERVE_COMPUTE_THREADS");
   const cpuLimit = quantity(limits.cpu);
@@ -755,6 +788,22 @@ const MUTATIONS = [
   }, "does not listen on the container port"],
   ["listen on loopback", (b) => { configOf(b).CONVSERVE_LISTEN = "127.0.0.1:50051"; },
     "must listen on all interfaces"],
+  ["metrics annotation on another port", (b) => {
+    deploymentOf(b).spec.template.metadata.annotations["prometheus.io/port"] = "9091";
+  }, "is not the port of CONVSERVE_METRICS_LISTEN"],
+  ["metrics port not a container port", (b) => {
+    containerOf(b).ports = containerOf(b).ports.filter((p) => p.name !== "metrics");
+  }, "no containerPort 9090 for CONVSERVE_METRICS_LISTEN"],
+  ["metrics on loopback", (b) => { configOf(b).CONVSERVE_METRICS_LISTEN = "127.0.0.1:9090"; },
+    "CONVSERVE_METRICS_LISTEN \"127.0.0.1:9090\" must listen on all interfaces"],
+  ["scrape annotation without metrics", (b) => { delete configOf(b).CONVSERVE_METRICS_LISTEN; },
+    "CONVSERVE_METRICS_LISTEN \"\" is not HOST:PORT"],
+  ["metrics not scraped", (b) => {
+    deploymentOf(b).spec.template.metadata.annotations["prometheus.io/scrape"] = "false";
+  }, "prometheus.io/scrape must be \"true\""],
+  ["metrics path elsewhere", (b) => {
+    deploymentOf(b).spec.template.metadata.annotations["prometheus.io/path"] = "/";
+  }, "prometheus.io/path must be \"/metrics\""],
   ["compute threads above the cpu limit", (b) => {
     configOf(b).CONVSERVE_COMPUTE_THREADS = "8";
   }, "CONVSERVE_COMPUTE_THREADS \"8\" must be between 1 and the CPU limit"],

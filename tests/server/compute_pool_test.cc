@@ -40,6 +40,25 @@ class Gate {
   bool open_ = false;  // guarded by mutex_
 };
 
+TEST(ComputePoolTest, QueuedCountsItemsWaitingNotTheOneRunning) {
+  ComputePool pool(1);
+  EXPECT_EQ(pool.queued(), 0);
+  Gate started;
+  Gate gate;
+  pool.Submit([&] {
+    started.Open();
+    gate.Wait();
+  });
+  started.Wait();  // the first item runs: it is no longer queued
+  EXPECT_EQ(pool.queued(), 0);
+  constexpr int kWaiting = 3;
+  for (int i = 0; i < kWaiting; ++i) pool.Submit([] {});
+  EXPECT_EQ(pool.queued(), kWaiting);
+  gate.Open();
+  pool.Drain();
+  EXPECT_EQ(pool.queued(), 0);
+}
+
 TEST(ComputePoolTest, RunsItemsInTheOrderSubmitted) {
   ComputePool pool(2);
   Gate gate;

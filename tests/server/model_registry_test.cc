@@ -42,6 +42,31 @@ TEST(ModelRegistryTest, AddFindReplaceRemove) {
   EXPECT_EQ(registry.List().size(), 1u);
 }
 
+TEST(ModelRegistryTest, CountsModelsAndTheirBytes) {
+  ModelRegistry registry(1000);
+  EXPECT_EQ(registry.size(), 0u);
+  EXPECT_EQ(registry.total_weight_bytes(), 0);
+  auto a = std::make_shared<Model>();
+  a->name = "a";
+  a->weight_bytes = 300;
+  auto b = std::make_shared<Model>();
+  b->name = "b";
+  b->weight_bytes = 200;
+  ASSERT_TRUE(registry.Add(a, false).ok());
+  ASSERT_TRUE(registry.Add(b, false).ok());
+  EXPECT_EQ(registry.size(), 2u);
+  EXPECT_EQ(registry.total_weight_bytes(), a->weight_bytes + b->weight_bytes);
+  auto smaller_a = std::make_shared<Model>();
+  smaller_a->name = "a";
+  smaller_a->weight_bytes = 100;
+  ASSERT_TRUE(registry.Add(smaller_a, true).ok());  // replaces: still two models
+  EXPECT_EQ(registry.size(), 2u);
+  EXPECT_EQ(registry.total_weight_bytes(), smaller_a->weight_bytes + b->weight_bytes);
+  ASSERT_TRUE(registry.Remove("b").ok());
+  EXPECT_EQ(registry.size(), 1u);
+  EXPECT_EQ(registry.total_weight_bytes(), smaller_a->weight_bytes);
+}
+
 TEST(ModelNameTest, AcceptsOnlyPlainNames) {
   EXPECT_TRUE(CheckModelName("resnet50-v1.5_int").ok());
   EXPECT_FALSE(CheckModelName("").ok());

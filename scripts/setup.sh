@@ -11,15 +11,16 @@ set -euo pipefail
 
 profile="${1:-build}"
 
-# libcpp-httplib0.11: the metrics endpoint (--metrics_listen).
+# libcpp-httplib0.11: the metrics endpoint (--metrics_listen); libssl3: the TLS
+# flags' certificate checks (server/tls.cc).
 runtime=(libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libtbb12 libgomp1 libcpp-httplib0.11
-         ca-certificates)
+         libssl3 ca-certificates)
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config (bench/) requires OpenCL, which
 # libdnnl-dev only recommends (and recommends are not installed).
 build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
        libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
        libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev ocl-icd-opencl-dev
-       libcpp-httplib-dev nlohmann-json3-dev
+       libcpp-httplib-dev nlohmann-json3-dev libssl-dev
        python3 python3-grpcio python3-protobuf python3-numpy python3-grpc-tools)
 # nodejs (+ npm): the offline Kubernetes manifest test (tests/deploy); nginx: the
 # replicas-behind-a-proxy test (tests/integration/test_replicas.py runs its own);

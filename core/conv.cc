@@ -20,8 +20,13 @@ class ReferenceOperator final : public ConvOperator {
 
   std::string KernelName(const ConvGeometry&) const override { return "f32-conv-reference-scalar"; }
 
-  absl::Status Run(const ConvGeometry& geometry, const float* input, float* output) const override {
+  using ConvOperator::Run;
+  // The scalar oracle has no work items: `stop` is checked before and after.
+  absl::Status Run(const ConvGeometry& geometry, const float* input, float* output,
+                   const StopToken& stop) const override {
+    if (stop.StopRequested()) return StoppedError();
     ReferenceConv(geometry, input, weight_.data(), bias_.empty() ? nullptr : bias_.data(), output);
+    if (stop.StopRequested()) return StoppedError();
     return absl::OkStatus();
   }
 
@@ -31,6 +36,10 @@ class ReferenceOperator final : public ConvOperator {
 };
 
 }  // namespace
+
+absl::Status StoppedError() {
+  return absl::CancelledError("the convolution was stopped before it finished");
+}
 
 std::vector<std::string> KernelTiers() {
   if (!kernels::CpuHasAvx2Fma()) return {"reference"};

@@ -20,6 +20,7 @@
 #include "absl/types/span.h"
 #include "core/conv_spec.h"
 #include "core/geometry.h"
+#include "core/stop_token.h"
 
 namespace convserve {
 
@@ -33,6 +34,9 @@ enum class KernelPath {
 // kernel names: e.g. {"avx512f", "avx2"}, {"avx2"}, or {"reference"} on a CPU
 // without AVX2 + FMA. CONVSERVE_MAX_ISA=avx2 leaves out avx512f.
 std::vector<std::string> KernelTiers();
+
+// What ConvOperator::Run() returns when its StopToken stopped it: CANCELLED.
+absl::Status StoppedError();
 
 class ConvOperator {
  public:
@@ -61,8 +65,15 @@ class ConvOperator {
   // Runs the layer. REQUIRES: `geometry` came from ResolveGeometry(layer(), ...);
   // `input` holds geometry.input_elements() floats and `output` has room for
   // geometry.output_elements(), both in spec().data_layout.
-  virtual absl::Status Run(const ConvGeometry& geometry, const float* input,
-                           float* output) const = 0;
+  absl::Status Run(const ConvGeometry& geometry, const float* input, float* output) const {
+    return Run(geometry, input, output, StopToken());
+  }
+
+  // The same, stopping early once `stop` asks to (checked between work items
+  // and steps, see stop_token.h): CANCELLED then, with `output` incomplete.
+  // A token that never stops changes nothing, not even the output's bits.
+  virtual absl::Status Run(const ConvGeometry& geometry, const float* input, float* output,
+                           const StopToken& stop) const = 0;
 
   // Convenience: resolves the geometry for `input_shape`, checks sizes and
   // runs. `output` is resized to the output element count.

@@ -39,7 +39,9 @@ void DwconvPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weight
 // output row. Interior pixels (every W tap inside the input row) read
 // through row pointers and fixed steps; only the few border pixels of a row
 // need an indirection buffer.
-void DwconvPath::Run(const ConvGeometry& g, const InputView& view, float* output) const {
+void DwconvPath::Run(const ConvGeometry& g, const InputView& view, float* output,
+                     const StopToken& stop) const {
+  const bool can_stop = stop.CanStop();
   const int64_t channels = g.in_channels;
   const int64_t out_spatial = g.output_spatial_size();
   const int64_t out_w = g.output[2];
@@ -77,6 +79,7 @@ void DwconvPath::Run(const ConvGeometry& g, const InputView& view, float* output
         Workspace& workspace = ThreadWorkspace();
         std::vector<const float*> row_inputs(static_cast<size_t>(row_taps));
         for (int64_t item = range.begin(); item < range.end(); ++item) {
+          if (can_stop && stop.StopRequested()) return;  // between work items only
           const int64_t row = item / chunks_per_row;
           const int64_t c0 = item % chunks_per_row * kDepthwisePixelBlock;
           const int64_t c1 = std::min(out_w, c0 + kDepthwisePixelBlock);

@@ -16,6 +16,7 @@
 #include "absl/types/span.h"
 #include "core/fast/conv_input.h"
 #include "core/geometry.h"
+#include "core/stop_token.h"
 
 namespace convserve {
 namespace kernels {
@@ -36,7 +37,10 @@ class DwconvPath {
   // Runs the layer on `view` (PrepareInput(g, input, /*merges_kw=*/false, ...)) into `output`
   // (g.output_elements() floats in g.data_layout), on the calling thread's TBB arena.
   // REQUIRES: `g` came from ResolveGeometry() on the constructor's layer.spec.
-  void Run(const ConvGeometry& g, const InputView& view, float* output) const;
+  // Skips the work items left once `stop` asks to stop (the output is then incomplete: the
+  // caller checks `stop` after the run).
+  void Run(const ConvGeometry& g, const InputView& view, float* output,
+           const StopToken& stop) const;
 
  private:
   void Pack(const ResolvedLayer& layer, absl::Span<const float> weight,

@@ -70,11 +70,14 @@ class FastConvOperator final : public ConvOperator {
     return dwconv_ ? dwconv_->kernel_name() : igemm_->kernel_name();
   }
 
-  absl::Status Run(const ConvGeometry& g, const float* input, float* output) const override {
+  using ConvOperator::Run;
+  absl::Status Run(const ConvGeometry& g, const float* input, float* output,
+                   const StopToken& stop) const override {
     std::unique_ptr<float[]> storage;  // The reordered input, when there is one.
+    if (stop.StopRequested()) return StoppedError();
     if (UsesGemm1x1(g)) {
-      gemm_1x1_->Run(g, input, output);
-      return absl::OkStatus();
+      gemm_1x1_->Run(g, input, output, stop);
+      return stop.StopRequested() ? StoppedError() : absl::OkStatus();
     }
     if (const int64_t scratch = ScratchBytes(g, taps_); scratch > kMaxScratchBytes) {
       return absl::ResourceExhaustedError(
@@ -84,12 +87,15 @@ class FastConvOperator final : public ConvOperator {
                        kMaxScratchBytes, " bytes"));
     }
     const InputView view = PrepareInput(g, input, /*merges_kw=*/!dwconv_, &storage);
+    if (stop.StopRequested()) return StoppedError();
     if (dwconv_) {
-      dwconv_->Run(g, view, output);
+      dwconv_->Run(g, view, output, stop);
     } else {
-      igemm_->Run(g, view, output);
+      igemm_->Run(g, view, output, stop);
     }
-    return absl::OkStatus();
+    // Skipped work items leave the output incomplete; a stop that came after
+    // the last item still reports CANCELLED, as the caller asked.
+    return stop.StopRequested() ? StoppedError() : absl::OkStatus();
   }
 
  private:

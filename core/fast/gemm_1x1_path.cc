@@ -55,7 +55,9 @@ void Gemm1x1Path::Pack(const ResolvedLayer& layer, absl::Span<const float> weigh
   }
 }
 
-void Gemm1x1Path::Run(const ConvGeometry& g, const float* input, float* output) const {
+void Gemm1x1Path::Run(const ConvGeometry& g, const float* input, float* output,
+                      const StopToken& stop) const {
+  const bool can_stop = stop.CanStop();
   const int64_t channels = g.in_channels;
   // Pixels per item: the item's input panel (C_in x pixels floats) stays in
   // L2, and a strided layer's gathered copy of it stays under 1 MiB.
@@ -79,6 +81,7 @@ void Gemm1x1Path::Run(const ConvGeometry& g, const float* input, float* output) 
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
     Workspace& workspace = ThreadWorkspace();
     for (int64_t item = range.begin(); item < range.end(); ++item) {
+      if (can_stop && stop.StopRequested()) return;  // between work items only
       const int64_t n = item / (pixel_chunks * splits);
       const int64_t p0 = item / splits % pixel_chunks * pixels_per_item;
       const int64_t p1 = std::min(spatial, p0 + pixels_per_item);

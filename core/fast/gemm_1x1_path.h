@@ -18,6 +18,7 @@
 #include "absl/types/span.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
+#include "core/stop_token.h"
 #include "core/ukernels/ukernels.h"
 
 namespace convserve {
@@ -46,7 +47,9 @@ class Gemm1x1Path {
   // Runs the layer from `input` to `output` (channels-first, g.input_elements() and
   // g.output_elements() floats), on the calling thread's TBB arena.
   // REQUIRES: Handles(g); `g` came from ResolveGeometry() on the constructor's layer.spec.
-  void Run(const ConvGeometry& g, const float* input, float* output) const;
+  // Skips the work items left once `stop` asks to stop (the output is then incomplete: the
+  // caller checks `stop` after the run).
+  void Run(const ConvGeometry& g, const float* input, float* output, const StopToken& stop) const;
 
  private:
   void Pack(const ResolvedLayer& layer, absl::Span<const float> weight,

@@ -63,7 +63,9 @@ void IgemmPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
   }
 }
 
-void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output) const {
+void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
+                    const StopToken& stop) const {
+  const bool can_stop = stop.CanStop();
   const int64_t channels = g.in_channels;
   const int64_t out_channels = g.out_channels;
   const int64_t out_spatial = g.output_spatial_size();
@@ -107,6 +109,7 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output)
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
     Workspace& workspace = ThreadWorkspace();
     for (int64_t item = range.begin(); item < range.end(); ++item) {
+      if (can_stop && stop.StopRequested()) return;  // between work items only
       const int64_t n = item / (pixel_blocks * splits);
       const int64_t p0 = (item / splits % pixel_blocks) * pixel_block;
       const int64_t p1 = std::min(out_spatial, p0 + pixel_block);

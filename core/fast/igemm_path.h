@@ -19,6 +19,7 @@
 #include "core/fast/conv_input.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
+#include "core/stop_token.h"
 #include "core/ukernels/ukernels.h"
 
 namespace convserve {
@@ -40,7 +41,10 @@ class IgemmPath {
   // Runs the layer on `view` (PrepareInput(g, input, /*merges_kw=*/true, ...)) into `output`
   // (g.output_elements() floats in g.data_layout), on the calling thread's TBB arena.
   // REQUIRES: `g` came from ResolveGeometry() on the constructor's layer.spec.
-  void Run(const ConvGeometry& g, const InputView& view, float* output) const;
+  // Skips the work items left once `stop` asks to stop (the output is then incomplete: the
+  // caller checks `stop` after the run).
+  void Run(const ConvGeometry& g, const InputView& view, float* output,
+           const StopToken& stop) const;
 
  private:
   void Pack(const ResolvedLayer& layer, absl::Span<const float> weight,

@@ -36,25 +36,39 @@ ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* poo
       budget_(options.memory_budget_bytes),
       models_(options.max_model_bytes) {}
 
+absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const {
+  const char* const when =
+      during ? "during its computation, which was stopped" : "before its computation started";
+  if (stop_all_work_.load()) {
+    return absl::UnavailableError(
+        absl::StrCat("the server is shutting down (--shutdown_timeout_s passed) and stopped this "
+                     "call ",
+                     when, "; retry on another replica"));
+  }
+  if (call.deadline_passed()) {
+    return absl::DeadlineExceededError(absl::StrCat("the call's deadline passed ", when));
+  }
+  return absl::CancelledError(absl::StrCat("the call was cancelled ", when));
+}
+
 void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
-                                    std::function<absl::Status()> work) {
+                                    std::function<absl::Status(const StopToken&)> work) {
   if (!admitted.ok()) {
     call->Complete(admitted);
     return;
   }
   call->MarkQueued();
-  pool_->Submit([call, work = std::move(work)] {
+  pool_->Submit([this, call, work = std::move(work)] {
     call->MarkComputeStarted();
-    grpc::CallbackServerContext* context = call->context();
+    const StopToken stop = call->MakeStopToken(&stop_all_work_);
     absl::Status status;
-    if (context->IsCancelled()) {
-      status = absl::CancelledError("the call was cancelled before its computation started");
-    } else if (context->deadline() < std::chrono::system_clock::now()) {
-      status =
-          absl::DeadlineExceededError("the call's deadline passed before its computation started");
+    if (call->context()->IsCancelled() || stop.StopRequested()) {
+      status = Stopped(*call, /*during=*/false);
     } else {
       try {
-        status = work();
+        status = work(stop);
+        // Only a stop token makes the core return CANCELLED.
+        if (status.code() == absl::StatusCode::kCancelled) status = Stopped(*call, /*during=*/true);
       } catch (const std::bad_alloc&) {
         status = absl::ResourceExhaustedError("the server ran out of memory for this call");
       } catch (const std::exception& error) {
@@ -111,14 +125,14 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();
   }();
-  RunIfAdmitted(call, status, [call, job, response]() -> absl::Status {
+  RunIfAdmitted(call, status, [call, job, response](const StopToken& stop) -> absl::Status {
     const Clock::time_point start = Clock::now();
     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
         ConvOperator::Create(job->layer.layer, job->layer.weight.values, job->layer.bias.values);
     if (!op.ok()) return op.status();
     float* output =
         call->PrepareOutputPayload(OutputShape(job->geometry), response->mutable_output());
-    absl::Status run = (*op)->Run(job->geometry, job->input.values.data(), output);
+    absl::Status run = (*op)->Run(job->geometry, job->input.values.data(), output, stop);
     if (!run.ok()) return run;
     response->set_compute_time_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
@@ -201,34 +215,35 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     return absl::OkStatus();
   }();
   // Packing the weights is the expensive part: it runs on the compute pool.
-  RunIfAdmitted(
-      call, status,
-      [this, call, request, response, layers, weight_bytes, reservation]() -> absl::Status {
-        auto model = std::make_shared<Model>();
-        model->name = request->name();
-        model->weight_bytes = weight_bytes;
-        for (const DecodedLayer& layer : *layers) {
-          absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-              ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
-          if (!op.ok()) return op.status();
-          model->parameters +=
-              static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
-          model->layers.push_back(*std::move(op));
-        }
-        ToProtoModelInfo(*model, response->mutable_model());
-        const std::string name = model->name;
-        const int64_t parameters = model->parameters;
-        // Once stored, the weights count against --max_model_bytes instead.
-        reservation->Release();
-        absl::Status added = models_.Add(std::move(model), request->replace());
-        if (added.ok()) {
-          LogEvent(
-              spdlog::level::info,
-              absl::StrCat("loaded model '", Printable(name), "' (", parameters, " parameters)"),
-              {{"request_id", call->request_id()}});
-        }
-        return added;
-      });
+  RunIfAdmitted(call, status,
+                [this, call, request, response, layers, weight_bytes,
+                 reservation](const StopToken& stop) -> absl::Status {
+                  auto model = std::make_shared<Model>();
+                  model->name = request->name();
+                  model->weight_bytes = weight_bytes;
+                  for (const DecodedLayer& layer : *layers) {
+                    if (stop.StopRequested()) return StoppedError();
+                    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+                        ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
+                    if (!op.ok()) return op.status();
+                    model->parameters +=
+                        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
+                    model->layers.push_back(*std::move(op));
+                  }
+                  ToProtoModelInfo(*model, response->mutable_model());
+                  const std::string name = model->name;
+                  const int64_t parameters = model->parameters;
+                  // Once stored, the weights count against --max_model_bytes instead.
+                  reservation->Release();
+                  absl::Status added = models_.Add(std::move(model), request->replace());
+                  if (added.ok()) {
+                    LogEvent(spdlog::level::info,
+                             absl::StrCat("loaded model '", Printable(name), "' (", parameters,
+                                          " parameters)"),
+                             {{"request_id", call->request_id()}});
+                  }
+                  return added;
+                });
 }
 
 void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
@@ -277,7 +292,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();
   }();
-  RunIfAdmitted(call, status, [call, job, response]() -> absl::Status {
+  RunIfAdmitted(call, status, [call, job, response](const StopToken& stop) -> absl::Status {
     const Clock::time_point start = Clock::now();
     std::vector<float> current;  // the previous layer's output
     std::vector<float> next;
@@ -293,7 +308,8 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
         next.resize(static_cast<size_t>(geometry.output_elements()));
         output = next.data();
       }
-      absl::Status run = job->model->layers[i]->Run(geometry, input, output);
+      // Run() checks `stop` between its work items, and so between layers.
+      absl::Status run = job->model->layers[i]->Run(geometry, input, output, stop);
       if (!run.ok()) return run;
       if (i != last) {
         current.swap(next);

@@ -110,6 +110,15 @@ class ConvServiceImpl final : public RawConvService {
   // accepted run to completion. Called when the server starts draining.
   void StartDraining() { draining_.store(true); }
 
+  // Stops the computations running and queued (within a work item, about a
+  // millisecond): their calls end with UNAVAILABLE and free their memory.
+  // Called when the drain's --shutdown_timeout_s has passed. Implies
+  // StartDraining().
+  void StopAllWork() {
+    draining_.store(true);
+    stop_all_work_.store(true);
+  }
+
   const MemoryBudget& memory_budget() const { return budget_; }
   const ModelRegistry& models() const { return models_; }
 
@@ -183,12 +192,21 @@ class ConvServiceImpl final : public RawConvService {
   // Completes the call with `admitted` if that is an error (the request was
   // refused before any work); otherwise runs `work` (which returns the
   // call's status) on the compute pool, then completes the call. Refuses
-  // calls already cancelled or past their deadline when their turn comes.
+  // calls already cancelled, past their deadline or stopped (StopAllWork)
+  // when their turn comes. `work` gets the call's stop token and returns
+  // CANCELLED when the token stopped it; the call then ends with why
+  // (Stopped()).
   void RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
-                     std::function<absl::Status()> work);
+                     std::function<absl::Status(const StopToken&)> work);
+
+  // Why `call`'s computation stops (before it started, or `during` it):
+  // UNAVAILABLE when the server stops all work, DEADLINE_EXCEEDED when the
+  // call's deadline has passed, CANCELLED otherwise.
+  absl::Status Stopped(const UnaryCall& call, bool during) const;
 
   const ServiceOptions options_;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> stop_all_work_{false};  // see StopAllWork
   ComputePool* const pool_;
   CallObserver* const observer_;
   MemoryBudget budget_;

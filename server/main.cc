@@ -311,6 +311,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   if (!pool.DrainFor(timeout)) {
     spdlog::warn("calls still running after --shutdown_timeout_s={}; cancelling them",
                  timeout.count());
+    service.StopAllWork();  // their computations stop within a work item, UNAVAILABLE
   }
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   pool.Drain();

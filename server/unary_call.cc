@@ -121,6 +121,28 @@ void UnaryCall::AssignRequestId() {
   context_->AddInitialMetadata(kRequestIdKey, record_.request_id);
 }
 
+StopToken UnaryCall::MakeStopToken(const std::atomic<bool>* server_stop) const {
+  if (context_ == nullptr) return StopToken(&cancelled_, server_stop);  // unary_call_test
+  // The deadline on the steady clock: the system clock may jump. gRPC's
+  // "no deadline" is the system clock's maximum, and far deadlines are
+  // never reached; both become "none" (and avoid overflowing the sum).
+  const auto left = context_->deadline() - std::chrono::system_clock::now();
+  StopToken::Clock::time_point deadline = StopToken::Clock::time_point::max();
+  if (left < std::chrono::hours(24 * 365)) {
+    deadline =
+        StopToken::Clock::now() + std::chrono::duration_cast<StopToken::Clock::duration>(left);
+  }
+  return StopToken(&cancelled_, server_stop, deadline);
+}
+
+bool UnaryCall::deadline_passed() const {
+  if (context_ == nullptr) return false;
+  // gRPC cancels a call at its deadline by its own clock, which may run a few
+  // milliseconds ahead of the system clock's reading here: a deadline that
+  // close counts as passed.
+  return context_->deadline() < std::chrono::system_clock::now() + std::chrono::milliseconds(100);
+}
+
 float* UnaryCall::PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor) {
   int64_t count = 1;
   for (int64_t dim : shape) count *= dim;

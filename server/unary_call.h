@@ -14,6 +14,7 @@
 #include <grpcpp/support/byte_buffer.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -24,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "convserve/v1/convserve.pb.h"
+#include "core/stop_token.h"
 #include "server/call_record.h"
 #include "server/memory_budget.h"
 
@@ -55,7 +57,8 @@ grpc::Status FrameResponseWithPayload(const v1::Tensor& output,
 
 // A call in progress. Owns itself: deleted by gRPC's OnDone() after Complete().
 // Not thread-safe, and need not be: one thread at a time holds a call (the
-// gRPC thread that starts it, then at most one compute pool item).
+// gRPC thread that starts it, then at most one compute pool item); only
+// OnCancel() comes from another thread, and sets an atomic flag.
 class UnaryCall : public grpc::ServerUnaryReactor {
  public:
   using Clock = std::chrono::steady_clock;
@@ -90,9 +93,7 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   // Keeps `reservation` until gRPC is done with the call (OnDone), that is
   // until the response's last byte has been sent or the call has failed:
   // the output buffer the reservation stands for lives that long.
-  void HoldUntilDone(MemoryBudget::Reservation reservation) {
-    held_ = std::move(reservation);
-  }
+  void HoldUntilDone(MemoryBudget::Reservation reservation) { held_ = std::move(reservation); }
 
   // Sets the response's output `tensor` to `shape` in float32 and returns the
   // room for its values, kept apart from the message: a 64-byte aligned
@@ -103,6 +104,18 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   // has been checked against the limits.
   float* PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor);
 
+  // A token that stops the call's computation once gRPC cancels the call
+  // (the client cancelled, its connection broke or its deadline passed),
+  // once its deadline passes, or once `server_stop` (may be null; must
+  // outlive the call) is set.
+  StopToken MakeStopToken(const std::atomic<bool>* server_stop) const;
+
+  // Whether gRPC has cancelled the call, or its deadline has passed.
+  bool cancelled() const { return cancelled_.load(); }
+  bool deadline_passed() const;
+
+  // gRPC calls this (from any thread) when the call is cancelled.
+  void OnCancel() override { cancelled_.store(true); }
   void OnDone() override { delete this; }
 
  protected:
@@ -143,7 +156,8 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   CallObserver* const observer_;
   OutputPayload payload_;  // see PrepareOutputPayload
   size_t payload_bytes_ = 0;
-  MemoryBudget::Reservation held_;  // see HoldUntilDone
+  MemoryBudget::Reservation held_;      // see HoldUntilDone
+  std::atomic<bool> cancelled_{false};  // see OnCancel
   CallRecord record_;
   absl::Status request_id_status_;  // see request_id_status()
   const Clock::time_point started_;

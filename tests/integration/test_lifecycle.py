@@ -128,7 +128,7 @@ def test_bad_flags_are_refused():
 
 def test_client_cancel_mid_call_leaves_server_live(start_server):
     # docs/RELIABILITY.md row 14: the caller goes away; the server stays live and
-    # keeps serving others (the computation itself runs to its end).
+    # keeps serving others (test_stopping.py checks that the computation stops).
     process = start_server("--drain_grace_ms=0", compute_threads=1)
     connection = convserve.Client(process.target, timeout=120)
     x = load_slow_model(connection, seconds=4.0)

@@ -249,6 +249,13 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   }
   builder.SetMaxReceiveMessageSize(static_cast<int>(options.max_message_bytes));
   builder.SetMaxSendMessageSize(static_cast<int>(options.max_message_bytes));
+  // Compressed requests are refused from their headers (UNIMPLEMENTED,
+  // "Compression algorithm 'gzip' is disabled"), before a byte is inflated:
+  // gRPC compares --max_message_bytes with the inflated size only once it
+  // has inflated all of it, and 1 MB of gzip inflates to 1 GB
+  // (docs/RELIABILITY.md row 22).
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_DEFLATE, false);
+  builder.SetCompressionAlgorithmSupportStatus(GRPC_COMPRESS_GZIP, false);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || port == 0 || (!health_listen.empty() && health_port == 0)) {

@@ -1,0 +1,155 @@
+"""docs/RELIABILITY.md rows 10 and 22-24: the memory budget covers a call from arrival to the
+last byte sent, compressed requests are refused before they inflate, the queue is bounded and
+models count what they really hold.
+
+Memory is read from /proc/PID/status (VmRSS now, VmHWM the peak), with bounds far from both the
+budget-respecting and the unbounded figures.
+"""
+
+import socket
+import struct
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+import convserve
+from convserve.client import pb, to_tensor
+from conftest import server_is_sanitized
+
+MIB = 1 << 20
+
+pytestmark = pytest.mark.skipif(
+    server_is_sanitized(),
+    reason="ASan's quarantine and shadow memory make RSS say nothing about the budget")
+
+
+def memory_kib(pid, field):
+    """VmRSS or VmHWM of process `pid`, in KiB."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+def big_output_request():
+    """A 64-byte Conv whose output is 64 MB: a 1x1 input padded to 4000 x 4000."""
+    layer = convserve.make_layer(2, (1, 1, 1, 1), (1, 1, 1, 1), padding=[(1999, 2000)] * 2)
+    request = pb.ConvRequest(layer=layer)
+    to_tensor(np.ones((1, 1, 1, 1), np.float32), request.input)
+    to_tensor(np.ones((1, 1, 1, 1), np.float32), request.weight)
+    return request
+
+
+def _frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(
+        ">I", stream) + payload
+
+
+def _literal_header(name, value):
+    """HPACK: a literal header field without indexing, new name, no Huffman coding."""
+    assert len(name) < 127 and len(value) < 127
+    return bytes([0, len(name)]) + name + bytes([len(value)]) + value
+
+
+def open_unread_call(port, method, message):
+    """Sends one gRPC call over a raw HTTP/2 connection and never reads the reply: the client
+    sends no WINDOW_UPDATE, so the server can send only the first 64 KiB of the response and
+    has to hold the rest. Returns the socket (close it to end the call)."""
+    connection = socket.create_connection(("127.0.0.1", port))
+    headers = b"".join(_literal_header(name, value) for name, value in [
+        (b":method", b"POST"), (b":scheme", b"http"),
+        (b":path", b"/convserve.v1.ConvService/" + method), (b":authority", b"localhost"),
+        (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+    body = b"\x00" + struct.pack(">I", len(message)) + message
+    connection.sendall(
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        + _frame(4, 0, 0, b"")         # SETTINGS: the defaults
+        + _frame(4, 1, 0, b"")         # SETTINGS ACK for the server's (sent with its preface)
+        + _frame(1, 4, 1, headers)     # HEADERS, END_HEADERS, stream 1
+        + _frame(0, 1, 1, body))       # DATA, END_STREAM
+    return connection
+
+
+def test_row10_slow_readers_stay_within_the_budget(start_server):
+    # 20 callers that never read a 64 MB output: without the budget covering the unsent
+    # output until the call is done, RSS reached 20 x 64 MB = 1.28 GB. With
+    # --memory_budget_bytes=256 MiB four outputs fit; the other calls get RESOURCE_EXHAUSTED
+    # and nothing more is allocated.
+    budget = 256 * MIB
+    process = start_server("--memory_budget_bytes=%d" % budget, "--drain_grace_ms=0",
+                           "--log_level=debug", compute_threads=1)
+    pid = process.process.pid
+    message = big_output_request().SerializeToString()
+    assert len(message) < 100
+    baseline = memory_kib(pid, "VmRSS")
+    sockets = []
+    try:
+        # One after another, each once the one before is computed (or refused): a call's
+        # computation ending must not free the budget its unsent output still holds.
+        for sent in range(1, 21):
+            sockets.append(open_unread_call(process.port, b"Conv", message))
+            deadline = time.monotonic() + 30
+            while (process.calls_ok("Conv")
+                   + process.log().count("failed: RESOURCE_EXHAUSTED")) < sent:
+                assert time.monotonic() < deadline, (
+                    "call %d was neither computed nor refused within 30 s (peak RSS %d MiB):\n%s"
+                    % (sent, memory_kib(pid, "VmHWM") // 1024, process.log()))
+                time.sleep(0.05)
+        with convserve.Client(process.target, timeout=60) as connection:
+            with pytest.raises(grpc.RpcError) as error:
+                connection.stub.Conv(big_output_request(), timeout=60)
+            assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--memory_budget_bytes=%d" % budget in error.value.details()
+        grown = memory_kib(pid, "VmHWM") - baseline
+        # The budget plus room for gRPC, the allocator and the process's own growth.
+        assert grown < (budget + 128 * MIB) // 1024, (
+            "peak RSS grew by %d MiB with a budget of %d MiB (%d calls computed)"
+            % (grown // 1024, budget // MIB, process.calls_ok("Conv")))
+        assert process.calls_ok("Conv") == 4, process.log()  # 4 x 64 MB fit in 256 MiB
+    finally:
+        for connection in sockets:
+            connection.close()
+    # Once the callers are gone their calls end and release their reservations.
+    with convserve.Client(process.target, timeout=60) as connection:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = connection.stub.Conv(big_output_request(), timeout=60)
+                break
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                assert time.monotonic() < deadline, "the reservations were never released"
+                time.sleep(0.2)
+        assert list(response.output.shape) == [1, 1, 4000, 4000]
+
+
+def test_row22_compressed_requests_are_refused_before_inflating(start_server):
+    # 128 MiB of zeros travel gzip-compressed as about 128 KiB; a server that inflates first
+    # holds all 128 MiB before it can compare them with --max_message_bytes.
+    process = start_server("--max_message_bytes=%d" % (16 * MIB), "--drain_grace_ms=0")
+    pid = process.process.pid
+    request = pb.ConvRequest(layer=convserve.make_layer(2, (1, 1, 1, 1), (1, 1, 1, 1)))
+    request.input.shape[:] = [1, 1, 8192, 4096]
+    request.input.element_type = pb.ELEMENT_TYPE_FLOAT32
+    request.input.data = bytes(128 * MIB)
+    before = memory_kib(pid, "VmHWM")
+    channel = grpc.insecure_channel(process.target, compression=grpc.Compression.Gzip)
+    try:
+        stub = convserve.client.pb_grpc.ConvServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as error:
+            stub.Conv(request, timeout=60)
+    finally:
+        channel.close()
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED, error.value
+    assert "gzip" in error.value.details() and "disabled" in error.value.details()
+    grown = memory_kib(pid, "VmHWM") - before
+    assert grown < 32 * 1024, "peak RSS grew by %d MiB for a refused request" % (grown // 1024)
+    # Uncompressed calls are served as before.
+    with convserve.Client(process.target, timeout=60) as connection:
+        assert connection.health() == "SERVING"
+        y, _ = connection.conv(convserve.make_layer(2, (1, 1, 2, 2), (1, 1, 1, 1)),
+                               np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 1, 1), np.float32))
+        assert y.shape == (1, 1, 2, 2)

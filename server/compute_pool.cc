@@ -3,10 +3,13 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace convserve {
 
-ComputePool::ComputePool(int threads)
+ComputePool::ComputePool(int threads, int64_t max_queued)
     : threads_(threads),
+      max_queued_(max_queued),
       worker_limit_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads)),
       // One slot for the dispatcher, the others for TBB workers.
       arena_(threads, /*reserved_for_masters=*/1),
@@ -22,13 +25,20 @@ ComputePool::~ComputePool() {
   dispatcher_.join();
 }
 
-void ComputePool::Submit(std::function<void()> work) {
+absl::Status ComputePool::Submit(std::function<void()> work) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (static_cast<int64_t>(queue_.size()) >= max_queued_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the server's compute queue is full: ", queue_.size(),
+          " calls are waiting for the compute threads (--max_queued_calls=", max_queued_,
+          "); retry later"));
+    }
     queue_.push_back(std::move(work));  // may throw: then nothing was submitted
     ++pending_;
   }
   ready_.notify_one();
+  return absl::OkStatus();
 }
 
 void ComputePool::Dispatch() {

@@ -21,6 +21,7 @@
 #include <oneapi/tbb/task_arena.h>
 
 #include <chrono>
+#include <climits>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -28,12 +29,14 @@
 #include <mutex>
 #include <thread>
 
+#include "absl/status/status.h"
+
 namespace convserve {
 
 class ComputePool {
  public:
-  // REQUIRES: threads >= 1.
-  explicit ComputePool(int threads);
+  // REQUIRES: threads >= 1, max_queued >= 1 (--max_queued_calls).
+  explicit ComputePool(int threads, int64_t max_queued = INT64_MAX);
   // Waits for submitted work (Drain()), then stops the dispatcher.
   ~ComputePool();
 
@@ -42,8 +45,10 @@ class ComputePool {
 
   // Runs `work` on the compute threads, later, after the work submitted
   // before it. Never blocks. `work` must not throw (exceptions are caught
-  // and dropped as a last resort).
-  void Submit(std::function<void()> work);
+  // and dropped as a last resort). RESOURCE_EXHAUSTED naming
+  // --max_queued_calls, and `work` dropped unrun, when max_queued items are
+  // already waiting (not counting the one running).
+  absl::Status Submit(std::function<void()> work);
 
   // Blocks until every submitted work item has returned.
   void Drain();
@@ -61,6 +66,7 @@ class ComputePool {
   void Dispatch();  // the dispatcher thread's loop
 
   const int threads_;
+  const int64_t max_queued_;
   // TBB starts (hardware concurrency - 1) workers by default; the arena
   // needs `threads_ - 1` of them besides the dispatcher.
   tbb::global_control worker_limit_;

@@ -26,6 +26,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The values decoding copied out of the request (to align them), if any.
+int64_t CopiedElements(const FloatTensor& tensor) {
+  return static_cast<int64_t>(tensor.aligned_copy.size());
+}
+
 }  // namespace
 
 ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool,
@@ -58,7 +63,7 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
     return;
   }
   call->MarkQueued();
-  pool_->Submit([this, call, work = std::move(work)] {
+  absl::Status queued = pool_->Submit([this, call, work = std::move(work)] {
     call->MarkComputeStarted();
     const StopToken stop = call->MakeStopToken(&stop_all_work_);
     absl::Status status;
@@ -80,6 +85,7 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
     call->MarkComputeEnded();
     call->Complete(status);
   });
+  if (!queued.ok()) call->Complete(queued);  // the work was dropped unrun
 }
 
 void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request,
@@ -115,11 +121,16 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     if (!limits.ok()) return limits;
     absl::Status size = CheckResponseSize(OutputShape(job->geometry), options_);
     if (!size.ok()) return size;
-    // The output buffer plus the operator's packed copy of the weights.
-    absl::StatusOr<MemoryBudget::Reservation> reservation =
-        budget_.Reserve("Conv", (job->geometry.output_elements() + job->geometry.weight_elements() +
-                                 job->geometry.bias_elements()) *
-                                    static_cast<int64_t>(sizeof(float)));
+    // The output buffer, the operator's packed copy of the weights, the
+    // request (call->request_memory_bytes()) and the decoded tensors' copies
+    // if decoding had to make any: what the call holds while it waits in the
+    // queue and computes.
+    absl::StatusOr<MemoryBudget::Reservation> reservation = budget_.Reserve(
+        "Conv", (job->geometry.output_elements() + job->geometry.weight_elements() +
+                 job->geometry.bias_elements() + CopiedElements(job->input) +
+                 CopiedElements(job->layer.weight) + CopiedElements(job->layer.bias)) *
+                        static_cast<int64_t>(sizeof(float)) +
+                    call->request_memory_bytes());
     if (!reservation.ok()) return reservation.status();
     // Until the output's last byte has been sent, not just computed.
     call->HoldUntilDone(*std::move(reservation));
@@ -208,6 +219,11 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     }
     absl::Status room = models_.CheckAdd(request->name(), weight_bytes, request->replace());
     if (!room.ok()) return room;
+    // The request, held until the call is done.
+    absl::StatusOr<MemoryBudget::Reservation> request_memory =
+        budget_.Reserve("LoadModel", call->request_memory_bytes());
+    if (!request_memory.ok()) return request_memory.status();
+    call->HoldUntilDone(*std::move(request_memory));
     // The packed copies are made before the model is stored.
     absl::StatusOr<MemoryBudget::Reservation> reserved = budget_.Reserve("LoadModel", weight_bytes);
     if (!reserved.ok()) return reserved.status();
@@ -286,8 +302,11 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     }
     absl::Status size = CheckResponseSize(shape, options_);
     if (!size.ok()) return size;
+    // Every layer's output, the request and the input's copy if decoding made one.
     absl::StatusOr<MemoryBudget::Reservation> reservation =
-        budget_.Reserve("RunModel", intermediate_elements * static_cast<int64_t>(sizeof(float)));
+        budget_.Reserve("RunModel", (intermediate_elements + CopiedElements(job->input)) *
+                                            static_cast<int64_t>(sizeof(float)) +
+                                        call->request_memory_bytes());
     if (!reservation.ok()) return reservation.status();
     call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();

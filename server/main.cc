@@ -68,6 +68,9 @@ ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{2} << 30,
           "RESOURCE_EXHAUSTED at once.");
 ABSL_FLAG(int64_t, max_model_bytes, int64_t{1} << 30,
           "Weight bytes all loaded models may hold together.");
+ABSL_FLAG(int64_t, max_queued_calls, 256,
+          "Calls that may wait for the compute threads at once; more get RESOURCE_EXHAUSTED at "
+          "once (their memory is bounded by --memory_budget_bytes).");
 ABSL_FLAG(std::string, auth_token_file, "",
           "If set, a file whose first line is the token every ConvService call must present "
           "as metadata 'authorization: Bearer <token>' (UNAUTHENTICATED otherwise). Health "
@@ -212,7 +215,13 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  ComputePool pool(threads);
+  const int64_t max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
+  if (max_queued_calls < 1) {
+    spdlog::critical("--max_queued_calls: expected a number of calls >= 1, got {}",
+                     max_queued_calls);
+    return 2;
+  }
+  ComputePool pool(threads, max_queued_calls);
   AccessLog access_log;
   MetricsRegistry metrics;
   CallMetrics call_metrics(&metrics);

@@ -92,8 +92,15 @@ class UnaryCall : public grpc::ServerUnaryReactor {
 
   // Keeps `reservation` until gRPC is done with the call (OnDone), that is
   // until the response's last byte has been sent or the call has failed:
-  // the output buffer the reservation stands for lives that long.
-  void HoldUntilDone(MemoryBudget::Reservation reservation) { held_ = std::move(reservation); }
+  // the output buffer the reservation stands for lives that long, and so do
+  // the request's bytes and parsed message. May be called more than once.
+  void HoldUntilDone(MemoryBudget::Reservation reservation) {
+    held_.push_back(std::move(reservation));
+  }
+
+  // What the request holds in memory while the call lives: gRPC's received
+  // bytes and the parsed message, whose bytes fields copy them.
+  int64_t request_memory_bytes() const { return 2 * record_.request_bytes; }
 
   // Sets the response's output `tensor` to `shape` in float32 and returns the
   // room for its values, kept apart from the message: a 64-byte aligned
@@ -156,8 +163,8 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   CallObserver* const observer_;
   OutputPayload payload_;  // see PrepareOutputPayload
   size_t payload_bytes_ = 0;
-  MemoryBudget::Reservation held_;      // see HoldUntilDone
-  std::atomic<bool> cancelled_{false};  // see OnCancel
+  std::vector<MemoryBudget::Reservation> held_;  // see HoldUntilDone
+  std::atomic<bool> cancelled_{false};           // see OnCancel
   CallRecord record_;
   absl::Status request_id_status_;  // see request_id_status()
   const Clock::time_point started_;

@@ -153,3 +153,87 @@ def test_row22_compressed_requests_are_refused_before_inflating(start_server):
         y, _ = connection.conv(convserve.make_layer(2, (1, 1, 2, 2), (1, 1, 1, 1)),
                                np.ones((1, 1, 2, 2), np.float32), np.ones((1, 1, 1, 1), np.float32))
         assert y.shape == (1, 1, 2, 2)
+
+
+def slow_conv_request():
+    """A Conv of 168 billion MACs (64 -> 64 channels, 25x25, 256 x 256): many seconds on one
+    thread, unless cancelled (it stops within a work item then)."""
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (1, 64, 256, 256)).astype(np.float32)
+    w = rng.uniform(-0.01, 0.01, (64, 64, 25, 25)).astype(np.float32)
+    request = pb.ConvRequest(layer=convserve.make_layer(2, x.shape, w.shape, padding="same"))
+    to_tensor(x, request.input)
+    to_tensor(w, request.weight)
+    return request
+
+
+def big_input_request():
+    """A Conv with a 15 MiB input and a 4-byte output (kernel 1, stride beyond the input)."""
+    length = 15 * MIB // 4
+    request = pb.ConvRequest(layer=convserve.make_layer(1, (1, 1, length), (1, 1, 1),
+                                                        stride=16 * MIB))
+    request.input.shape[:] = [1, 1, length]
+    request.input.element_type = pb.ELEMENT_TYPE_FLOAT32
+    request.input.data = bytes(4 * length)
+    to_tensor(np.ones((1, 1, 1), np.float32), request.weight)
+    return request
+
+
+def test_row10_queued_requests_are_charged(start_server):
+    # 24 calls with 60 MiB inputs and 4-byte outputs queued behind one slow call held
+    # 1.51 GB: their requests were never charged. Here, at a quarter of the scale: 24 calls
+    # of 15 MiB (30 MiB charged each: wire bytes and parsed message) behind a slow call
+    # charged 78 MiB; one fits in a 128 MiB budget beside it, the others get
+    # RESOURCE_EXHAUSTED as they arrive and free their bytes at once (uncharged, they held
+    # 720 MiB).
+    budget = 128 * MIB
+    process = start_server("--memory_budget_bytes=%d" % budget, "--drain_grace_ms=0",
+                           compute_threads=1)
+    pid = process.process.pid
+    baseline = memory_kib(pid, "VmRSS")
+    with convserve.Client(process.target, timeout=120) as connection:
+        slow = connection.stub.Conv.future(slow_conv_request(), timeout=120)
+        time.sleep(1.0)  # the slow call computes now; the others queue behind it
+        request = big_input_request()
+        calls = [connection.stub.Conv.future(request, timeout=120) for _ in range(24)]
+        # Until every request has arrived: the refusals stop growing.
+        deadline = time.monotonic() + 60
+        refused, still = 0, time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - still < 3.0:
+            now = process.log().count("failed: RESOURCE_EXHAUSTED")
+            if now != refused:
+                refused, still = now, time.monotonic()
+            time.sleep(0.1)
+        grown = memory_kib(pid, "VmHWM") - baseline
+        slow.cancel()  # the queued calls run now
+        codes = []
+        for call in calls:
+            try:
+                assert list(call.result().output.shape) == [1, 1, 1]
+                codes.append("OK")
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error
+                assert "--memory_budget_bytes" in error.details()
+                codes.append("RESOURCE_EXHAUSTED")
+    assert "RESOURCE_EXHAUSTED" in codes, codes
+    assert grown < (budget + 128 * MIB) // 1024, (
+        "peak RSS grew by %d MiB with a budget of %d MiB" % (grown // 1024, budget // MIB))
+
+
+def test_row10_queue_is_bounded(start_server):
+    process = start_server("--max_queued_calls=2", "--drain_grace_ms=0", compute_threads=1)
+    with convserve.Client(process.target, timeout=120) as connection:
+        slow = connection.stub.Conv.future(slow_conv_request(), timeout=120)
+        time.sleep(1.0)  # computing; the next calls queue
+        small = pb.ConvRequest(layer=convserve.make_layer(2, (1, 1, 2, 2), (1, 1, 1, 1)))
+        to_tensor(np.ones((1, 1, 2, 2), np.float32), small.input)
+        to_tensor(np.ones((1, 1, 1, 1), np.float32), small.weight)
+        queued = [connection.stub.Conv.future(small, timeout=120) for _ in range(2)]
+        time.sleep(0.5)
+        with pytest.raises(grpc.RpcError) as error:
+            connection.stub.Conv(small, timeout=120)
+        assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max_queued_calls=2" in error.value.details()
+        slow.cancel()
+        for call in queued:
+            assert list(call.result().output.shape) == [1, 1, 2, 2]

@@ -275,16 +275,17 @@ def test_row10_memory_budget(limited_client):
 
 
 def test_row10_concurrent_load_is_admitted_or_refused_quickly(limited_client):
-    # Each call reserves ~240 kB of a 400 kB budget: concurrent ones may be
-    # refused, but only with RESOURCE_EXHAUSTED, and never all of them.
-    x = np.ones((1, 1, 245, 245), np.float32)
+    # Each call reserves ~240 kB of a 400 kB budget (its output, from a one-pixel input
+    # padded to 245 x 245): concurrent ones may be refused, but only with
+    # RESOURCE_EXHAUSTED, and never all of them.
+    x = np.ones((1, 1, 1, 1), np.float32)
     w = np.ones((1, 1, 1, 1), np.float32)
     outcomes = []
 
     def worker():
         for _ in range(5):
             try:
-                y = convserve.conv2d(x, w, client=limited_client)
+                y = convserve.conv2d(x, w, padding=[(122, 122)] * 2, client=limited_client)
                 outcomes.append("ok" if y.shape == (1, 1, 245, 245) else "bad shape")
             except convserve.ConvServeError as error:
                 outcomes.append(error.code.name if "--memory_budget_bytes" in error.details

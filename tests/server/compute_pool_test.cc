@@ -8,10 +8,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace convserve {
@@ -40,19 +43,24 @@ class Gate {
   bool open_ = false;  // guarded by mutex_
 };
 
+// Submits `work` to a pool without a queue bound, where Submit() cannot refuse.
+void SubmitOk(ComputePool& pool, std::function<void()> work) {
+  EXPECT_TRUE(pool.Submit(std::move(work)).ok());
+}
+
 TEST(ComputePoolTest, QueuedCountsItemsWaitingNotTheOneRunning) {
   ComputePool pool(1);
   EXPECT_EQ(pool.queued(), 0);
   Gate started;
   Gate gate;
-  pool.Submit([&] {
+  SubmitOk(pool, [&] {
     started.Open();
     gate.Wait();
   });
   started.Wait();  // the first item runs: it is no longer queued
   EXPECT_EQ(pool.queued(), 0);
   constexpr int kWaiting = 3;
-  for (int i = 0; i < kWaiting; ++i) pool.Submit([] {});
+  for (int i = 0; i < kWaiting; ++i) SubmitOk(pool, [] {});
   EXPECT_EQ(pool.queued(), kWaiting);
   gate.Open();
   pool.Drain();
@@ -64,9 +72,9 @@ TEST(ComputePoolTest, RunsItemsInTheOrderSubmitted) {
   Gate gate;
   std::mutex mutex;
   std::vector<int> order;  // guarded by mutex
-  pool.Submit([&gate] { gate.Wait(); });
+  SubmitOk(pool, [&gate] { gate.Wait(); });
   for (int i = 0; i < 50; ++i) {
-    pool.Submit([&, i] {
+    SubmitOk(pool, [&, i] {
       std::lock_guard<std::mutex> lock(mutex);
       order.push_back(i);
     });
@@ -83,7 +91,7 @@ TEST(ComputePoolTest, RunsOneItemAtATime) {
   std::atomic<int> running{0};
   std::atomic<int> most_running{0};
   for (int i = 0; i < 20; ++i) {
-    pool.Submit([&] {
+    SubmitOk(pool, [&] {
       const int now = ++running;
       int most = most_running.load();
       while (now > most && !most_running.compare_exchange_weak(most, now)) {
@@ -100,7 +108,7 @@ TEST(ComputePoolTest, DrainWaitsForEveryItem) {
   ComputePool pool(2);
   std::atomic<int> done{0};
   for (int i = 0; i < 10; ++i) {
-    pool.Submit([&done] {
+    SubmitOk(pool, [&done] {
       std::this_thread::sleep_for(5ms);
       ++done;
     });
@@ -113,7 +121,7 @@ TEST(ComputePoolTest, DrainWaitsForEveryItem) {
 TEST(ComputePoolTest, DrainForTimesOutWhileBusy) {
   ComputePool pool(1);
   Gate gate;
-  pool.Submit([&gate] { gate.Wait(); });
+  SubmitOk(pool, [&gate] { gate.Wait(); });
   EXPECT_FALSE(pool.DrainFor(20ms));
   gate.Open();
   EXPECT_TRUE(pool.DrainFor(60s));
@@ -129,7 +137,8 @@ TEST(ComputePoolTest, EveryItemRunsInAnArenaOfThePoolsThreads) {
     EXPECT_EQ(pool.threads(), threads);
     std::vector<int> concurrency(5, 0);
     for (int i = 0; i < 5; ++i) {
-      pool.Submit([&concurrency, i] { concurrency[i] = tbb::this_task_arena::max_concurrency(); });
+      SubmitOk(pool,
+               [&concurrency, i] { concurrency[i] = tbb::this_task_arena::max_concurrency(); });
     }
     pool.Drain();
     EXPECT_THAT(concurrency, testing::Each(threads));
@@ -141,7 +150,7 @@ TEST(ComputePoolTest, DestructorWaitsForQueuedItems) {
   {
     ComputePool pool(2);
     for (int i = 0; i < 10; ++i) {
-      pool.Submit([&done] {
+      SubmitOk(pool, [&done] {
         std::this_thread::sleep_for(5ms);
         ++done;
       });
@@ -153,8 +162,8 @@ TEST(ComputePoolTest, DestructorWaitsForQueuedItems) {
 TEST(ComputePoolTest, AThrowingItemDoesNotStopTheOthers) {
   ComputePool pool(1);
   std::atomic<int> done{0};
-  pool.Submit([] { throw std::runtime_error("an item broke its contract"); });
-  pool.Submit([&done] { ++done; });
+  SubmitOk(pool, [] { throw std::runtime_error("an item broke its contract"); });
+  SubmitOk(pool, [&done] { ++done; });
   pool.Drain();
   EXPECT_EQ(done.load(), 1);
 }
@@ -163,9 +172,40 @@ TEST(ComputePoolTest, ItemsCapturesAreReleasedBeforeDrainReturns) {
   ComputePool pool(1);
   auto token = std::make_shared<int>(0);
   std::weak_ptr<int> watch = token;
-  pool.Submit([token = std::move(token)] { ++*token; });
+  SubmitOk(pool, [token = std::move(token)] { ++*token; });
   pool.Drain();
   EXPECT_TRUE(watch.expired());
+}
+
+}  // namespace
+}  // namespace convserve
+
+namespace convserve {
+namespace {
+
+TEST(ComputePoolTest, RefusesWorkBeyondTheQueueBound) {
+  ComputePool pool(1, /*max_queued=*/3);
+  Gate gate;
+  std::atomic<bool> started{false};
+  std::atomic<int> ran{0};
+  ASSERT_TRUE(pool.Submit([&] {
+                    started = true;
+                    gate.Wait();
+                  })
+                  .ok());
+  while (!started) std::this_thread::sleep_for(1ms);  // the running item is not queued
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(pool.Submit([&ran] { ++ran; }).ok());
+  const absl::Status refused = pool.Submit([&ran] { ran += 100; });
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(refused.message()),
+              ::testing::HasSubstr("3 calls are waiting for the compute threads "
+                                   "(--max_queued_calls=3)"));
+  gate.Open();
+  pool.Drain();
+  EXPECT_EQ(ran, 3);  // the refused item never ran
+  EXPECT_TRUE(pool.Submit([&ran] { ++ran; }).ok());
+  pool.Drain();
+  EXPECT_EQ(ran, 4);
 }
 
 }  // namespace

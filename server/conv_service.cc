@@ -39,7 +39,7 @@ ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* poo
       pool_(pool),
       observer_(observer),
       budget_(options.memory_budget_bytes),
-      models_(options.max_model_bytes) {}
+      models_(options.max_model_bytes, options.max_models) {}
 
 absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const {
   const char* const when =
@@ -176,12 +176,19 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   auto layers = std::make_shared<std::vector<DecodedLayer>>();
   auto reservation = std::make_shared<MemoryBudget::Reservation>();
   int64_t weight_bytes = 0;
+  int64_t charged_bytes = 0;  // what the model counts against --max_model_bytes
   call->set_model(request->name());
   absl::Status status = [&]() -> absl::Status {
     absl::Status name_ok = CheckModelName(request->name());
     if (!name_ok.ok()) return name_ok;
     if (request->layers_size() == 0) {
       return absl::InvalidArgumentError("layers: expected at least one layer, got none");
+    }
+    if (request->layers_size() > options_.max_layers_per_model) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("layers: the model has ", request->layers_size(),
+                       " layers, more than the server's limit of ", options_.max_layers_per_model,
+                       " layers per model (--max_layers_per_model)"));
     }
     for (int i = 0; i < request->layers_size(); ++i) {
       const v1::ModelLayer& layer = request->layers(i);
@@ -217,7 +224,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
           (decoded->weight.values.size() + decoded->bias.values.size()) * sizeof(float));
       layers->push_back(*std::move(decoded));
     }
-    absl::Status room = models_.CheckAdd(request->name(), weight_bytes, request->replace());
+    charged_bytes = ModelBytes(weight_bytes, request->layers_size());
+    absl::Status room = models_.CheckAdd(request->name(), charged_bytes, request->replace());
     if (!room.ok()) return room;
     // The request, held until the call is done.
     absl::StatusOr<MemoryBudget::Reservation> request_memory =
@@ -232,11 +240,12 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   }();
   // Packing the weights is the expensive part: it runs on the compute pool.
   RunIfAdmitted(call, status,
-                [this, call, request, response, layers, weight_bytes,
+                [this, call, request, response, layers, weight_bytes, charged_bytes,
                  reservation](const StopToken& stop) -> absl::Status {
                   auto model = std::make_shared<Model>();
                   model->name = request->name();
                   model->weight_bytes = weight_bytes;
+                  model->charged_bytes = charged_bytes;
                   for (const DecodedLayer& layer : *layers) {
                     if (stop.StopRequested()) return StoppedError();
                     absl::StatusOr<std::unique_ptr<ConvOperator>> op =

@@ -37,6 +37,8 @@ namespace convserve {
 struct ServiceOptions : RequestLimits {
   int64_t memory_budget_bytes = int64_t{2} << 30;  // --memory_budget_bytes
   int64_t max_model_bytes = int64_t{1} << 30;      // --max_model_bytes: all models.
+  int64_t max_models = 1024;                       // --max_models
+  int64_t max_layers_per_model = 1024;             // --max_layers_per_model
   // Non-empty: every call needs "authorization: Bearer <auth_token>" (--auth_token_file).
   std::string auth_token;
   // ConvService only over TLS (--tls_cert_file): calls on a plaintext

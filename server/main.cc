@@ -28,6 +28,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -68,6 +69,8 @@ ABSL_FLAG(int64_t, memory_budget_bytes, int64_t{2} << 30,
           "RESOURCE_EXHAUSTED at once.");
 ABSL_FLAG(int64_t, max_model_bytes, int64_t{1} << 30,
           "Weight bytes all loaded models may hold together.");
+ABSL_FLAG(int64_t, max_models, 1024, "Models that may be loaded at once.");
+ABSL_FLAG(int64_t, max_layers_per_model, 1024, "Most layers one model may have.");
 ABSL_FLAG(int64_t, max_queued_calls, 256,
           "Calls that may wait for the compute threads at once; more get RESOURCE_EXHAUSTED at "
           "once (their memory is bounded by --memory_budget_bytes).");
@@ -215,11 +218,17 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  options.max_models = absl::GetFlag(FLAGS_max_models);
+  options.max_layers_per_model = absl::GetFlag(FLAGS_max_layers_per_model);
   const int64_t max_queued_calls = absl::GetFlag(FLAGS_max_queued_calls);
-  if (max_queued_calls < 1) {
-    spdlog::critical("--max_queued_calls: expected a number of calls >= 1, got {}",
-                     max_queued_calls);
-    return 2;
+  for (const auto& [flag, value] :
+       {std::pair<const char*, int64_t>{"max_models", options.max_models},
+        {"max_layers_per_model", options.max_layers_per_model},
+        {"max_queued_calls", max_queued_calls}}) {
+    if (value < 1) {
+      spdlog::critical("--{}: expected a number >= 1, got {}", flag, value);
+      return 2;
+    }
   }
   ComputePool pool(threads, max_queued_calls);
   AccessLog access_log;

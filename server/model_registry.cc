@@ -18,15 +18,19 @@ absl::Status ModelRegistry::CheckAddLocked(const std::string& name, int64_t weig
           "name: a model named '", name,
           "' is already loaded (set replace = true to replace it, or unload it first)"));
     }
-    freed = existing->second->weight_bytes;
+    freed = existing->second->charged_bytes;
+  } else if (static_cast<int64_t>(models_.size()) >= max_models_) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "name: ", models_.size(), " models are loaded, the server's limit (--max_models=",
+        max_models_, "); unload a model first"));
   }
-  const int64_t others = total_weight_bytes_ - freed;
+  const int64_t others = total_charged_bytes_ - freed;
   if (weight_bytes > max_total_weight_bytes_ - others) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("layers: the model holds ", weight_bytes, " weight bytes; with the ", others,
-                     " bytes of the models already loaded that exceeds the limit "
-                     "--max_model_bytes=",
-                     max_total_weight_bytes_, " (unload a model first)"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "layers: the model holds ", weight_bytes, " bytes (its weights, and ", kBytesPerModelLayer,
+        " per layer and ", kBytesPerModel, " per model of bookkeeping); with the ", others,
+        " bytes of the models already loaded that exceeds the limit --max_model_bytes=",
+        max_total_weight_bytes_, " (unload a model first)"));
   }
   return absl::OkStatus();
 }
@@ -39,10 +43,14 @@ absl::Status ModelRegistry::CheckAdd(const std::string& name, int64_t weight_byt
 
 absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model, bool replace) {
   std::lock_guard<std::mutex> lock(mutex_);
-  absl::Status room = CheckAddLocked(model->name, model->weight_bytes, replace);
+  absl::Status room = CheckAddLocked(model->name, model->charged_bytes, replace);
   if (!room.ok()) return room;
   auto existing = models_.find(model->name);
-  if (existing != models_.end()) total_weight_bytes_ -= existing->second->weight_bytes;
+  if (existing != models_.end()) {
+    total_charged_bytes_ -= existing->second->charged_bytes;
+    total_weight_bytes_ -= existing->second->weight_bytes;
+  }
+  total_charged_bytes_ += model->charged_bytes;
   total_weight_bytes_ += model->weight_bytes;
   models_[model->name] = std::move(model);
   return absl::OkStatus();
@@ -67,6 +75,7 @@ absl::Status ModelRegistry::Remove(const std::string& name) {
   if (found == models_.end()) {
     return absl::NotFoundError(absl::StrCat("name: no model named '", name, "' is loaded"));
   }
+  total_charged_bytes_ -= found->second->charged_bytes;
   total_weight_bytes_ -= found->second->weight_bytes;
   models_.erase(found);
   return absl::OkStatus();

@@ -237,3 +237,40 @@ def test_row10_queue_is_bounded(start_server):
         slow.cancel()
         for call in queued:
             assert list(call.result().output.shape) == [1, 1, 2, 2]
+
+
+def tiny_layers(count):
+    w = np.ones((1, 1, 1, 1), np.float32)
+    return [convserve.ModelLayer(convserve.make_layer(2, (1, 1, 4, 4), w.shape), w, None)] * count
+
+
+def test_row20_models_count_their_bookkeeping(start_server):
+    # 1000 layers of 4 weight bytes each hold megabytes (about 3 KB per layer), not 4 KB.
+    process = start_server("--max_model_bytes=%d" % MIB, "--drain_grace_ms=0")
+    with convserve.Client(process.target, timeout=120) as connection:
+        with pytest.raises(convserve.ConvServeError) as error:
+            connection.load_model("many", tiny_layers(1000))
+        assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "--max_model_bytes=%d" % MIB in error.value.details
+        assert "per layer" in error.value.details
+        assert connection.load_model("few", tiny_layers(100)).name == "few"
+
+
+def test_row20_model_and_layer_counts_are_capped(start_server):
+    process = start_server("--max_models=3", "--max_layers_per_model=8", "--drain_grace_ms=0")
+    with convserve.Client(process.target, timeout=120) as connection:
+        with pytest.raises(convserve.ConvServeError) as error:
+            connection.load_model("deep", tiny_layers(9))
+        assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ("the model has 9 layers, more than the server's limit of 8 layers per model "
+                "(--max_layers_per_model)") in error.value.details
+        for name in ("a", "b", "c"):
+            connection.load_model(name, tiny_layers(8))
+        with pytest.raises(convserve.ConvServeError) as error:
+            connection.load_model("d", tiny_layers(1))
+        assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "3 models are loaded, the server's limit (--max_models=3)" in error.value.details
+        connection.load_model("a", tiny_layers(2), replace=True)  # replacing adds none
+        connection.unload_model("b")
+        connection.load_model("d", tiny_layers(1))
+        assert [model.name for model in connection.list_models()] == ["a", "c", "d"]

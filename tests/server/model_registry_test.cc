@@ -17,6 +17,7 @@ TEST(ModelRegistryTest, AddFindReplaceRemove) {
   auto model = std::make_shared<Model>();
   model->name = "a";
   model->weight_bytes = 600;
+  model->charged_bytes = 600;
   ASSERT_TRUE(registry.Add(model, false).ok());
   EXPECT_EQ(registry.Add(model, false).code(), absl::StatusCode::kAlreadyExists);
   EXPECT_TRUE(registry.Add(model, true).ok());  // replacing frees the old bytes first
@@ -24,6 +25,7 @@ TEST(ModelRegistryTest, AddFindReplaceRemove) {
   auto other = std::make_shared<Model>();
   other->name = "b";
   other->weight_bytes = 500;
+  other->charged_bytes = 500;
   absl::Status full = registry.Add(other, false);
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(std::string(full.message()), HasSubstr("--max_model_bytes=1000"));
@@ -65,6 +67,30 @@ TEST(ModelRegistryTest, CountsModelsAndTheirBytes) {
   ASSERT_TRUE(registry.Remove("b").ok());
   EXPECT_EQ(registry.size(), 1u);
   EXPECT_EQ(registry.total_weight_bytes(), smaller_a->weight_bytes);
+}
+
+TEST(ModelRegistryTest, ChargesBookkeepingAndCapsTheModelCount) {
+  // A model of a million 4-byte layers holds gigabytes beyond its 4 MB of weights.
+  EXPECT_EQ(ModelBytes(4 << 20, 1 << 20),
+            (4 << 20) + (int64_t{1} << 20) * kBytesPerModelLayer + kBytesPerModel);
+  ModelRegistry registry(1 << 20, /*max_models=*/2);
+  for (const char* name : {"a", "b", "c"}) {
+    auto model = std::make_shared<Model>();
+    model->name = name;
+    model->weight_bytes = 4;
+    model->charged_bytes = ModelBytes(4, 1);
+    absl::Status added = registry.Add(model, false);
+    if (std::string(name) != "c") {
+      EXPECT_TRUE(added.ok()) << added;
+      continue;
+    }
+    EXPECT_EQ(added.code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_THAT(std::string(added.message()),
+                HasSubstr("2 models are loaded, the server's limit (--max_models=2)"));
+    // Replacing a loaded model does not add one.
+    model->name = "a";
+    EXPECT_TRUE(registry.Add(model, true).ok());
+  }
 }
 
 TEST(ModelNameTest, AcceptsOnlyPlainNames) {

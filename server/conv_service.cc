@@ -88,6 +88,13 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
   if (!queued.ok()) call->Complete(queued);  // the work was dropped unrun
 }
 
+absl::Status ConvServiceImpl::CheckLayerCount(int64_t layers) const {
+  if (layers <= options_.max_layers_per_model) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrCat("layers: the model has ", layers, " layers, more than the server's limit of ",
+                   options_.max_layers_per_model, " layers per model (--max_layers_per_model)"));
+}
+
 void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request,
                                  v1::ConvResponse* response) {
   // Everything up to the admission decision is cheap and runs here; shared
@@ -184,12 +191,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     if (request->layers_size() == 0) {
       return absl::InvalidArgumentError("layers: expected at least one layer, got none");
     }
-    if (request->layers_size() > options_.max_layers_per_model) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("layers: the model has ", request->layers_size(),
-                       " layers, more than the server's limit of ", options_.max_layers_per_model,
-                       " layers per model (--max_layers_per_model)"));
-    }
+    absl::Status count = CheckLayerCount(request->layers_size());
+    if (!count.ok()) return count;
     for (int i = 0; i < request->layers_size(); ++i) {
       const v1::ModelLayer& layer = request->layers(i);
       const std::string prefix = absl::StrCat("layers[", i, "].");

@@ -18,6 +18,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <type_traits>
 
 #include "absl/status/status.h"
 #include "convserve/v1/convserve.grpc.pb.h"
@@ -29,6 +30,7 @@
 #include "server/model_registry.h"
 #include "server/tls.h"
 #include "server/unary_call.h"
+#include "server/wire_scan.h"
 
 namespace convserve {
 
@@ -157,6 +159,16 @@ class ConvServiceImpl final : public RawConvService {
                                  "replica"));
       return call;
     }
+    if constexpr (std::is_same_v<Request, v1::LoadModelRequest>) {
+      // Counted on the wire: parsing millions of tiny layers would allocate
+      // gigabytes before the handler could refuse them.
+      absl::Status layers =
+          CheckLayerCount(CountTopLevelField(*request, v1::LoadModelRequest::kLayersFieldNumber));
+      if (!layers.ok()) {
+        call->Complete(layers);
+        return call;
+      }
+    }
     absl::Status parsed = call->Parse(*request);
     if (!parsed.ok()) {
       // INTERNAL is what gRPC itself answers to unparsable requests, but the
@@ -176,6 +188,10 @@ class ConvServiceImpl final : public RawConvService {
     }
     return call;
   }
+
+  // RESOURCE_EXHAUSTED naming --max_layers_per_model if a model of `layers`
+  // layers is above it.
+  absl::Status CheckLayerCount(int64_t layers) const;
 
   void HandleConv(UnaryCall* call, const v1::ConvRequest* request, v1::ConvResponse* response);
   void HandleValidateShape(UnaryCall* call, const v1::ValidateShapeRequest* request,

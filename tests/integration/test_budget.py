@@ -274,3 +274,30 @@ def test_row20_model_and_layer_counts_are_capped(start_server):
         connection.unload_model("b")
         connection.load_model("d", tiny_layers(1))
         assert [model.name for model in connection.list_models()] == ["a", "c", "d"]
+
+
+def test_row20_millions_of_layers_are_refused_before_parsing(start_server):
+    # A 56 MB LoadModel of two million 1x1 layers parsed, decoded and packed into 2.8 GB of
+    # RSS. Its layers are counted on the wire: refused before the message is parsed.
+    process = start_server("--drain_grace_ms=0")
+    pid = process.process.pid
+    w = np.ones((1, 1, 1, 1), np.float32)
+    model_layer = pb.ModelLayer(layer=convserve.make_layer(2, (1, 1, 4, 4), w.shape))
+    to_tensor(w, model_layer.weight)
+    one_layer = pb.LoadModelRequest(layers=[model_layer]).SerializeToString()
+    layers = 2_000_000
+    message = pb.LoadModelRequest(name="deep").SerializeToString() + one_layer * layers
+    assert len(message) > 40 * MIB
+    before = memory_kib(pid, "VmHWM")
+    with grpc.insecure_channel(process.target, options=[
+            ("grpc.max_send_message_length", -1)]) as channel:
+        load = channel.unary_unary("/convserve.v1.ConvService/LoadModel")  # bytes as they are
+        with pytest.raises(grpc.RpcError) as error:
+            load(message, timeout=120)
+    assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.value
+    assert ("the model has %d layers, more than the server's limit of 1024 layers per model "
+            "(--max_layers_per_model)" % layers) in error.value.details()
+    grown = memory_kib(pid, "VmHWM") - before
+    # The wire bytes, once or twice over (gRPC's receive buffers), not the parsed layers.
+    assert grown < 4 * len(message) // 1024, (
+        "peak RSS grew by %d MiB for a %d MiB request" % (grown // 1024, len(message) // MIB))

@@ -32,9 +32,9 @@ void ExpectPercentilesClose(const Histogram& histogram, const std::vector<uint64
   }
 }
 
-TEST(HistogramTest, StatedErrorIsBelowOnePercent) { EXPECT_LE(Histogram::kMaxRelativeError, 0.01); }
+TEST(LoadHistogramTest, StatedErrorIsBelowOnePercent) { EXPECT_LE(Histogram::kMaxRelativeError, 0.01); }
 
-TEST(HistogramTest, UniformOneToN) {
+TEST(LoadHistogramTest, UniformOneToN) {
   constexpr uint64_t kN = 100000;
   std::vector<uint64_t> values;
   for (uint64_t v = 1; v <= kN; ++v) values.push_back(v);
@@ -50,7 +50,7 @@ TEST(HistogramTest, UniformOneToN) {
   EXPECT_EQ(histogram.ValueAtPercentile(100), kN);
 }
 
-TEST(HistogramTest, ConstantIsExactAtEveryPercentile) {
+TEST(LoadHistogramTest, ConstantIsExactAtEveryPercentile) {
   const uint64_t value = 123456789;  // far outside the exact range, in a wide bucket
   Histogram histogram;
   histogram.RecordMany(value, 1000000);
@@ -60,7 +60,7 @@ TEST(HistogramTest, ConstantIsExactAtEveryPercentile) {
   EXPECT_DOUBLE_EQ(histogram.mean(), static_cast<double>(value));
 }
 
-TEST(HistogramTest, TwoSpikes) {
+TEST(LoadHistogramTest, TwoSpikes) {
   // 99 % of calls take 1 ms, 1 % take 1 s.
   std::vector<uint64_t> values(9900, 1000000);
   values.insert(values.end(), 100, 1000000000);
@@ -74,7 +74,7 @@ TEST(HistogramTest, TwoSpikes) {
   EXPECT_GT(histogram.ValueAtPercentile(99.01), 990000000u);
 }
 
-TEST(HistogramTest, LogUniformValuesOverManyDecades) {
+TEST(LoadHistogramTest, LogUniformValuesOverManyDecades) {
   std::mt19937_64 rng(11);
   std::uniform_real_distribution<double> exponent(0, 12);  // 1 ns .. 1000 s
   std::vector<uint64_t> values;
@@ -88,7 +88,7 @@ TEST(HistogramTest, LogUniformValuesOverManyDecades) {
   EXPECT_EQ(histogram.max(), *std::max_element(values.begin(), values.end()));
 }
 
-TEST(HistogramTest, BucketsTileTheWholeRangeNoWiderThanTheStatedError) {
+TEST(LoadHistogramTest, BucketsTileTheWholeRangeNoWiderThanTheStatedError) {
   EXPECT_EQ(Histogram::BucketLower(0), 0u);
   EXPECT_EQ(Histogram::BucketUpper(Histogram::kBucketCount - 1), UINT64_MAX);
   for (int i = 0; i < Histogram::kBucketCount; ++i) {
@@ -109,7 +109,7 @@ TEST(HistogramTest, BucketsTileTheWholeRangeNoWiderThanTheStatedError) {
   }
 }
 
-TEST(HistogramTest, ZeroSmallAndHugeValues) {
+TEST(LoadHistogramTest, ZeroSmallAndHugeValues) {
   Histogram histogram;
   for (uint64_t v : {uint64_t{0}, uint64_t{1}, uint64_t{255}, uint64_t{256}}) {
     histogram.Reset();
@@ -132,7 +132,7 @@ TEST(HistogramTest, ZeroSmallAndHugeValues) {
   EXPECT_GT(histogram.mean(), 1.2e19);  // no overflow in the sum
 }
 
-TEST(HistogramTest, EmptyHistogram) {
+TEST(LoadHistogramTest, EmptyHistogram) {
   Histogram histogram;
   EXPECT_EQ(histogram.count(), 0u);
   EXPECT_EQ(histogram.min(), 0u);
@@ -142,7 +142,7 @@ TEST(HistogramTest, EmptyHistogram) {
   EXPECT_TRUE(histogram.Buckets().empty());
 }
 
-TEST(HistogramTest, MemoryDoesNotGrowWithCalls) {
+TEST(LoadHistogramTest, MemoryDoesNotGrowWithCalls) {
   Histogram histogram;
   histogram.RecordMany(5000, uint64_t{1} << 40);  // a trillion calls
   histogram.RecordMany(7000000, uint64_t{1} << 40);
@@ -154,7 +154,7 @@ TEST(HistogramTest, MemoryDoesNotGrowWithCalls) {
               7e6 * Histogram::kMaxRelativeError);
 }
 
-TEST(HistogramTest, MergeEqualsOneHistogramOfEverything) {
+TEST(LoadHistogramTest, MergeEqualsOneHistogramOfEverything) {
   std::mt19937_64 rng(5);
   std::lognormal_distribution<double> latency(13, 1.5);  // median ~0.44 ms, long tail
   Histogram single, left, right;
@@ -180,7 +180,7 @@ TEST(HistogramTest, MergeEqualsOneHistogramOfEverything) {
   }
 }
 
-TEST(HistogramTest, BucketsSumToCount) {
+TEST(LoadHistogramTest, BucketsSumToCount) {
   Histogram histogram;
   for (uint64_t v = 0; v < 100000; v += 7) histogram.Record(v * v);
   uint64_t total = 0;

@@ -71,7 +71,7 @@ Report SampleReport() {
   return report;
 }
 
-TEST(ReportTest, ParsesFormatNames) {
+TEST(LoadReportTest, ParsesFormatNames) {
   EXPECT_EQ(*ParseFormat("text"), Format::kText);
   EXPECT_EQ(*ParseFormat("JSON"), Format::kJson);
   EXPECT_EQ(*ParseFormat("csv"), Format::kCsv);
@@ -82,7 +82,7 @@ TEST(ReportTest, ParsesFormatNames) {
   EXPECT_THAT(bad.status().message(), HasSubstr("'pdf'"));
 }
 
-TEST(ReportTest, TextHasEveryLevelErrorsByCodeAndASummary) {
+TEST(LoadReportTest, TextHasEveryLevelErrorsByCodeAndASummary) {
   const Report report = SampleReport();
   const std::string text = FormatText(report);
   EXPECT_THAT(text, HasSubstr("closed loop, concurrency 4"));
@@ -96,7 +96,7 @@ TEST(ReportTest, TextHasEveryLevelErrorsByCodeAndASummary) {
   EXPECT_EQ(FormatReport(report, Format::kText), text);
 }
 
-TEST(ReportTest, JsonParsesAndCarriesTheNumbers) {
+TEST(LoadReportTest, JsonParsesAndCarriesTheNumbers) {
   const Report report = SampleReport();
   const nlohmann::json json = nlohmann::json::parse(FormatJson(report));
   EXPECT_EQ(json["tool"], "convserve_load");
@@ -152,7 +152,7 @@ std::vector<std::string> CsvFields(const std::string& line) {
   return fields;
 }
 
-TEST(ReportTest, CsvHasTheHeaderAndOneRowPerLevelAndCall) {
+TEST(LoadReportTest, CsvHasTheHeaderAndOneRowPerLevelAndCall) {
   const Report report = SampleReport();
   const std::string csv = FormatCsv(report);
   std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
@@ -187,7 +187,7 @@ int Count(const std::string& text, const std::string& what) {
   return n;
 }
 
-TEST(ReportTest, HtmlIsSelfContainedWithThreeChartsPerLevel) {
+TEST(LoadReportTest, HtmlIsSelfContainedWithThreeChartsPerLevel) {
   const std::string html = FormatHtml(SampleReport());
   EXPECT_TRUE(absl::StartsWith(html, "<!DOCTYPE html>"));
   EXPECT_EQ(Count(html, "<svg"), 6);
@@ -206,7 +206,7 @@ TEST(ReportTest, HtmlIsSelfContainedWithThreeChartsPerLevel) {
   EXPECT_THAT(html, HasSubstr("&lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot;"));
 }
 
-TEST(ReportTest, HtmlOfARunWithoutSuccessesHasNoCharts) {
+TEST(LoadReportTest, HtmlOfARunWithoutSuccessesHasNoCharts) {
   Report report;
   RunResult run;
   run.label = "concurrency 1";

@@ -15,7 +15,7 @@ Outcome Failed(const std::string& code, uint64_t latency_ns = 1000) {
   return Outcome{code, latency_ns, -1};
 }
 
-TEST(StatusCodeNameTest, CanonicalNames) {
+TEST(LoadStatusCodeNameTest, CanonicalNames) {
   for (int code = 0; code <= 16; ++code) {
     EXPECT_EQ(StatusCodeName(code), absl::StatusCodeToString(static_cast<absl::StatusCode>(code)))
         << code;
@@ -24,7 +24,7 @@ TEST(StatusCodeNameTest, CanonicalNames) {
   EXPECT_EQ(StatusCodeName(-1), "CODE_-1");
 }
 
-TEST(CallStatsTest, CountsErrorsByCodeAndLatencyOfSuccessesOnly) {
+TEST(LoadCallStatsTest, CountsErrorsByCodeAndLatencyOfSuccessesOnly) {
   CallStats stats;
   for (int i = 0; i < 5; ++i) stats.Record(Ok(2000000, 1500000));
   for (int i = 0; i < 3; ++i) stats.Record(Ok(3000000));
@@ -46,13 +46,13 @@ TEST(CallStatsTest, CountsErrorsByCodeAndLatencyOfSuccessesOnly) {
   EXPECT_EQ(stats.rest.max(), 500000u);
 }
 
-TEST(CallStatsTest, RestIsClampedAtZero) {
+TEST(LoadCallStatsTest, RestIsClampedAtZero) {
   CallStats stats;
   stats.Record(Ok(1000, 5000));  // clocks of two machines: compute may exceed the latency
   EXPECT_EQ(stats.rest.max(), 0u);
 }
 
-TEST(CallStatsTest, MergeAddsCountsAndCodes) {
+TEST(LoadCallStatsTest, MergeAddsCountsAndCodes) {
   CallStats a, b;
   a.Record(Ok(10));
   a.Record(Failed("UNAVAILABLE"));
@@ -68,7 +68,7 @@ TEST(CallStatsTest, MergeAddsCountsAndCodes) {
   EXPECT_EQ(a.compute.count(), 1u);
 }
 
-TEST(RecorderTest, OnlyMeasuredCallsMakeTheStatistics) {
+TEST(LoadRecorderTest, OnlyMeasuredCallsMakeTheStatistics) {
   Recorder recorder({"health", "conv"});
   recorder.Record(0, Ok(100), /*measured=*/false, /*in_window=*/false);  // warm-up
   recorder.Record(1, Ok(200), /*measured=*/false, /*in_window=*/true);   // warm-up, late
@@ -93,7 +93,7 @@ TEST(RecorderTest, OnlyMeasuredCallsMakeTheStatistics) {
   EXPECT_DOUBLE_EQ(result.throughput(), 4.0);
 }
 
-TEST(RecorderTest, TicksCloseIntervalsAndBuildTheTimeline) {
+TEST(LoadRecorderTest, TicksCloseIntervalsAndBuildTheTimeline) {
   Recorder recorder({"health"});
   recorder.Record(0, Ok(1000), false, false);
   Recorder::Interval warmup = recorder.Tick(/*window_seconds=*/0, /*length_seconds=*/0);
@@ -120,7 +120,7 @@ TEST(RecorderTest, TicksCloseIntervalsAndBuildTheTimeline) {
   EXPECT_EQ(result.timeline[1].p50_ns, 4000u);
 }
 
-TEST(ReportTest, ErrorCountSumsRuns) {
+TEST(LoadResultsTest, ErrorCountSumsRuns) {
   Report report;
   report.runs.resize(2);
   report.runs[0].total.Record(Failed("UNAVAILABLE"));

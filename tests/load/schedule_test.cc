@@ -14,7 +14,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-TEST(ArrivalScheduleTest, ConstantIsExactAndDoesNotDrift) {
+TEST(LoadArrivalScheduleTest, ConstantIsExactAndDoesNotDrift) {
   for (double rate : {200.0, 3.0, 7919.0}) {
     ArrivalSchedule schedule(Arrival::kConstant, rate, /*seed=*/1);
     for (int64_t i = 0; i < 100000; ++i) {
@@ -50,7 +50,7 @@ GapStats Measure(double rate, uint64_t seed, int n) {
                   static_cast<double>(above) / n};
 }
 
-TEST(ArrivalScheduleTest, PoissonHasTheMeanRateAndExponentialGaps) {
+TEST(LoadArrivalScheduleTest, PoissonHasTheMeanRateAndExponentialGaps) {
   for (double rate : {50.0, 1000.0, 20000.0}) {
     const GapStats stats = Measure(rate, /*seed=*/42, 200000);
     // Standard errors at n = 200000: rate 0.22 %, CV about 0.3 %.
@@ -61,7 +61,7 @@ TEST(ArrivalScheduleTest, PoissonHasTheMeanRateAndExponentialGaps) {
   }
 }
 
-TEST(ArrivalScheduleTest, PoissonIsDeterministicPerSeed) {
+TEST(LoadArrivalScheduleTest, PoissonIsDeterministicPerSeed) {
   ArrivalSchedule a(Arrival::kPoisson, 100, 7), b(Arrival::kPoisson, 100, 7),
       c(Arrival::kPoisson, 100, 8);
   bool differs = false;
@@ -73,7 +73,7 @@ TEST(ArrivalScheduleTest, PoissonIsDeterministicPerSeed) {
   EXPECT_TRUE(differs);
 }
 
-TEST(ArrivalTest, ParsesNamesAndRefusesOthers) {
+TEST(LoadArrivalTest, ParsesNamesAndRefusesOthers) {
   EXPECT_EQ(*ParseArrival("constant"), Arrival::kConstant);
   EXPECT_EQ(*ParseArrival("Poisson"), Arrival::kPoisson);
   const absl::StatusOr<Arrival> bad = ParseArrival("uniform");
@@ -85,7 +85,7 @@ TEST(ArrivalTest, ParsesNamesAndRefusesOthers) {
 
 const std::vector<std::string> kKnown = {"health", "conv", "run_model"};
 
-TEST(CallMixTest, ParsesWeights) {
+TEST(LoadCallMixTest, ParsesWeights) {
   absl::StatusOr<CallMix> mix = CallMix::Parse("mix", "health:1, conv:3,run_model", kKnown);
   ASSERT_TRUE(mix.ok()) << mix.status();
   ASSERT_EQ(mix->entries().size(), 3u);
@@ -95,7 +95,7 @@ TEST(CallMixTest, ParsesWeights) {
   EXPECT_EQ(mix->total_weight(), 5);
 }
 
-TEST(CallMixTest, RefusesMalformedMixesNamingTheFlagAndTheInput) {
+TEST(LoadCallMixTest, RefusesMalformedMixesNamingTheFlagAndTheInput) {
   for (const char* text : {"health:0", "health:x", "health:-1", "bogus:1", "health:1,health:2",
                            "health:1,,conv:1", "", "health:1.5"}) {
     const absl::StatusOr<CallMix> mix = CallMix::Parse("mix", text, kKnown);
@@ -106,7 +106,7 @@ TEST(CallMixTest, RefusesMalformedMixesNamingTheFlagAndTheInput) {
   }
 }
 
-TEST(CallMixTest, PicksInProportionToTheWeights) {
+TEST(LoadCallMixTest, PicksInProportionToTheWeights) {
   const CallMix mix = *CallMix::Parse("mix", "health:1,conv:3,run_model:6", kKnown);
   std::mt19937_64 rng(9);
   std::vector<int> counts(3, 0);

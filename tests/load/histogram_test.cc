@@ -32,7 +32,9 @@ void ExpectPercentilesClose(const Histogram& histogram, const std::vector<uint64
   }
 }
 
-TEST(LoadHistogramTest, StatedErrorIsBelowOnePercent) { EXPECT_LE(Histogram::kMaxRelativeError, 0.01); }
+TEST(LoadHistogramTest, StatedErrorIsBelowOnePercent) {
+  EXPECT_LE(Histogram::kMaxRelativeError, 0.01);
+}
 
 TEST(LoadHistogramTest, UniformOneToN) {
   constexpr uint64_t kN = 100000;

@@ -834,13 +834,11 @@ class LoadRun {
       }
     }
     delete call;
-    bool notify = false;
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      --in_flight_;
-      notify = in_flight_ == 0 || level_.open_loop;
-    }
-    if (notify) idle_.notify_all();
+    // Notified under the lock: once Run sees no call in flight it returns and this LoadRun is
+    // destroyed, so nothing of it may be touched after the unlock.
+    std::lock_guard<std::mutex> lock(mutex_);
+    --in_flight_;
+    if (in_flight_ == 0 || level_.open_loop) idle_.notify_all();
   }
 
   void SendOnSchedule() {

@@ -5,8 +5,8 @@ tests/integration/conftest.py) and runs build/bench/load/convserve_load against 
 of seconds: health in a closed loop (text), conv of a bench/layers.json layer in an open loop
 (json, the measured rate checked against the requested one), run_model of a loaded model (csv)
 and a weighted mix (html). Then bad flags (exit 2 naming the flag), TLS with a bearer token,
-several targets and connections, and a stalled server whose queueing must show in open-loop
-latencies (no coordinated omission).
+several targets and connections, a stalled server whose queueing must show in open-loop
+latencies (no coordinated omission), and a killed one whose failures are counted by code.
 """
 
 import csv
@@ -270,5 +270,30 @@ def test_a_stalled_server_shows_in_open_loop_latency():
         assert run["total"]["ok"] == run["scheduled"]
     finally:
         process.signal(signal.SIGCONT)
+        process.stop()
+        process.cleanup()
+
+
+def test_errors_are_counted_by_code_and_exit_1():
+    """The server is killed 1 s into the window: the calls after fail UNAVAILABLE, are counted
+    by code (not timed), the report is still written, and the exit status is 1."""
+    process = ServerProcess("--drain_grace_ms=0")
+    try:
+        killer = threading.Timer(1.5, process.process.kill)
+        killer.start()
+        result = run_load("--target=" + process.target, "--call=health", "--concurrency=2",
+                          "--duration=2", "--warmup=0.5", "--deadline_ms=1000", "--format=json",
+                          "--noprogress")
+        killer.join()
+        assert result.returncode == 1, result.stderr
+        [run] = json.loads(result.stdout)["runs"]
+        total = run["total"]
+        assert total["ok"] > 0 and total["errors"] > 0
+        assert total["errors_by_code"].get("UNAVAILABLE", 0) > 0, total["errors_by_code"]
+        assert sum(total["errors_by_code"].values()) == total["errors"]
+        assert total["calls"] == total["ok"] + total["errors"]
+        assert total["latency_us"]["count"] == total["ok"]
+        assert "calls failed" in result.stderr
+    finally:
         process.stop()
         process.cleanup()

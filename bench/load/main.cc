@@ -18,7 +18,8 @@
 // html; bench/load/report.h) on stdout or --output.
 //
 // Exit status: 0 when every measured call succeeded, 1 when any failed (the report is written
-// all the same) or the server could not be reached, 2 for a bad flag.
+// all the same) or the server could not be reached, 2 for a bad flag, 130 after SIGINT or SIGTERM
+// (the run stops sending, waits for its calls in flight and reports what it measured).
 #include <arpa/inet.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -145,6 +147,17 @@ using client::FloatArray;
 int64_t NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
       .count();
+}
+
+// When the first SIGINT or SIGTERM arrived (steady clock, ns), 0 if none: the run stops sending,
+// waits for its calls in flight and writes the report of what it measured until then. A second
+// signal kills the process.
+std::atomic<int64_t> interrupted_ns{0};
+
+extern "C" void OnInterrupt(int signal_number) {
+  int64_t none = 0;
+  interrupted_ns.compare_exchange_strong(none, NowNs());
+  std::signal(signal_number, SIG_DFL);
 }
 
 // A flag problem: exits 2 with this message.
@@ -753,16 +766,22 @@ class LoadRun {
     result.label = level_.open_loop ? absl::StrFormat("rps %g %s", level_.rps, result.arrival)
                                     : absl::StrFormat("concurrency %d", level_.concurrency);
     result.warmup_seconds = settings_.warmup_seconds;
-    const int64_t window_end = settings_.requests > 0 ? last_completion_ns_.load() : end_ns_;
+    const int64_t window_end =
+        settings_.requests > 0 ? last_completion_ns_.load() : std::min(end_ns_, WindowEnd());
     result.window_seconds = std::max<int64_t>(0, window_end - measure_start_ns_) / 1e9;
     result.scheduled = scheduled_measured_;
-    result.planned_seconds =
-        settings_.requests > 0 ? result.window_seconds : settings_.duration_seconds;
+    result.planned_seconds = result.window_seconds;
     recorder_.Collect(&result);
     return result;
   }
 
  private:
+  // The end of the measuring window: its planned end, or the interruption if earlier.
+  int64_t WindowEnd() const {
+    const int64_t interrupted = interrupted_ns.load();
+    return interrupted != 0 ? std::min(end_ns_, interrupted) : end_ns_;
+  }
+
   struct Call {
     grpc::ClientContext context;
     grpc::ByteBuffer response;
@@ -780,6 +799,7 @@ class LoadRun {
 
   // Whether a call due at `due_ns` is sent, and whether it is measured.
   bool Admit(int64_t due_ns, bool* measured) {
+    if (interrupted_ns.load() != 0) return false;
     if (due_ns < measure_start_ns_) {
       *measured = false;
       return true;
@@ -817,7 +837,7 @@ class LoadRun {
     Outcome outcome = Inspect(workloads_[call->workload], status, &call->response);
     outcome.latency_ns = static_cast<uint64_t>(std::max<int64_t>(0, now - call->scheduled_ns));
     recorder_.Record(call->workload, outcome, call->measured,
-                     now >= measure_start_ns_ && now < end_ns_);
+                     now >= measure_start_ns_ && now < WindowEnd());
     if (call->measured) {
       int64_t seen = last_completion_ns_.load();
       while (seen < now && !last_completion_ns_.compare_exchange_weak(seen, now)) {
@@ -848,8 +868,12 @@ class LoadRun {
       const int64_t due = start_ns_ + schedule.NextNanos();
       bool measured = false;
       if (!Admit(due, &measured)) break;
-      const int64_t now = NowNs();
-      if (due > now) std::this_thread::sleep_for(std::chrono::nanoseconds(due - now));
+      // Sleep until due, waking at least every 100 ms to notice an interruption.
+      for (int64_t now = NowNs(); due > now && interrupted_ns.load() == 0; now = NowNs()) {
+        std::this_thread::sleep_for(
+            std::chrono::nanoseconds(std::min<int64_t>(due - now, 100000000)));
+      }
+      if (interrupted_ns.load() != 0) break;
       {
         std::unique_lock<std::mutex> lock(mutex_);
         idle_.wait(lock, [this] { return in_flight_ < settings_.max_in_flight; });
@@ -874,7 +898,7 @@ class LoadRun {
       }
       const int64_t now = last ? NowNs() : at;
       // The part of this interval inside the measuring window, if any.
-      const int64_t window_now = std::min(now, end_ns_);
+      const int64_t window_now = std::min(now, WindowEnd());
       const double window = (window_now - measure_start_ns_) / 1e9;
       const double length = (window_now - std::max(previous, measure_start_ns_)) / 1e9;
       const Recorder::Interval interval = recorder_.Tick(length > 0 ? window : 0, length);
@@ -1223,9 +1247,19 @@ int Main(int argc, char** argv) {
   for (const Workload& workload : workloads) {
     report.calls.emplace_back(workload.name, workload.description);
   }
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
   for (const Level& level : plan->levels) {
     LoadRun run(*connections, workloads, plan->mix, plan->calls, plan->run, level);
     report.runs.push_back(run.Run());
+    if (interrupted_ns.load() != 0) {
+      report.settings.emplace_back(
+          "interrupted",
+          absl::StrFormat("by a signal during %s%s", report.runs.back().label,
+                          &level == &plan->levels.back() ? "" : "; later levels not run"));
+      std::fprintf(stderr, "convserve_load: interrupted; writing the report so far\n");
+      break;
+    }
   }
 
   const std::string text = FormatReport(report, plan->format);
@@ -1240,6 +1274,7 @@ int Main(int argc, char** argv) {
       return 1;
     }
   }
+  if (interrupted_ns.load() != 0) return 130;
   const uint64_t errors = report.error_count();
   if (errors > 0)
     std::fprintf(stderr, "convserve_load: %llu calls failed\n",

@@ -77,7 +77,7 @@ struct RunResult {
   // Open loop: calls due in the measuring window, and how late the sender sent them (actual
   // send - scheduled time; large values mean the load generator, not the server, fell behind).
   uint64_t scheduled = 0;
-  double planned_seconds = 0;  // the planned measuring window (duration), open loop
+  double planned_seconds = 0;  // open loop: the window the calls were due in
   Histogram send_lag;
   CallStats total;
   std::vector<CallStats> by_call;

@@ -12,7 +12,6 @@ latencies (no coordinated omission), and a killed one whose failures are counted
 import csv
 import io
 import json
-import os
 import pathlib
 import re
 import signal
@@ -297,3 +296,20 @@ def test_errors_are_counted_by_code_and_exit_1():
     finally:
         process.stop()
         process.cleanup()
+
+
+def test_interrupt_writes_the_report_so_far(server):
+    process = subprocess.Popen([str(LOAD), "--target=" + server.target, "--call=health",
+                                "--rps=100,200", "--duration=60", "--warmup=0.5",
+                                "--format=json", "--noprogress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.5)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    report = json.loads(stdout)
+    assert "later levels not run" in report["settings"]["interrupted"]
+    [run] = report["runs"]
+    assert 0.5 < run["window_s"] < 10
+    assert run["total"]["ok"] > 0 and run["total"]["errors"] == 0
+    assert abs(run["offered_rps"] - 100) <= 10, run

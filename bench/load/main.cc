@@ -458,9 +458,15 @@ absl::StatusOr<Workload> ConvWorkload(std::mt19937* rng) {
   std::string description;
   const std::string layer_name = absl::GetFlag(FLAGS_layer);
   if (!layer_name.empty()) {
-    if (!absl::GetFlag(FLAGS_weight_shape).empty()) {
-      return FlagError("weight_shape", "nothing with --layer (the layer has its own)",
-                       absl::GetFlag(FLAGS_weight_shape));
+    // The layer flags describe a layer of their own: refuse them beside --layer, not ignore.
+    for (const char* name :
+         {"weight_shape", "with_bias", "stride", "dilation", "padding", "padding_mode", "groups",
+          "data_format", "weight_format", "activation", "activation_alpha"}) {
+      const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      if (flag != nullptr && flag->CurrentValue() != flag->DefaultValue()) {
+        return FlagError(name, "nothing with --layer (the layer has its own)",
+                         flag->CurrentValue());
+      }
     }
     std::string file = absl::GetFlag(FLAGS_layers_file);
     if (file.empty()) file = std::string(CONVSERVE_SOURCE_DIR) + "/bench/layers.json";

@@ -159,6 +159,7 @@ def test_mix_poisson_html(server, tmp_path):
     (["--call=conv", "--layer=no.such.layer"], "--layer", "no.such.layer"),
     (["--call=conv", "--layer=" + LAYER, "--layers_file=/nonexistent.json"], "--layers_file",
      "/nonexistent.json"),
+    (["--call=conv", "--layer=" + LAYER, "--stride=2"], "--stride", "2"),
     (["--call=conv", "--input_shape=1,2,x", "--weight_shape=1,2,3"], "--input_shape", "1,2,x"),
     (["--call=conv", "--input_shape=1,2,9", "--weight_shape=1,2,3", "--padding=sideways"],
      "--padding", "sideways"),

@@ -10,7 +10,9 @@
 namespace convserve {
 
 std::string ShapeToString(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  if (shape.size() <= kMaxShownEntries) return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+  return absl::StrCat("[", absl::StrJoin(shape.begin(), shape.begin() + kMaxShownEntries, ", "),
+                      ", ... (", shape.size(), " entries)]");
 }
 
 absl::StatusOr<int64_t> CheckedElementCount(absl::string_view field,

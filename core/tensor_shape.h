@@ -27,7 +27,13 @@ absl::StatusOr<int64_t> CheckedElementCount(absl::string_view field,
 absl::Status CheckPayloadBytes(absl::string_view field, const std::vector<int64_t>& shape,
                                uint64_t byte_size);
 
-// "[1, 3, 224, 224]".
+// The most entries of a shape or of a per-axis list that messages show.
+inline constexpr size_t kMaxShownEntries = 8;
+
+// "[1, 3, 224, 224]". Also prints per-axis lists (kernel, stride, pads). A
+// declared list may be a million entries long: beyond kMaxShownEntries only
+// the first ones are shown, then the count, "[1, 1, 1, 1, 1, 1, 1, 1, ...
+// (1000000 entries)]", so no message echoes more than a few hundred bytes.
 std::string ShapeToString(const std::vector<int64_t>& shape);
 
 }  // namespace convserve

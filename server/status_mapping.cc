@@ -3,18 +3,25 @@
 
 #include <string>
 
+#include "core/printable.h"
+
 namespace convserve {
+
+std::string BoundedStatusMessage(const absl::Status& status) {
+  return CapMessage(status.message(), kMaxStatusMessageBytes);
+}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   const int code = static_cast<int>(status.code());
   if (code < static_cast<int>(absl::StatusCode::kOk) ||
       code > static_cast<int>(absl::StatusCode::kUnauthenticated)) {
-    return grpc::Status(grpc::StatusCode::INTERNAL, "internal error: unexpected status code " +
-                                                        std::to_string(code) + ": " +
-                                                        std::string(status.message()));
+    return grpc::Status(grpc::StatusCode::INTERNAL,
+                        CapMessage("internal error: unexpected status code " +
+                                       std::to_string(code) + ": " + std::string(status.message()),
+                                   kMaxStatusMessageBytes));
   }
-  return grpc::Status(static_cast<grpc::StatusCode>(code), std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(code), BoundedStatusMessage(status));
 }
 
 bool IsClientError(absl::StatusCode code) {

@@ -75,12 +75,13 @@ void UnaryCall::Complete(const absl::Status& status, bool caller_fault) {
     }
   }
   if (!result.ok()) {
-    // The message may quote caller text: the log format keeps it on one line.
+    // The message may quote caller text: the log format keeps it on one line,
+    // and BoundedStatusMessage keeps it as short as what the caller gets.
     const std::string peer = context_->peer();
     LogEvent(
         caller_fault || IsClientError(result.code()) ? spdlog::level::warn : spdlog::level::err,
         absl::StrCat(method_, " from ", peer, " failed: ", absl::StatusCodeToString(result.code()),
-                     ": ", result.message()),
+                     ": ", BoundedStatusMessage(result)),
         {{"request_id", record_.request_id}});
   } else if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("{} from {} request_id={} ok", method_, context_->peer(),

@@ -29,5 +29,45 @@ TEST(PrintableTest, TruncatesLongTextAndSaysHowLongItWas) {
   EXPECT_EQ(Printable("abc", 3), "abc");
 }
 
+TEST(CapMessageTest, KeepsShortMessagesWhole) {
+  EXPECT_EQ(CapMessage("name: no model named 'x' is loaded", 1024),
+            "name: no model named 'x' is loaded");
+  const std::string exact(1024, 'a');
+  EXPECT_EQ(CapMessage(exact, 1024), exact);
+}
+
+TEST(CapMessageTest, CutsLongMessagesToTheLimitAndMarksTheCut) {
+  const std::string capped = CapMessage(std::string(3 << 20, 'a'), 1024);
+  EXPECT_EQ(capped, std::string(1024 - 23, 'a') + "...(cut: 3145728 bytes)");
+}
+
+// `head` filled up to 40 bytes with dots: then the mark "...(cut: 40 bytes)"
+// is 18 bytes and a cap of 24 leaves 6 bytes of room.
+std::string Forty(const std::string& head) { return head + std::string(40 - head.size(), '.'); }
+
+TEST(CapMessageTest, NeverSplitsAnEscapeOrAUtf8Character) {
+  EXPECT_EQ(CapMessage(Forty("abcd\\n"), 24), "abcd\\n...(cut: 40 bytes)");
+  EXPECT_EQ(CapMessage(Forty("abcde\\n"), 24), "abcde...(cut: 40 bytes)");
+  EXPECT_EQ(CapMessage(Forty("abcd\\x1b[31m"), 24), "abcd...(cut: 40 bytes)");
+  EXPECT_EQ(CapMessage(Forty("abcde\\101"), 24), "abcde...(cut: 40 bytes)");
+  // Raw UTF-8: "\xc3\xa9" is one character, "\xe2\x82\xac" another.
+  EXPECT_EQ(CapMessage(Forty("abcd\xc3\xa9"
+                             "rest"),
+                       24),
+            "abcd\xc3\xa9...(cut: 40 bytes)");
+  EXPECT_EQ(CapMessage(Forty("abcde\xc3\xa9"
+                             "rest"),
+                       24),
+            "abcde...(cut: 40 bytes)");
+  EXPECT_EQ(CapMessage(Forty("abcd\xe2\x82\xac"
+                             "rest"),
+                       24),
+            "abcd...(cut: 40 bytes)");
+}
+
+TEST(CapMessageTest, ALimitBelowTheMarkGivesTheMarkAlone) {
+  EXPECT_EQ(CapMessage(Forty("abc"), 4), "...(cut: 40 bytes)");
+}
+
 }  // namespace
 }  // namespace convserve

@@ -4,9 +4,21 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "core/printable.h"
 
 namespace convserve {
+namespace {
+
+// NOT_FOUND naming `name` (escaped, truncated) and how many models are loaded,
+// not which: with thousands loaded, their names would make a message of
+// megabytes (ListModels lists them).
+absl::Status NotLoaded(const std::string& name, size_t loaded) {
+  return absl::NotFoundError(
+      absl::StrCat("name: no model named '", Printable(name), "' is loaded (", loaded,
+                   loaded == 1 ? " model is" : " models are", " loaded; ListModels lists them)"));
+}
+
+}  // namespace
 
 absl::Status ModelRegistry::CheckAddLocked(const std::string& name, int64_t weight_bytes,
                                            bool replace) const {
@@ -15,7 +27,7 @@ absl::Status ModelRegistry::CheckAddLocked(const std::string& name, int64_t weig
   if (existing != models_.end()) {
     if (!replace) {
       return absl::AlreadyExistsError(absl::StrCat(
-          "name: a model named '", name,
+          "name: a model named '", Printable(name),
           "' is already loaded (set replace = true to replace it, or unload it first)"));
     }
     freed = existing->second->charged_bytes;
@@ -59,22 +71,14 @@ absl::Status ModelRegistry::Add(std::shared_ptr<const Model> model, bool replace
 absl::StatusOr<std::shared_ptr<const Model>> ModelRegistry::Find(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mutex_);
   auto found = models_.find(name);
-  if (found == models_.end()) {
-    std::vector<std::string> names;
-    for (const auto& [loaded, model] : models_) names.push_back(loaded);
-    return absl::NotFoundError(absl::StrCat(
-        "name: no model named '", name,
-        "' is loaded (loaded: ", names.empty() ? "none" : absl::StrJoin(names, ", "), ")"));
-  }
+  if (found == models_.end()) return NotLoaded(name, models_.size());
   return found->second;
 }
 
 absl::Status ModelRegistry::Remove(const std::string& name) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto found = models_.find(name);
-  if (found == models_.end()) {
-    return absl::NotFoundError(absl::StrCat("name: no model named '", name, "' is loaded"));
-  }
+  if (found == models_.end()) return NotLoaded(name, models_.size());
   total_charged_bytes_ -= found->second->charged_bytes;
   total_weight_bytes_ -= found->second->weight_bytes;
   models_.erase(found);
@@ -107,8 +111,8 @@ absl::Status CheckModelName(const std::string& name) {
   }
   if (ok) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("name: expected 1 to 128 characters of [A-Za-z0-9_.-], got '",
-                   name.substr(0, 200), "' (", name.size(), " characters)"));
+      absl::StrCat("name: expected 1 to 128 characters of [A-Za-z0-9_.-], got '", Printable(name),
+                   "' (", name.size(), " characters)"));
 }
 
 }  // namespace convserve

@@ -382,3 +382,98 @@ def test_row15_auth_token(start_server, tmp_path):
 def test_log_has_nothing_above_warn(server):
     assert server.lines_above_warn() == []
     assert "[warning]" in server.log()  # failures were logged, once each, at WARN
+
+
+# --- What the server echoes back is bounded and escaped (rows 4, 11) ---------
+
+MAX_STATUS_BYTES = 1024
+FAKE_LOG_LINE = "[1999-01-01 00:00:00.000] [critical] FORGED"
+
+
+def _log_growth(process, action):
+    """Runs action(); returns (its result, the log lines it added)."""
+    before = len(process.log())
+    result = action()
+    return result, process.log()[before:].splitlines()
+
+
+def _assert_bounded(details, lines):
+    assert len(details.encode()) <= MAX_STATUS_BYTES, len(details)
+    assert lines, "the failure was not logged"
+    assert max(len(line) for line in lines) <= 4 * MAX_STATUS_BYTES, \
+        max(len(line) for line in lines)
+
+
+def test_row4_kernel_of_a_million_entries_is_invalid_argument_and_bounded(start_server):
+    process = start_server("--drain_grace_ms=0")
+    request = good_request()
+    request.layer.kernel[:] = [1] * 1000000  # a 1 MB request
+    with convserve.Client(process.target, timeout=60) as connection:
+        (code, details), lines = _log_growth(process, lambda: call_conv(connection, request))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, details
+        assert "kernel" in details and "1000000" in details, details
+        _assert_bounded(details, lines)
+        assert_still_serving(connection)
+
+
+def test_row11_not_found_names_the_model_not_the_inventory(start_server):
+    process = start_server("--drain_grace_ms=0")
+    w = np.ones((1, 1, 1), np.float32)
+    layer = convserve.make_layer(1, (1, 1, 4), w.shape)
+    with convserve.Client(process.target, timeout=60) as connection:
+        for i in range(200):  # 200 names of 64 characters: 13 kB listed before
+            connection.load_model("inventory-%04d-" % i + "x" * 49,
+                                  [convserve.ModelLayer(layer, w, None)])
+        for call in (lambda: connection.run_model("absent", np.zeros((1, 1, 4), np.float32)),
+                     lambda: connection.unload_model("absent")):
+            with pytest.raises(convserve.ConvServeError) as error:
+                call()
+            assert error.value.code == grpc.StatusCode.NOT_FOUND
+            assert "'absent'" in error.value.details
+            assert "inventory-" not in error.value.details, error.value.details[:300]
+            assert len(error.value.details) <= MAX_STATUS_BYTES
+        assert connection.health() == "SERVING"
+
+
+def test_row11_a_name_of_8_mib_is_truncated_in_status_and_log(start_server):
+    process = start_server("--drain_grace_ms=0")
+    name = "n" * (8 << 20)
+    w = np.ones((1, 1, 1), np.float32)
+    layers = [convserve.ModelLayer(convserve.make_layer(1, (1, 1, 4), w.shape), w, None)]
+    calls = [(grpc.StatusCode.NOT_FOUND,
+              lambda c: c.run_model(name, np.zeros((1, 1, 4), np.float32))),
+             (grpc.StatusCode.NOT_FOUND, lambda c: c.unload_model(name)),
+             (grpc.StatusCode.INVALID_ARGUMENT, lambda c: c.load_model(name, layers))]
+    with convserve.Client(process.target, timeout=60) as connection:
+        for code, call in calls:
+            def failing_call():
+                with pytest.raises(convserve.ConvServeError) as error:
+                    call(connection)
+                return error.value
+            error, lines = _log_growth(process, failing_call)
+            assert error.code == code, error.details[:300]
+            assert "8388608" in error.details, error.details
+            _assert_bounded(error.details, lines)
+        assert connection.health() == "SERVING"
+
+
+def test_a_name_cannot_forge_a_log_line(start_server):
+    process = start_server("--drain_grace_ms=0")
+    name = 'm"\n' + FAKE_LOG_LINE
+    w = np.ones((1, 1, 1), np.float32)
+    layers = [convserve.ModelLayer(convserve.make_layer(1, (1, 1, 4), w.shape), w, None)]
+    calls = [lambda c: c.run_model(name, np.zeros((1, 1, 4), np.float32)),
+             lambda c: c.unload_model(name),
+             lambda c: c.load_model(name, layers)]
+    with convserve.Client(process.target, timeout=60) as connection:
+        for call in calls:
+            with pytest.raises(convserve.ConvServeError) as error:
+                call(connection)
+            assert error.value.code in (grpc.StatusCode.NOT_FOUND,
+                                        grpc.StatusCode.INVALID_ARGUMENT)
+            assert "\n" not in error.value.details
+            assert 'm\\"\\n[1999-01-01' in error.value.details, error.value.details
+        assert connection.health() == "SERVING"
+    forged = [line for line in process.log().splitlines() if line.startswith("[1999-")]
+    assert forged == []
+    assert 'm\\"\\n[1999-01-01' in process.log()

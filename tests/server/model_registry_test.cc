@@ -36,7 +36,8 @@ TEST(ModelRegistryTest, AddFindReplaceRemove) {
   EXPECT_EQ((*found)->weight_bytes, 600);
   absl::Status missing = registry.Find("zzz").status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing.message()), HasSubstr("loaded: a"));
+  EXPECT_EQ(missing.message(),
+            "name: no model named 'zzz' is loaded (1 model is loaded; ListModels lists them)");
 
   EXPECT_TRUE(registry.Remove("a").ok());
   EXPECT_EQ(registry.Remove("a").code(), absl::StatusCode::kNotFound);
@@ -99,6 +100,40 @@ TEST(ModelNameTest, AcceptsOnlyPlainNames) {
   EXPECT_FALSE(CheckModelName("a b").ok());
   EXPECT_FALSE(CheckModelName(std::string(129, 'a')).ok());
   EXPECT_THAT(std::string(CheckModelName("x/y").message()), HasSubstr("got 'x/y'"));
+}
+
+// RELIABILITY row 11: NOT_FOUND names the model asked for, escaped and
+// truncated, never the inventory (60k loaded names made 7.7 MB messages).
+TEST(ModelRegistryTest, NotFoundNamesTheModelNotTheInventory) {
+  ModelRegistry registry(int64_t{1} << 40);
+  for (int i = 0; i < 1000; ++i) {
+    auto model = std::make_shared<Model>();
+    model->name = "loaded-model-" + std::to_string(i);
+    ASSERT_TRUE(registry.Add(model, false).ok());
+  }
+  for (const absl::Status& missing :
+       {registry.Find("absent").status(), registry.Remove("absent")}) {
+    EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(missing.message(),
+              "name: no model named 'absent' is loaded (1000 models are loaded; ListModels lists "
+              "them)");
+  }
+  const std::string huge(8 << 20, 'n');
+  EXPECT_THAT(std::string(registry.Find(std::string("m\n") + "x").status().message()),
+              HasSubstr("'m\\nx'"));
+  EXPECT_THAT(std::string(registry.Remove("a\nb").message()), HasSubstr("'a\\nb'"));
+  EXPECT_LT(registry.Find(huge).status().message().size(), 300u);
+  EXPECT_THAT(std::string(registry.Remove(huge).message()), HasSubstr("...(8388608 bytes)"));
+}
+
+TEST(ModelNameTest, EchoesABadNameEscapedAndTruncated) {
+  const std::string forged = "m\"\n[2026-11-26 00:00:00.000] [critical] FORGED";
+  const std::string message(CheckModelName(forged).message());
+  EXPECT_EQ(message.find('\n'), std::string::npos);
+  EXPECT_THAT(message, HasSubstr("got 'm\\\"\\n[2026-11-26 00:00:00.000] [critical] FORGED'"));
+  const absl::Status huge = CheckModelName(std::string(8 << 20, 'n'));
+  EXPECT_LT(huge.message().size(), 400u);
+  EXPECT_THAT(std::string(huge.message()), HasSubstr("...(8388608 bytes)' (8388608 characters)"));
 }
 
 }  // namespace

@@ -10,17 +10,19 @@
 // Lifecycle: SIGINT/SIGTERM -> new calls are refused with UNAVAILABLE and
 // health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in
 // flight have finished (at most --shutdown_timeout_s), the server shuts down.
+// A second SIGINT/SIGTERM during the drain exits at once (code 128 + signal);
+// SIGHUP is logged and ignored; SIGPIPE is ignored (server/process.h).
+// Every flag is checked before serving (server/server_flags.h; the
+// connection flags are in server/transport_options.h): exit code 2.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <malloc.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -50,7 +52,10 @@
 #include "server/metrics.h"
 #include "server/metrics_http.h"
 #include "server/server_metrics.h"
+#include "server/process.h"
+#include "server/server_flags.h"
 #include "server/tls.h"
+#include "server/transport_options.h"
 #include "server/usable_cpus.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
@@ -164,22 +169,34 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   }
   spdlog::set_level(level);
 
-  int threads = absl::GetFlag(FLAGS_compute_threads);
-  if (threads <= 0) threads = UsableCpus();
-  ServiceOptions options;
-  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  options.max_elements = absl::GetFlag(FLAGS_max_elements);
-  options.max_macs = absl::GetFlag(FLAGS_max_macs);
-  options.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
-  options.max_model_bytes = absl::GetFlag(FLAGS_max_model_bytes);
-  if (options.max_message_bytes < 1024 || options.max_message_bytes > INT_MAX ||
-      options.max_elements < 1 || options.max_macs < 1 || options.memory_budget_bytes < 0 ||
-      options.max_model_bytes < 0) {
-    spdlog::critical(
-        "invalid limits: --max_message_bytes must be in [1024, 2^31 - 1] and "
-        "--max_elements, --max_macs >= 1, budgets >= 0");
+  ServerFlagValues flags;
+  flags.listen = absl::GetFlag(FLAGS_listen);
+  flags.compute_threads = absl::GetFlag(FLAGS_compute_threads);
+  flags.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  flags.max_elements = absl::GetFlag(FLAGS_max_elements);
+  flags.max_macs = absl::GetFlag(FLAGS_max_macs);
+  flags.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
+  flags.max_model_bytes = absl::GetFlag(FLAGS_max_model_bytes);
+  flags.drain_grace_ms = absl::GetFlag(FLAGS_drain_grace_ms);
+  flags.shutdown_timeout_s = absl::GetFlag(FLAGS_shutdown_timeout_s);
+  flags.port_file = absl::GetFlag(FLAGS_port_file);
+  const int usable_cpus = UsableCpus();
+  absl::Status flags_ok = ValidateServerFlags(flags, usable_cpus);
+  absl::StatusOr<TransportOptions> transport = TransportOptionsFromFlags();
+  if (flags_ok.ok() && !transport.ok()) flags_ok = transport.status();
+  if (!flags_ok.ok()) {
+    spdlog::critical("{}", std::string(flags_ok.message()));
     return 2;
   }
+
+  int threads = flags.compute_threads;
+  if (threads <= 0) threads = usable_cpus;
+  ServiceOptions options;
+  options.max_message_bytes = flags.max_message_bytes;
+  options.max_elements = flags.max_elements;
+  options.max_macs = flags.max_macs;
+  options.memory_budget_bytes = flags.memory_budget_bytes;
+  options.max_model_bytes = flags.max_model_bytes;
 
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {
@@ -211,12 +228,9 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   }
 
   // Block the stop signals in every thread (gRPC's and TBB's inherit the
-  // mask); this thread takes them synchronously with sigwait below.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // mask); this thread takes them synchronously below.
+  const sigset_t server_signals = BlockServerSignals();
+  const FileLimit file_limit = RaiseFileLimit();
 
   options.max_models = absl::GetFlag(FLAGS_max_models);
   options.max_layers_per_model = absl::GetFlag(FLAGS_max_layers_per_model);
@@ -260,6 +274,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   // gRPC sets SO_REUSEPORT by default, which lets a second server silently
   // share a port already in use; a clash must fail loudly instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  ApplyTransportOptions(*transport, &builder);
   builder.AddListeningPort(listen, tls->credentials, &port);
   int health_port = 0;
   if (!health_listen.empty()) {
@@ -303,6 +318,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
       std::string(TlsModeName(tls->mode)),
       health_listen.empty() ? "off"
                             : absl::StrCat(health_listen, " (port ", health_port, ", plaintext)"));
+  spdlog::info("connections: {}; {}", DescribeTransportOptions(*transport),
+               DescribeFileLimit(file_limit));
   if (metrics_server != nullptr) {
     spdlog::info("metrics: serving GET /metrics on {} (--metrics_listen)",
                  metrics_server->address());
@@ -323,10 +340,23 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   }
   write_port_file(absl::GetFlag(FLAGS_port_file), port);
 
-  int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  const int signal_number = WaitForStopSignal(server_signals, [] {
+    spdlog::info("received SIGHUP: nothing to reload yet; still serving");
+  });
   spdlog::info("received signal {}: draining (health NOT_SERVING, new calls UNAVAILABLE)",
                signal_number);
+  OnStopSignalAgain(
+      server_signals,
+      [](int again) {
+        spdlog::warn(
+            "received signal {} again while draining: exiting now with code {}, "
+            "without waiting for the calls in flight",
+            again, ForcedExitCode(again));
+        spdlog::default_logger()->flush();
+        std::fflush(nullptr);
+        std::_Exit(ForcedExitCode(again));
+      },
+      [] { spdlog::info("received SIGHUP while draining: ignored"); });
   service.StartDraining();
   health->SetServingStatus(false);
   std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
@@ -349,6 +379,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
 }  // namespace convserve
 
 int main(int argc, char** argv) {
+  // Before anything logs: a closed stdout must fail a write, not kill us.
+  convserve::IgnoreBrokenPipes();
   // gRPC's own lines go through spdlog, in the server's format, from the start.
   convserve::RouteGrpcLogs();
   absl::SetProgramUsageMessage(

@@ -1,6 +1,7 @@
 """How the server is configured and what it says about itself: GetServerInfo
 (both clients and both CLIs), CONVSERVE_<FLAG> environment variables with an
-explicit flag winning, the default compute threads, --help and --version."""
+explicit flag winning, the default compute threads, --help and --version, and
+the start-up checks of every flag (exit code 2 naming the flag)."""
 
 import os
 import pathlib
@@ -45,8 +46,8 @@ def build_type():
     return kind
 
 
-def run(command, **kwargs):
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, **kwargs)
+def run(command, timeout=60, **kwargs):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
 
 
 def test_server_info_reports_version_build_tiers_threads_and_limits(start_server):
@@ -143,3 +144,47 @@ def test_version_names_version_commit_and_build_type():
     assert result.stdout.startswith("convserve_server %s (commit " % project_version())
     assert "%s build" % build_type() in result.stdout
     assert "Debug build" not in result.stdout or build_type() == "Debug"
+
+
+BAD_FLAGS = [
+    # (flag, what the message must say besides the flag's name)
+    ("--listen=127.0.0.1:99999", "a port in 0..65535"),
+    ("--listen=127.0.0.1", "host:port"),
+    ("--listen=::1:50051", "IPv6 address in brackets"),
+    ("--listen=[::1:50051", "IPv6 address in brackets"),
+    ("--compute_threads=100000", "got 100000"),
+    ("--compute_threads=-1", "got -1"),
+    ("--port_file=/nonexistent-directory/port", "No such file or directory"),
+    ("--drain_grace_ms=-1", "got -1"),
+    ("--shutdown_timeout_s=-5", "got -5"),
+    ("--shutdown_timeout_s=100000", "got 100000"),
+    ("--max_message_bytes=10", "1024..2147483647"),
+    ("--max_connection_idle_s=-1", "got -1"),
+    ("--max_connection_age_s=-1", "got -1"),
+    ("--handshake_timeout_s=0", "got 0"),
+    ("--keepalive_time_s=0", "got 0"),
+    ("--max_concurrent_streams=0", "got 0"),
+]
+
+
+@pytest.mark.parametrize("flag,fragment", BAD_FLAGS, ids=[f for f, _ in BAD_FLAGS])
+def test_a_bad_flag_stops_start_up_naming_it(flag, fragment):
+    name = flag.split("=", 1)[0]
+    command = [str(SERVER_BINARY), flag]
+    if name != "--listen":
+        command.append("--listen=127.0.0.1:0")
+    try:
+        result = run(command, timeout=20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("%s was accepted: the server started serving" % flag)
+    text = result.stdout + result.stderr
+    assert result.returncode == 2, text
+    assert name + ":" in text and fragment in text, text
+    assert "serving on" not in text
+
+
+def test_a_bad_flag_from_the_environment_is_named_too():
+    result = run([str(SERVER_BINARY), "--listen=127.0.0.1:0"], timeout=20,
+                 env=dict(os.environ, CONVSERVE_COMPUTE_THREADS="100000"))
+    assert result.returncode == 2
+    assert "--compute_threads: expected 0 (one per usable CPU) to" in result.stdout + result.stderr

@@ -11,7 +11,9 @@
 // health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in
 // flight have finished (at most --shutdown_timeout_s), the server shuts down.
 // A second SIGINT/SIGTERM during the drain exits at once (code 128 + signal);
-// SIGHUP is logged and ignored; SIGPIPE is ignored (server/process.h).
+// SIGHUP is logged and ignored; SIGPIPE is ignored (server/process.h). A
+// listener that stopped accepting drains the server, exit code 3
+// (server/listener_watch.h).
 // Every flag is checked before serving (server/server_flags.h; the
 // connection flags are in server/transport_options.h): exit code 2.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -20,8 +22,10 @@
 #include <malloc.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -48,6 +52,7 @@
 #include "server/compute_pool.h"
 #include "server/conv_service.h"
 #include "server/flag_environment.h"
+#include "server/listener_watch.h"
 #include "server/logging.h"
 #include "server/metrics.h"
 #include "server/metrics_http.h"
@@ -339,6 +344,23 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     write_port_file(health_port_file, health_port);  // before --port_file, which readers await
   }
   write_port_file(absl::GetFlag(FLAGS_port_file), port);
+  // A listener gRPC stopped accepting on does not come back: drain, exit 3.
+  std::atomic<bool> listener_dead{false};
+  std::unique_ptr<ListenerWatch> listener_watch;
+  if (transport->listener_check_s > 0) {
+    listener_watch = std::make_unique<ListenerWatch>(
+        ProbeHost(ParseListenAddress(listen)->host), port,
+        std::chrono::seconds(transport->listener_check_s), 3,
+        [&listener_dead, port](const std::string& why) {
+          spdlog::critical(
+              "the listener on port {} no longer accepts connections ({}); gRPC does not "
+              "recover from this (e.g. after accept() failed with 'Too many open files'): "
+              "draining, then exiting with code 3 so that a supervisor restarts the server",
+              port, why);
+          listener_dead = true;
+          kill(getpid(), SIGTERM);
+        });
+  }
 
   const int signal_number = WaitForStopSignal(server_signals, [] {
     spdlog::info("received SIGHUP: nothing to reload yet; still serving");
@@ -357,6 +379,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
         std::_Exit(ForcedExitCode(again));
       },
       [] { spdlog::info("received SIGHUP while draining: ignored"); });
+  if (listener_watch != nullptr) listener_watch->Stop();  // the drain closes the listener
   service.StartDraining();
   health->SetServingStatus(false);
   std::this_thread::sleep_for(std::chrono::milliseconds(absl::GetFlag(FLAGS_drain_grace_ms)));
@@ -372,7 +395,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   pool.Drain();
   if (metrics_server != nullptr) metrics_server->Stop();
   spdlog::info("stopped");
-  return 0;
+  return listener_dead ? 3 : 0;
 }
 
 }  // namespace

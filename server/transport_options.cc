@@ -26,6 +26,9 @@ ABSL_FLAG(int, keepalive_timeout_s, 20,
           "... and closes it if the ping is not answered within this many seconds.");
 ABSL_FLAG(int, max_concurrent_streams, 100,
           "Calls one connection may have open at once; clients queue the rest.");
+ABSL_FLAG(int, listener_check_s, 5,
+          "How often the server checks that its listener still accepts connections; after "
+          "three failed checks in a row it drains and exits with code 3. 0 = never.");
 
 namespace convserve {
 namespace {
@@ -43,6 +46,7 @@ absl::StatusOr<TransportOptions> TransportOptionsFromFlags() {
   options.keepalive_time_s = absl::GetFlag(FLAGS_keepalive_time_s);
   options.keepalive_timeout_s = absl::GetFlag(FLAGS_keepalive_timeout_s);
   options.max_concurrent_streams = absl::GetFlag(FLAGS_max_concurrent_streams);
+  options.listener_check_s = absl::GetFlag(FLAGS_listener_check_s);
   absl::Status valid = ValidateTransportOptions(options);
   if (!valid.ok()) return valid;
   return options;
@@ -67,6 +71,7 @@ absl::Status ValidateTransportOptions(const TransportOptions& options) {
            {"keepalive_time_s", options.keepalive_time_s, 1, kMaxTransportSeconds, ""},
            {"keepalive_timeout_s", options.keepalive_timeout_s, 1, kMaxTransportSeconds, ""},
            {"max_concurrent_streams", options.max_concurrent_streams, 1, 100000, ""},
+           {"listener_check_s", options.listener_check_s, 0, 3600, " (0 = never)"},
        }) {
     if (check.value < check.low || check.value > check.high) {
       return absl::InvalidArgumentError(absl::StrCat("--", check.flag, ": expected a value in ",
@@ -105,6 +110,7 @@ std::string DescribeTransportOptions(const TransportOptions& options) {
                       " keepalive_time_s=", options.keepalive_time_s,
                       " keepalive_timeout_s=", options.keepalive_timeout_s,
                       " max_concurrent_streams=", options.max_concurrent_streams,
+                      " listener_check_s=", options.listener_check_s,
                       " min_client_ping_interval_s=", kMinClientPingIntervalS);
 }
 

@@ -49,17 +49,22 @@ struct TransportOptions {
   // Calls one connection may have open at once; the client queues further
   // ones (gRPC's default is unlimited).
   int max_concurrent_streams = 100;
+  // How often the server checks that its listener still accepts connections
+  // (listener_watch.h); 0 = never. Three failed checks in a row drain the
+  // server and make it exit with code 3, for a supervisor to restart it.
+  int listener_check_s = 5;
 };
 
 // The values of the --handshake_timeout_s, --max_connection_idle_s,
 // --max_connection_age_s, --max_connection_age_grace_s, --keepalive_time_s,
-// --keepalive_timeout_s and --max_concurrent_streams flags (defined in
+// --keepalive_timeout_s, --max_concurrent_streams and --listener_check_s flags (defined in
 // transport_options.cc), checked with ValidateTransportOptions().
 absl::StatusOr<TransportOptions> TransportOptionsFromFlags();
 
 // INVALID_ARGUMENT naming the first flag out of range: timeouts >= 1 s,
 // idle and age 0 (never) or at least 1 s, everything at most
-// kMaxTransportSeconds; max_concurrent_streams in 1..100000.
+// kMaxTransportSeconds; max_concurrent_streams in 1..100000; listener_check_s
+// in 0..3600.
 absl::Status ValidateTransportOptions(const TransportOptions& options);
 
 // Sets the channel arguments for `options` on `builder`, and those that

@@ -325,3 +325,36 @@ def test_an_idle_connection_gets_goaway_and_is_closed(start_server):
         assert small_conv(client).shape == (1, 1, 5)  # ... and it reconnects
     log = process.log()
     assert "max_connection_idle_s=1" in log and "max_concurrent_streams=100" in log
+
+
+def test_a_listener_that_stops_accepting_drains_the_server_with_exit_code_3(tmp_path):
+    # A hard limit of 64 descriptors the server cannot raise: 100 idle
+    # connections exhaust them, accept() fails with EMFILE and gRPC 1.51 never
+    # accepts again, even once the handshake timeout has closed them. The
+    # process must not linger as a live-looking husk.
+    log_path = tmp_path / "server.log"
+    with open(log_path, "w") as log:
+        process, target = start_raw(
+            "--listener_check_s=1", "--handshake_timeout_s=2", stdout=log, tmp_path=tmp_path,
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)))
+    idle = []
+    try:
+        host, port = target.rsplit(":", 1)
+        for _ in range(100):
+            try:
+                idle.append(socket.create_connection((host, int(port)), timeout=2))
+            except OSError:
+                break  # the kernel's queue is full too
+        try:
+            code = process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the server lingers with a dead listener:\n"
+                                 + log_path.read_text()[-3000:])
+        assert code == 3, log_path.read_text()[-3000:]
+        assert "no longer accepts connections" in log_path.read_text()
+    finally:
+        for connection in idle:
+            connection.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()

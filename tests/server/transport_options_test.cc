@@ -40,13 +40,15 @@ TEST(TransportOptionsTest, NamesTheFlagOutOfRange) {
               HasSubstr("--keepalive_time_s"));
   EXPECT_THAT(error_with([](TransportOptions& o) { o.keepalive_timeout_s = 0; }),
               HasSubstr("--keepalive_timeout_s"));
+  EXPECT_EQ(error_with([](TransportOptions& o) { o.listener_check_s = -1; }),
+            "--listener_check_s: expected a value in 0..3600 (0 = never), got -1");
 }
 
 TEST(TransportOptionsTest, DescribesEveryValue) {
   EXPECT_EQ(DescribeTransportOptions(TransportOptions{}),
             "handshake_timeout_s=20 max_connection_idle_s=300 max_connection_age_s=3600 "
             "max_connection_age_grace_s=300 keepalive_time_s=60 keepalive_timeout_s=20 "
-            "max_concurrent_streams=100 min_client_ping_interval_s=10");
+            "max_concurrent_streams=100 listener_check_s=5 min_client_ping_interval_s=10");
 }
 
 }  // namespace

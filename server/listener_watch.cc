@@ -6,11 +6,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace convserve {
 namespace {
@@ -32,7 +38,42 @@ bool WaitFor(int fd, short events, std::chrono::steady_clock::time_point deadlin
   }
 }
 
+std::string ReadFile(const char* path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
 }  // namespace
+
+std::optional<int64_t> AcceptQueueLength(absl::string_view proc_net_tcp, int port) {
+  // "  0: 00000000:C383 00000000:0000 0A 00000000:00000003 ...": local
+  // address:port (hex), remote, state (0A = LISTEN), tx_queue:rx_queue (hex).
+  std::optional<int64_t> longest;
+  for (absl::string_view line : absl::StrSplit(proc_net_tcp, '\n')) {
+    const std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (fields.size() < 5 || fields[3] != "0A") continue;
+    const size_t colon = fields[1].rfind(':');
+    const size_t queues = fields[4].find(':');
+    int local_port = 0;
+    int64_t queued = 0;
+    if (colon == absl::string_view::npos || queues == absl::string_view::npos ||
+        !absl::SimpleHexAtoi(fields[1].substr(colon + 1), &local_port) || local_port != port ||
+        !absl::SimpleHexAtoi(fields[4].substr(queues + 1), &queued)) {
+      continue;
+    }
+    longest = std::max(longest.value_or(0), queued);
+  }
+  return longest;
+}
+
+std::optional<int64_t> OwnAcceptQueueLength(int port) {
+  const std::optional<int64_t> v4 = AcceptQueueLength(ReadFile("/proc/self/net/tcp"), port);
+  const std::optional<int64_t> v6 = AcceptQueueLength(ReadFile("/proc/self/net/tcp6"), port);
+  if (!v4 && !v6) return std::nullopt;
+  return std::max(v4.value_or(0), v6.value_or(0));
+}
 
 std::string ProbeHost(const std::string& listen_host) {
   if (listen_host == "0.0.0.0" || listen_host.empty()) return "127.0.0.1";
@@ -111,6 +152,11 @@ void ListenerWatch::Run() {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       if (stopped_.wait_for(lock, interval_, [this] { return stop_; })) return;
+    }
+    const std::optional<int64_t> waiting = OwnAcceptQueueLength(port_);
+    if (waiting == 0) {  // nobody waits to be accepted: nothing to judge
+      failed = 0;
+      continue;
     }
     std::string why;
     const ProbeOutcome outcome = ProbeListener(host_, port_, interval_, &why);

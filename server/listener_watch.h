@@ -9,15 +9,23 @@
 // listener closes the connection), one that does not leaves the connection
 // unanswered in the kernel's queue. Several unanswered probes in a row mean
 // the listener is dead, and only a restart brings it back.
+// A listener that accepts keeps its accept queue (/proc/net/tcp) empty, so
+// the watch probes only while connections wait in that queue: a healthy
+// server sees no probe connections at all (a TLS listener would log each as
+// a failed handshake).
 #ifndef CONVSERVE_SERVER_LISTENER_WATCH_H_
 #define CONVSERVE_SERVER_LISTENER_WATCH_H_
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+
+#include "absl/strings/string_view.h"
 
 namespace convserve {
 
@@ -25,6 +33,17 @@ namespace convserve {
 // itself, or the loopback address for a wildcard ("0.0.0.0" -> "127.0.0.1",
 // "::" -> "::1").
 std::string ProbeHost(const std::string& listen_host);
+
+// The connections waiting to be accepted by the TCP listener(s) on `port`:
+// the largest rx_queue of the LISTEN entries on that port in
+// `proc_net_tcp`, the text of /proc/net/tcp or /proc/net/tcp6 (for a
+// listening socket the kernel shows its accept queue there). nullopt if no
+// such entry.
+std::optional<int64_t> AcceptQueueLength(absl::string_view proc_net_tcp, int port);
+
+// AcceptQueueLength() over this process's /proc/self/net/tcp and tcp6;
+// nullopt if neither can be read or lists the port.
+std::optional<int64_t> OwnAcceptQueueLength(int port);
 
 enum class ProbeOutcome {
   kAnswered,     // the server accepted the connection
@@ -39,8 +58,10 @@ enum class ProbeOutcome {
 ProbeOutcome ProbeListener(const std::string& host, int port, std::chrono::milliseconds timeout,
                            std::string* why);
 
-// Probes host:port every `interval` (each probe waiting up to `interval`
-// too) on a thread of its own; after `strikes` probes in a row not answered
+// Every `interval`, on a thread of its own, looks at the accept queue of
+// `port` and, if connections wait there (or the queue cannot be read),
+// probes host:port (waiting up to `interval`); after `strikes` probes in a
+// row not answered
 // calls `on_dead(why)` once and stops. A probe that cannot be made (the
 // process is out of descriptors right now) counts neither way: the listener
 // may still be fine, and it is judged once descriptors are free again.

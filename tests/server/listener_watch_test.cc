@@ -107,8 +107,43 @@ TEST(ProbeListenerTest, NoDescriptorLeftIsNotAVerdict) {
   EXPECT_THAT(why, HasSubstr("Too many open files"));
 }
 
+// A connection to `port` that the kernel completes and nobody accepts.
+int ConnectTo(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  return fd;
+}
+
+TEST(AcceptQueueLengthTest, ReadsTheListenersRxQueue) {
+  const char kTcp[] =
+      "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  "
+      "timeout inode\n"
+      "   0: 00000000:C383 00000000:0000 0A 00000080:00000003 00:00000000 00000000     0 "
+      "       0 514 1 000000000deeb264 100 0 0 10 0\n"
+      "   1: 0100007F:C383 0100007F:9E3B 01 00000000:00000007 00:00000000 00000000     0 "
+      "       0 0 3 00000000c798803f\n";
+  EXPECT_EQ(AcceptQueueLength(kTcp, 50051), 3);  // 0xC383; the established entry is not counted
+  EXPECT_EQ(AcceptQueueLength(kTcp, 50052), std::nullopt);
+  EXPECT_EQ(AcceptQueueLength("", 50051), std::nullopt);
+}
+
+TEST(AcceptQueueLengthTest, CountsConnectionsNobodyAccepted) {
+  Listener listener;
+  EXPECT_EQ(OwnAcceptQueueLength(listener.port()), 0);
+  const int first = ConnectTo(listener.port());
+  const int second = ConnectTo(listener.port());
+  EXPECT_EQ(OwnAcceptQueueLength(listener.port()), 2);
+  close(first);
+  close(second);
+}
+
 TEST(ListenerWatchTest, ReportsADeadListenerAfterTheStrikesOnce) {
   Listener listener;
+  const int waiting = ConnectTo(listener.port());  // a client the listener never accepts
   std::atomic<int> reports{0};
   std::string reason;
   ListenerWatch watch("127.0.0.1", listener.port(), 50ms, 3, [&](const std::string& why) {
@@ -120,8 +155,23 @@ TEST(ListenerWatchTest, ReportsADeadListenerAfterTheStrikesOnce) {
     std::this_thread::sleep_for(10ms);
   }
   watch.Stop();
+  close(waiting);
   EXPECT_EQ(reports, 1);
   EXPECT_THAT(reason, HasSubstr("never by the server"));
+}
+
+TEST(ListenerWatchTest, DoesNotProbeWhileNobodyWaits) {
+  // A listener that never accepts, but nobody is waiting on it either: no
+  // probe is made, so no verdict (and a TLS server logs no failed handshakes).
+  Listener listener;
+  std::atomic<int> reports{0};
+  {
+    ListenerWatch watch("127.0.0.1", listener.port(), 20ms, 1,
+                        [&](const std::string&) { ++reports; });
+    std::this_thread::sleep_for(300ms);
+  }
+  EXPECT_EQ(reports, 0);
+  EXPECT_EQ(OwnAcceptQueueLength(listener.port()), 0);
 }
 
 TEST(ListenerWatchTest, StopsQuietlyWhileTheListenerAnswers) {

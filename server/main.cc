@@ -185,6 +185,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   flags.drain_grace_ms = absl::GetFlag(FLAGS_drain_grace_ms);
   flags.shutdown_timeout_s = absl::GetFlag(FLAGS_shutdown_timeout_s);
   flags.port_file = absl::GetFlag(FLAGS_port_file);
+  flags.health_listen = absl::GetFlag(FLAGS_health_listen);
+  flags.health_port_file = absl::GetFlag(FLAGS_health_port_file);
   const int usable_cpus = UsableCpus();
   absl::Status flags_ok = ValidateServerFlags(flags, usable_cpus);
   absl::StatusOr<TransportOptions> transport = TransportOptionsFromFlags();
@@ -232,8 +234,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     return 2;
   }
 
-  // Block the stop signals in every thread (gRPC's and TBB's inherit the
-  // mask); this thread takes them synchronously below.
+  // The stop signals and SIGHUP, blocked in every thread since main()
+  // (threads inherit the mask); this thread takes them synchronously below.
   const sigset_t server_signals = BlockServerSignals();
   const FileLimit file_limit = RaiseFileLimit();
 
@@ -404,6 +406,10 @@ int Serve(const std::vector<FlagOrigin>& configured) {
 int main(int argc, char** argv) {
   // Before anything logs: a closed stdout must fail a write, not kill us.
   convserve::IgnoreBrokenPipes();
+  // Before any thread starts (creating TLS credentials starts gRPC's): a
+  // thread that does not block them would die of a stop signal or SIGHUP
+  // the sigwait in Serve() is not waiting for at that moment.
+  convserve::BlockServerSignals();
   // gRPC's own lines go through spdlog, in the server's format, from the start.
   convserve::RouteGrpcLogs();
   absl::SetProgramUsageMessage(

@@ -227,6 +227,13 @@ def test_a_second_stop_signal_while_draining_exits_at_once(start_server):
     while "draining" not in process.log() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "draining" in process.log()
+    # While draining, no thread may die of SIGHUP (each one blocks it).
+    process.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "SIGHUP while draining" not in process.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.process.poll() is None, "SIGHUP during the drain ended the server"
+    assert "received SIGHUP while draining: ignored" in process.log()
     process.signal(signal.SIGTERM)
     try:
         code = process.process.wait(timeout=15)  # the drain alone would take 60 s

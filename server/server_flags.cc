@@ -38,36 +38,36 @@ bool IsIpv6Character(char c) {
 
 }  // namespace
 
-absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view listen) {
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view listen, absl::string_view flag) {
   const std::string shown = absl::StrCat("'", Printable(listen), "'");
   const size_t colon = listen.rfind(':');
   if (colon == absl::string_view::npos) {
-    return Invalid("listen", "host:port (e.g. 0.0.0.0:50051, or [::]:50051 for IPv6)", shown);
+    return Invalid(flag, "host:port (e.g. 0.0.0.0:50051, or [::]:50051 for IPv6)", shown);
   }
   const absl::string_view host = listen.substr(0, colon);
   const absl::string_view port_text = listen.substr(colon + 1);
   ListenAddress address;
   if (!host.empty() && host.front() == '[') {
     if (host.size() < 3 || host.back() != ']') {
-      return Invalid("listen", "an IPv6 address in brackets, e.g. [::1]:50051", shown);
+      return Invalid(flag, "an IPv6 address in brackets, e.g. [::1]:50051", shown);
     }
     const absl::string_view inside = host.substr(1, host.size() - 2);
     for (char c : inside) {
       if (!IsIpv6Character(c)) {
-        return Invalid("listen", "an IPv6 address in brackets, e.g. [::1]:50051", shown);
+        return Invalid(flag, "an IPv6 address in brackets, e.g. [::1]:50051", shown);
       }
     }
     address.host = std::string(inside);
   } else {
     if (host.empty()) {
-      return Invalid("listen", "a host before the port (0.0.0.0 for every IPv4 address)", shown);
+      return Invalid(flag, "a host before the port (0.0.0.0 for every IPv4 address)", shown);
     }
     for (char c : host) {
       if (c == ':' || c == '[' || c == ']') {
-        return Invalid("listen", "an IPv6 address in brackets, e.g. [::1]:50051", shown);
+        return Invalid(flag, "an IPv6 address in brackets, e.g. [::1]:50051", shown);
       }
       if (!IsHostNameCharacter(c)) {
-        return Invalid("listen", "a host name or IP address before the port", shown);
+        return Invalid(flag, "a host name or IP address before the port", shown);
       }
     }
     address.host = std::string(host);
@@ -77,7 +77,7 @@ absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view listen) {
       !port_text.empty() && port_text.size() <= 5 &&
       std::all_of(port_text.begin(), port_text.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!digits || !absl::SimpleAtoi(port_text, &port) || port > 65535) {
-    return Invalid("listen", "a port in 0..65535 after the last ':'",
+    return Invalid(flag, "a port in 0..65535 after the last ':'",
                    absl::StrCat("'", Printable(port_text), "' in ", shown));
   }
   address.port = port;
@@ -89,15 +89,15 @@ int MaxComputeThreads(int usable_cpus) {
   return static_cast<int>(per_cpu < kMaxComputeThreads ? per_cpu : kMaxComputeThreads);
 }
 
-absl::Status CheckPortFileWritable(const std::string& path) {
+absl::Status CheckPortFileWritable(const std::string& path, absl::string_view flag) {
   if (path.empty()) {
-    return absl::InvalidArgumentError("--port_file: expected a file path, got ''");
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": expected a file path, got ''"));
   }
   const std::string temporary = path + ".tmp";
   std::FILE* file = std::fopen(temporary.c_str(), "w");
   if (file == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--port_file: expected a file this process can write, but '", Printable(temporary),
+        "--", flag, ": expected a file this process can write, but '", Printable(temporary),
         "' (written first, then renamed) cannot be created: ", std::strerror(errno)));
   }
   std::fclose(file);
@@ -127,7 +127,20 @@ absl::Status ValidateServerFlags(const ServerFlagValues& values, int usable_cpus
                    " (an hour)")}) {
     if (!status.ok()) return status;
   }
-  if (!values.port_file.empty()) return CheckPortFileWritable(values.port_file);
+  if (!values.health_listen.empty()) {
+    absl::StatusOr<ListenAddress> health =
+        ParseListenAddress(values.health_listen, "health_listen");
+    if (!health.ok()) return health.status();
+  }
+  if (!values.port_file.empty()) {
+    absl::Status writable = CheckPortFileWritable(values.port_file);
+    if (!writable.ok()) return writable;
+  }
+  // Written only with --health_listen (otherwise only removed: the image sets
+  // it whether or not a deployment turns the health port on).
+  if (!values.health_listen.empty() && !values.health_port_file.empty()) {
+    return CheckPortFileWritable(values.health_port_file, "health_port_file");
+  }
   return absl::OkStatus();
 }
 

@@ -40,6 +40,8 @@ struct ServerFlagValues {
   int drain_grace_ms = 500;
   int shutdown_timeout_s = 30;
   std::string port_file;
+  std::string health_listen;  // empty: none
+  std::string health_port_file;
 };
 
 // A --listen address taken apart.
@@ -50,21 +52,24 @@ struct ListenAddress {
 
 // `listen` as host:port: the host a name or IPv4 address, or an IPv6 address
 // in brackets ("[::]:50051"); the port a decimal number in 0..65535.
-// INVALID_ARGUMENT naming --listen otherwise.
-absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view listen);
+// INVALID_ARGUMENT naming --`flag` otherwise.
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view listen,
+                                                 absl::string_view flag = "listen");
 
 // The most --compute_threads allows on a machine whose process may use
 // `usable_cpus` CPUs: min(kMaxComputeThreadsPerCpu * usable_cpus,
 // kMaxComputeThreads).
 int MaxComputeThreads(int usable_cpus);
 
-// OK if `path` (--port_file) can be written: creates the temporary file the
-// port is later written through (path + ".tmp") and removes it again, so an
-// unwritable path fails at start rather than after the server serves.
-// INVALID_ARGUMENT naming --port_file and the system's reason otherwise.
-absl::Status CheckPortFileWritable(const std::string& path);
+// OK if `path` (--`flag`, a port file) can be written: creates the temporary
+// file the port is later written through (path + ".tmp") and removes it
+// again, so an unwritable path fails at start rather than after the server
+// serves. INVALID_ARGUMENT naming --`flag` and the system's reason otherwise.
+absl::Status CheckPortFileWritable(const std::string& path, absl::string_view flag = "port_file");
 
-// Checks every value (and that --port_file, if set, is writable), with
+// Checks every value (and that --port_file, if set, and --health_port_file,
+// if set with --health_listen, are writable; --health_listen, if set, is
+// parsed as --listen is), with
 // `usable_cpus` bounding --compute_threads. The first error, naming its flag.
 absl::Status ValidateServerFlags(const ServerFlagValues& values, int usable_cpus);
 

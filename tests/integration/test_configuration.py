@@ -155,6 +155,7 @@ BAD_FLAGS = [
     ("--compute_threads=100000", "got 100000"),
     ("--compute_threads=-1", "got -1"),
     ("--port_file=/nonexistent-directory/port", "No such file or directory"),
+    ("--health_listen=127.0.0.1:99999", "a port in 0..65535"),
     ("--drain_grace_ms=-1", "got -1"),
     ("--shutdown_timeout_s=-5", "got -5"),
     ("--shutdown_timeout_s=100000", "got 100000"),

@@ -111,6 +111,20 @@ TEST(ValidateServerFlagsTest, RefusesAPortFileThatCannotBeWritten) {
             "No such file or directory");
 }
 
+TEST(ValidateServerFlagsTest, ChecksTheHealthPortLikeTheMainOne) {
+  ServerFlagValues values;
+  values.health_listen = "0.0.0.0:70000";
+  EXPECT_EQ(ErrorOf(ValidateServerFlags(values, 2)),
+            "--health_listen: expected a port in 0..65535 after the last ':', got '70000' in "
+            "'0.0.0.0:70000'");
+  values.health_listen = "";
+  values.health_port_file = "/nonexistent-directory/health_port";
+  EXPECT_TRUE(ValidateServerFlags(values, 2).ok());  // never written without --health_listen
+  values.health_listen = "127.0.0.1:0";
+  EXPECT_THAT(ErrorOf(ValidateServerFlags(values, 2)),
+              HasSubstr("--health_port_file: expected a file this process can write"));
+}
+
 TEST(ValidateServerFlagsTest, AcceptsAWritablePortFileAndLeavesNothingBehind) {
   char directory[] = "/tmp/server_flags_test.XXXXXX";
   ASSERT_NE(mkdtemp(directory), nullptr);

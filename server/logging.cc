@@ -182,7 +182,8 @@ LogFormat CurrentLogFormat() { return current_format.load(); }
 void RouteGrpcLogs() { gpr_set_log_function(LogGrpcLine); }
 
 std::string TextFieldValue(absl::string_view text) {
-  bool bare = !text.empty();
+  // Bounded as in JSON: an 8 MiB model name must not make an 8 MiB line.
+  bool bare = !text.empty() && text.size() <= kMaxEchoedBytes;
   for (char c : text) bare = bare && IsBareTextChar(c);
   if (bare) return std::string(text);
   return absl::StrCat("\"", Printable(text), "\"");

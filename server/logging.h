@@ -85,8 +85,9 @@ class LogField {
 
 // Logs `message` with `fields` at `level` through spdlog's default logger.
 // Text: the message, then " key=value" per field; a text value as it is
-// when it is a non-empty run of [A-Za-z0-9_.:/@+[]-] (names, codes, peers),
-// otherwise double-quoted and escaped by Printable(); seconds with 6
+// when it is a non-empty run of [A-Za-z0-9_.:/@+[]-] (names, codes, peers)
+// of at most kMaxEchoedBytes bytes, otherwise double-quoted, escaped and
+// truncated by Printable(); seconds with 6
 // decimals. JSON: each field a key of the line's object, after time, level
 // and message. Costs nothing when `level` is off. Thread-safe.
 void LogEvent(spdlog::level::level_enum level, absl::string_view message,

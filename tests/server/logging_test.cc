@@ -125,6 +125,13 @@ TEST(TextFieldValueTest, QuotesOnlyWhatNeedsIt) {
   EXPECT_EQ(TextFieldValue("\"x\""), "\"\\\"x\\\"\"");
 }
 
+TEST(TextFieldValueTest, BoundsLongTextAsJsonDoes) {
+  // RELIABILITY row 11: an 8 MiB model name wrote two 8 MiB access log lines.
+  EXPECT_EQ(TextFieldValue(std::string(128, 'n')), std::string(128, 'n'));
+  EXPECT_EQ(TextFieldValue(std::string(8 << 20, 'n')),
+            "\"" + std::string(128, 'n') + "...(8388608 bytes)\"");
+}
+
 TEST_F(LoggingTest, NothingBelowTheLevel) {
   LogEvent(spdlog::level::debug, "hidden", {{"request_id", "abc"}});
   SetLogFormat(LogFormat::kJson);

@@ -31,6 +31,7 @@ import collections
 import os
 import pathlib
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -339,7 +340,14 @@ def main():
     elif server.returncode != 0:
         failures.append("the server exited with %d after SIGTERM" % server.returncode)
     for line in log_text.splitlines():
-        if "[error]" in line or "[critical]" in line or "Sanitizer" in line or "runtime error" in line:
+        # The level is the line's second bracket: a WARN line may quote a
+        # caller's "[critical]" (escaped, on its own line).
+        level = re.match(r"\[[^\]]*\] \[(\w+)\]", line)
+        if level:
+            bad = level.group(1) in ("error", "critical")
+        else:
+            bad = "[error]" in line or "[critical]" in line
+        if bad or "Sanitizer" in line or "runtime error" in line:
             failures.append("server log: " + line[:300])
             break
     rss = [mb for _, mb in samples]

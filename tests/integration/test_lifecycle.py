@@ -3,7 +3,7 @@
 Health turns NOT_SERVING first, new calls fail UNAVAILABLE, the call in
 flight completes, and the process exits 0. A second signal exits at once.
 Also the process's other faults: SIGPIPE, SIGHUP, its file limit, and
-connections that do nothing (rows 22-25).
+connections that do nothing (rows 23-25).
 """
 
 import math

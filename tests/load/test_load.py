@@ -15,6 +15,7 @@ import json
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -196,7 +197,10 @@ def test_tls_and_token(tmp_path):
     process = ServerProcess(*pki.server_flags(mutual=True), "--auth_token_file=%s" % token,
                             "--drain_grace_ms=0")
     try:
-        tls = ["--target=localhost:%d" % process.port, "--tls_ca_file=" + pki.path("ca.crt"),
+        # The address, not 'localhost' (a bare machine may not resolve it);
+        # the certificate's name is checked through --tls_server_name.
+        tls = ["--target=127.0.0.1:%d" % process.port, "--tls_server_name=localhost",
+               "--tls_ca_file=" + pki.path("ca.crt"),
                "--tls_cert_file=" + pki.path("client.crt"),
                "--tls_key_file=" + pki.path("client.key")]
         common = ["--call=conv", "--input_shape=1,1,9", "--weight_shape=1,1,5",
@@ -210,7 +214,7 @@ def test_tls_and_token(tmp_path):
         assert refused.returncode == 1
         assert "UNAUTHENTICATED" in refused.stderr
         # Plaintext against the TLS port fails the handshake.
-        plain = run_load("--target=localhost:%d" % process.port, "--deadline_ms=3000")
+        plain = run_load("--target=127.0.0.1:%d" % process.port, "--deadline_ms=3000")
         assert plain.returncode == 1 and "UNAVAILABLE" in plain.stderr
     finally:
         process.stop()
@@ -221,7 +225,14 @@ def test_several_targets_and_connections_reach_every_server():
     first = ServerProcess("--drain_grace_ms=0", "--log_level=debug")
     second = ServerProcess("--drain_grace_ms=0", "--log_level=debug")
     try:
-        targets = "127.0.0.1:%d,localhost:%d" % (first.port, second.port)
+        # A host name among the targets where the machine resolves one (a bare
+        # chroot has no /etc/hosts).
+        try:
+            socket.getaddrinfo("localhost", None)
+            host = "localhost"
+        except socket.gaierror:
+            host = "127.0.0.1"
+        targets = "127.0.0.1:%d,%s:%d" % (first.port, host, second.port)
         report = json.loads(ok(run_load(
             "--target=" + targets, "--lb_policy=round_robin", "--connections=3", "--call=conv",
             "--input_shape=1,2,16", "--weight_shape=4,2,3", "--with_bias", "--requests=120",

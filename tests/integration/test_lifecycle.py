@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import convserve
-from conftest import SERVER_BINARY
+from conftest import SERVER_BINARY, server_is_sanitized
 
 DRAIN_GRACE_MS = 800
 
@@ -339,6 +339,13 @@ def test_a_listener_that_stops_accepting_drains_the_server_with_exit_code_3(tmp_
     # connections exhaust them, accept() fails with EMFILE and gRPC 1.51 never
     # accepts again, even once the handshake timeout has closed them. The
     # process must not linger as a live-looking husk.
+    if server_is_sanitized():
+        # UndefinedBehaviorSanitizer's vptr check tests whether memory is
+        # readable through a pipe(); with every descriptor taken that fails, and
+        # it reports the first virtual call it checks (a shared_ptr's, in the
+        # logger gRPC's "Failed accept4" line goes through) as "invalid vptr".
+        # The Release build runs this test.
+        pytest.skip("descriptor exhaustion breaks UBSan's own vptr check (it needs a pipe)")
     log_path = tmp_path / "server.log"
     with open(log_path, "w") as log:
         process, target = start_raw(

@@ -6,9 +6,11 @@ Memory is read from /proc/PID/status (VmRSS now, VmHWM the peak), with bounds fa
 budget-respecting and the unbounded figures.
 """
 
+import re
 import socket
 import struct
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -220,16 +222,40 @@ def test_row10_queued_requests_are_charged(start_server):
         "peak RSS grew by %d MiB with a budget of %d MiB" % (grown // 1024, budget // MIB))
 
 
+def gauge(process, name):
+    """A gauge's value, scraped from the server's --metrics_listen port."""
+    match = re.search(r"metrics: serving GET /metrics on \S+:(\d+) ", process.log())
+    assert match, process.log()
+    with urllib.request.urlopen("http://127.0.0.1:%s/metrics" % match.group(1), timeout=10) as page:
+        text = page.read().decode()
+    return float(re.search(r"^%s (\S+)$" % name, text, re.M).group(1))
+
+
 def test_row10_queue_is_bounded(start_server):
-    process = start_server("--max_queued_calls=2", "--drain_grace_ms=0", compute_threads=1)
+    process = start_server("--max_queued_calls=2", "--drain_grace_ms=0",
+                           "--metrics_listen=127.0.0.1:0", compute_threads=1)
     with convserve.Client(process.target, timeout=120) as connection:
         slow = connection.stub.Conv.future(slow_conv_request(), timeout=120)
-        time.sleep(1.0)  # computing; the next calls queue
         small = pb.ConvRequest(layer=convserve.make_layer(2, (1, 1, 2, 2), (1, 1, 1, 1)))
         to_tensor(np.ones((1, 1, 2, 2), np.float32), small.input)
         to_tensor(np.ones((1, 1, 1, 1), np.float32), small.weight)
-        queued = [connection.stub.Conv.future(small, timeout=120) for _ in range(2)]
-        time.sleep(0.5)
+        # The slow call's 27 MB take a while to arrive and decode on a busy
+        # machine; small calls sent before it computes just run. Keep sending
+        # them until two wait in the queue and stay there: only the slow call
+        # computes that long (a moment's depth of 2 can be the slow call
+        # itself waiting behind a small one).
+        queued = []
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline, "the queue never held 2 calls:\n" + process.log()
+            depth = gauge(process, "convserve_queue_depth")
+            if depth == 2:
+                time.sleep(0.3)
+                if gauge(process, "convserve_queue_depth") == 2:
+                    break
+            elif depth < 2:
+                queued.append(connection.stub.Conv.future(small, timeout=120))
+                time.sleep(0.1)
         with pytest.raises(grpc.RpcError) as error:
             connection.stub.Conv(small, timeout=120)
         assert error.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED

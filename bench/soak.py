@@ -46,7 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import convserve  # noqa: E402
-from convserve.client import pb, to_tensor, from_tensor  # noqa: E402
+from convserve.client import pb, to_tensor, from_tensor, load_model_request  # noqa: E402
 
 OK = grpc.StatusCode.OK
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -158,17 +158,6 @@ class Workload:
             ("bad:row11-unknown-model", "RunModel", unknown_model.SerializeToString(),
              (grpc.StatusCode.NOT_FOUND,)),
         ]
-
-
-def load_model_request(name, layers, replace=False):
-    request = pb.LoadModelRequest(name=name, replace=replace)
-    for layer in layers:
-        model_layer = request.layers.add()
-        model_layer.layer.CopyFrom(layer.layer)
-        to_tensor(layer.weight, model_layer.weight)
-        if layer.bias is not None:
-            to_tensor(layer.bias, model_layer.bias)
-    return request
 
 
 class Soak:

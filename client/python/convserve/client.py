@@ -61,6 +61,18 @@ ModelLayer = collections.namedtuple("ModelLayer", ["layer", "weight", "bias"])
 REQUEST_ID_KEY = "x-request-id"
 
 
+def load_model_request(name, layers, replace=False):
+    """The LoadModelRequest of `layers` (ModelLayer tuples) as model `name`."""
+    request = pb.LoadModelRequest(name=name, replace=replace)
+    for layer in layers:
+        model_layer = request.layers.add()
+        model_layer.layer.CopyFrom(layer.layer)
+        to_tensor(layer.weight, model_layer.weight)
+        if layer.bias is not None:
+            to_tensor(layer.bias, model_layer.bias)
+    return request
+
+
 class ConvServeError(RuntimeError):
     """A call failed. `code` is the grpc.StatusCode, `details` the server's message,
     `request_id` the call's x-request-id, under which the server logged it (None
@@ -255,14 +267,8 @@ class Client:
 
     def load_model(self, name, layers, replace=False, timeout=None):
         """Loads `layers` (ModelLayer tuples) as model `name`. Returns ModelInfo."""
-        request = pb.LoadModelRequest(name=name, replace=replace)
-        for layer in layers:
-            model_layer = request.layers.add()
-            model_layer.layer.CopyFrom(layer.layer)
-            to_tensor(layer.weight, model_layer.weight)
-            if layer.bias is not None:
-                to_tensor(layer.bias, model_layer.bias)
-        return self._call(self.stub.LoadModel, request, timeout).model
+        return self._call(self.stub.LoadModel, load_model_request(name, layers, replace),
+                          timeout).model
 
     def run_model(self, name, x, timeout=None):
         """Runs model `name` on `x`. Returns (y, compute_time_ns)."""

@@ -134,7 +134,8 @@ class ConvServiceImpl final : public RawConvService {
                                   const grpc::ByteBuffer* request, grpc::ByteBuffer* response,
                                   void (ConvServiceImpl::*handler)(UnaryCall*, const Request*,
                                                                    Response*)) {
-    auto* call = new TypedUnaryCall<Request, Response>(method, context, request, response, observer_);
+    auto* call =
+        new TypedUnaryCall<Request, Response>(method, context, request, response, observer_);
     if (options_.require_tls) {
       absl::Status secure = RequireTlsTransport(TransportSecurityType(*context));
       if (!secure.ok()) {

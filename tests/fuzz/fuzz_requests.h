@@ -92,8 +92,8 @@ inline void FillLayer(FuzzedDataProvider& data, v1::ConvLayer* layer) {
 
 // Usually the weight (and bias) the layer wants, so that the run is reached;
 // sometimes one element off, sometimes no bias.
-inline void FillParameters(FuzzedDataProvider& data, const v1::ConvLayer& layer,
-                           v1::Tensor* weight, v1::Tensor* bias) {
+inline void FillParameters(FuzzedDataProvider& data, const v1::ConvLayer& layer, v1::Tensor* weight,
+                           v1::Tensor* bias) {
   absl::StatusOr<ConvSpec> converted = ToConvSpec("layer", layer);
   absl::StatusOr<ResolvedLayer> resolved =
       converted.ok() ? ResolveLayer(*converted) : absl::StatusOr<ResolvedLayer>(converted.status());

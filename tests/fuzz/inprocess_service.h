@@ -7,9 +7,9 @@
 #ifndef CONVSERVE_TESTS_FUZZ_INPROCESS_SERVICE_H_
 #define CONVSERVE_TESTS_FUZZ_INPROCESS_SERVICE_H_
 
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/support/byte_buffer.h>
 #include <spdlog/spdlog.h>
 
@@ -27,9 +27,9 @@ namespace convserve::fuzz {
 
 // The service's methods, as gRPC names them.
 inline constexpr const char* kMethods[] = {
-    "/convserve.v1.ConvService/Conv",        "/convserve.v1.ConvService/ValidateShape",
-    "/convserve.v1.ConvService/LoadModel",   "/convserve.v1.ConvService/RunModel",
-    "/convserve.v1.ConvService/UnloadModel", "/convserve.v1.ConvService/ListModels",
+    "/convserve.v1.ConvService/Conv",          "/convserve.v1.ConvService/ValidateShape",
+    "/convserve.v1.ConvService/LoadModel",     "/convserve.v1.ConvService/RunModel",
+    "/convserve.v1.ConvService/UnloadModel",   "/convserve.v1.ConvService/ListModels",
     "/convserve.v1.ConvService/GetServerInfo",
 };
 inline constexpr int kMethodCount = sizeof(kMethods) / sizeof(kMethods[0]);

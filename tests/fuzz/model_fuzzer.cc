@@ -1,4 +1,5 @@
-// libFuzzer target for model loading: a LoadModel of fuzzed layers, then RunModel on it, through the real service.
+// libFuzzer target for model loading: a LoadModel of fuzzed layers, then RunModel on it, through
+// the real service.
 //
 // Builds a LoadModelRequest of one to four layers (fuzz_requests.h; usually
 // each layer's in_channels follows the previous out_channels so that whole

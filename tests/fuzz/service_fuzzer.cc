@@ -1,4 +1,5 @@
-// libFuzzer target for the gRPC boundary: arbitrary bytes as each method's request, through the real service.
+// libFuzzer target for the gRPC boundary: arbitrary bytes as each method's request, through the
+// real service.
 //
 // The first byte picks the method; the rest is sent as its serialized request
 // over an in-process channel (inprocess_service.h), so gRPC's raw-bytes
@@ -57,16 +58,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
     convserve::v1::ConvRequest conv;
     convserve::fuzz::FillLayer(data, conv.mutable_layer());
     convserve::fuzz::FillInput(data, conv.mutable_input());
-    convserve::fuzz::FillParameters(data, conv.layer(), conv.mutable_weight(),
-                                    conv.mutable_bias());
+    convserve::fuzz::FillParameters(data, conv.layer(), conv.mutable_weight(), conv.mutable_bias());
     request = conv.SerializeAsString();
   } else {
     request = data.ConsumeRemainingBytesAsString();
   }
   InProcessService& service = InProcessService::Get();
   grpc::ByteBuffer response;
-  const grpc::Status status =
-      service.Call(convserve::fuzz::kMethods[method], request, &response);
+  const grpc::Status status = service.Call(convserve::fuzz::kMethods[method], request, &response);
   if (!convserve::fuzz::IsExpectedCode(status.error_code())) __builtin_trap();
   if (status.error_message().size() > 1024) __builtin_trap();
   if (status.ok() && !ResponseParses(method, &response)) __builtin_trap();

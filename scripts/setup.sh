@@ -12,23 +12,25 @@ set -euo pipefail
 profile="${1:-build}"
 
 # libcpp-httplib0.11: the metrics endpoint (--metrics_listen); libssl3: the TLS
-# flags' certificate checks (server/tls.cc).
+# flags' certificate checks (server/tls.cc); libonnx1: ONNX model import
+# (checker and shape inference).
 runtime=(libgrpc++1.51 libprotobuf32 libabsl20220623 libspdlog1.10 libtbb12 libgomp1 libcpp-httplib0.11
-         libssl3 ca-certificates)
+         libssl3 libonnx1 ca-certificates)
 # ocl-icd-opencl-dev: Debian's oneDNN CMake config (bench/) requires OpenCL, which
 # libdnnl-dev only recommends (and recommends are not installed).
 build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
        libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
        libabsl-dev libspdlog-dev libtbb-dev libdnnl-dev ocl-icd-opencl-dev
-       libcpp-httplib-dev nlohmann-json3-dev libssl-dev
+       libcpp-httplib-dev nlohmann-json3-dev libssl-dev libonnx-dev
        python3 python3-grpcio python3-protobuf python3-numpy python3-grpc-tools)
 # nodejs (+ npm): the offline Kubernetes manifest test (tests/deploy); nginx: the
 # replicas-behind-a-proxy test (tests/integration/test_replicas.py runs its own);
 # openssl: throw-away certificates for the TLS tests; prometheus: promtool checks
-# the metrics exposition.
+# the metrics exposition; python3-onnx: the ONNX import tests build and check
+# models with onnx.helper and torch.onnx.export.
 test=("${build[@]}" libgtest-dev libgmock-dev libbenchmark-dev
       clang libclang-rt-14-dev python3-torch python3-pytest procps nodejs nginx
-      openssl prometheus)
+      openssl prometheus python3-onnx)
 
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;

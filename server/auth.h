@@ -6,13 +6,16 @@
 #ifndef CONVSERVE_SERVER_AUTH_H_
 #define CONVSERVE_SERVER_AUTH_H_
 
+#include <grpcpp/security/auth_metadata_processor.h>
 #include <grpcpp/support/string_ref.h>
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/call_record.h"
 
 namespace convserve {
 
@@ -22,6 +25,19 @@ namespace convserve {
 // REQUIRES: !expected_token.empty().
 absl::Status CheckBearerToken(const std::multimap<grpc::string_ref, grpc::string_ref>& metadata,
                               const std::string& expected_token);
+
+// Checks the token of ConvService calls from their headers, inside gRPC,
+// before the request body is read: a call refused here never has its message
+// buffered (the handler's check in ConvServiceImpl comes only after gRPC has
+// received the whole message, up to --max_message_bytes). Calls to other
+// services (health, reflection) pass. gRPC runs such processors only on
+// secure (TLS) ports, so it is attached to the TLS credentials of --listen;
+// a plaintext server keeps the handler's check alone. A refused call is
+// logged at WARN and reported to `observer` (if not null: the access log and
+// the metrics) as an UNAUTHENTICATED call of its method, as the handler would.
+// REQUIRES: !expected_token.empty(); `observer` outlives the processor.
+std::shared_ptr<grpc::AuthMetadataProcessor> MakeBearerTokenProcessor(std::string expected_token,
+                                                                      CallObserver* observer);
 
 // The token in `path`: its first line without surrounding white space.
 // INVALID_ARGUMENT if the file cannot be read or the token is empty.

@@ -260,6 +260,12 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   const std::string metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
   if (!metrics_listen.empty()) observers.Add(&call_metrics);
   ConvServiceImpl service(options, &pool, &observers);
+  // Over TLS the token is checked from the headers, before gRPC reads the
+  // body (docs/RELIABILITY.md row 15).
+  if (tls->mode != TlsMode::kOff && !options.auth_token.empty()) {
+    tls->credentials->SetAuthMetadataProcessor(
+        MakeBearerTokenProcessor(options.auth_token, &observers));
+  }
   AddServerMetrics(&metrics, &service, &pool);
   AddProcessMetrics(&metrics);
   std::unique_ptr<MetricsHttpServer> metrics_server;

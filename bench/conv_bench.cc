@@ -1,14 +1,17 @@
 // conv_bench: ConvServe's core against oneDNN on a layer set, side by side.
 //
 // For every layer, data layout (channels_first / channels_last) and thread
-// count, both libraries run the same layer in this process on the same
-// threads with plain input and output tensors (nchw / nhwc); each may keep
-// its weights pre-packed (ConvOperator packs at creation, oneDNN's weights are
-// reordered to its preferred layout once, outside the timed loop). Reported:
-// median GFLOP/s of --reps repetitions after warm-up, the ratio, and the share
-// of this machine's FMA peak measured in the same run. Repetitions of the two
-// libraries alternate, so a change in the machine's load hits both. Outputs are compared
-// (a warning is printed on a mismatch).
+// count, ConvServe and oneDNN run the same layer in this process on the same
+// threads, ConvServe and the caller always on plain input and output tensors
+// (nchw / nhwc). oneDNN runs in two forms (OneDnnConv): on those plain tensors,
+// and on the blocked layouts it prefers with the reorders into and out of
+// them timed inside each call (what PyTorch does); each keeps its weights
+// pre-packed (ConvOperator packs at creation, oneDNN's weights are reordered
+// to its preferred layout once, outside the timed loop). Reported: median
+// GFLOP/s of --reps repetitions after warm-up, the ratio against the faster
+// oneDNN form, and the share of this machine's FMA peak measured in the same
+// run. Repetitions of the three alternate, so a change in the machine's load
+// hits all of them. Outputs are compared (a warning is printed on a mismatch).
 //
 //   conv_bench [--layers FILE] [--json FILE] [--filter SUBSTRING] [--reps N]
 //              [--threads 1,2] [--min-ms MS] [--onednn-isa all|avx2]
@@ -19,12 +22,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
 #include <string>
 #include <thread>
-#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -126,19 +129,20 @@ double Median(std::vector<double> samples) {
   return samples[samples.size() / 2];
 }
 
-// Median seconds per call of `ours` and `theirs`, measured in alternating
-// repetitions so that both see the same machine (it is shared and its load
+// Median seconds per call of each of `fns`, measured in interleaved
+// repetitions so that all see the same machine (it is shared and its load
 // changes within seconds).
-template <typename Ours, typename Theirs>
-std::pair<double, double> PairedMedianSeconds(Ours ours, Theirs theirs, int reps, double min_ms) {
-  const int64_t ours_calls = CallsPerRepetition(ours, min_ms);
-  const int64_t theirs_calls = CallsPerRepetition(theirs, min_ms);
-  std::vector<double> ours_samples, theirs_samples;
+std::vector<double> InterleavedMedianSeconds(const std::vector<std::function<void()>>& fns,
+                                             int reps, double min_ms) {
+  std::vector<int64_t> calls;
+  for (const auto& fn : fns) calls.push_back(CallsPerRepetition(fn, min_ms));
+  std::vector<std::vector<double>> samples(fns.size());
   for (int r = 0; r < reps; ++r) {
-    ours_samples.push_back(SecondsPerCall(ours, ours_calls));
-    theirs_samples.push_back(SecondsPerCall(theirs, theirs_calls));
+    for (size_t i = 0; i < fns.size(); ++i) samples[i].push_back(SecondsPerCall(fns[i], calls[i]));
   }
-  return {Median(ours_samples), Median(theirs_samples)};
+  std::vector<double> medians;
+  for (std::vector<double>& s : samples) medians.push_back(Median(std::move(s)));
+  return medians;
 }
 
 // FMA-only throughput of `threads` threads: 12 independent FMA chains per
@@ -190,13 +194,24 @@ dnnl::memory::format_tag PlainWeightTag(int rank, bool grouped) {
 
 // oneDNN forward-inference convolution with plain src/dst, weights reordered
 // once into the primitive's preferred layout.
+// oneDNN's convolution in one of two forms:
+//   plain:   source and destination in the caller's layout (nchw / nhwc);
+//            for channels_first oneDNN then often runs gemm:jit (im2col +
+//            GEMM), its weakest path.
+//   blocked: oneDNN picks the source and destination layouts
+//            (format_tag::any, e.g. nChw16c) and the caller's tensors are
+//            reordered into and out of them inside every call, as PyTorch's
+//            CPU backend does around a oneDNN convolution.
+// Weights are packed once, in both forms, as ConvServe packs them.
 class OneDnnConv {
  public:
-  OneDnnConv(const BenchLayer& layer, bool channels_last, const std::vector<float>& weight_oihw,
-             const std::vector<float>& bias, const ConvGeometry& g)
+  OneDnnConv(const BenchLayer& layer, bool channels_last, bool blocked,
+             const std::vector<float>& weight_oihw, const std::vector<float>& bias,
+             const ConvGeometry& g)
       : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {
     using dims = dnnl::memory::dims;
     using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
     const int rank = static_cast<int>(layer.spatial.size());
     dims src_dims = {layer.batch, layer.in_channels};
     dims dst_dims = {layer.batch, layer.out_channels};
@@ -217,12 +232,16 @@ class OneDnnConv {
       pad_l.push_back(layer.pad);
       pad_r.push_back(layer.pad);
     }
-    const dnnl::memory::desc src_md(src_dims, dt::f32, PlainTag(rank, channels_last));
-    const dnnl::memory::desc dst_md(dst_dims, dt::f32, PlainTag(rank, channels_last));
+    const dnnl::memory::desc user_src_md(src_dims, dt::f32, PlainTag(rank, channels_last));
+    const dnnl::memory::desc user_dst_md(dst_dims, dt::f32, PlainTag(rank, channels_last));
+    const dnnl::memory::desc src_md =
+        blocked ? dnnl::memory::desc(src_dims, dt::f32, tag::any) : user_src_md;
+    const dnnl::memory::desc dst_md =
+        blocked ? dnnl::memory::desc(dst_dims, dt::f32, tag::any) : user_dst_md;
     const dnnl::memory::desc user_weight_md(weight_dims, dt::f32,
                                             PlainWeightTag(rank, layer.groups > 1));
-    const dnnl::memory::desc any_weight_md(weight_dims, dt::f32, dnnl::memory::format_tag::any);
-    const dnnl::memory::desc bias_md({layer.out_channels}, dt::f32, dnnl::memory::format_tag::x);
+    const dnnl::memory::desc any_weight_md(weight_dims, dt::f32, tag::any);
+    const dnnl::memory::desc bias_md({layer.out_channels}, dt::f32, tag::x);
     const dnnl::convolution_forward::desc desc(
         dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, src_md,
         any_weight_md, bias_md, dst_md, strides, dilates, pad_l, pad_r);
@@ -234,20 +253,42 @@ class OneDnnConv {
     dnnl::reorder(user_weights, weights_).execute(stream_, user_weights, weights_);
     bias_ = dnnl::memory(bias_md, engine_);
     std::copy(bias.begin(), bias.end(), static_cast<float*>(bias_.get_data_handle()));
-    src_ = dnnl::memory(src_md, engine_, nullptr);
-    dst_ = dnnl::memory(dst_md, engine_, nullptr);
+    user_src_ = dnnl::memory(user_src_md, engine_, nullptr);
+    user_dst_ = dnnl::memory(user_dst_md, engine_, nullptr);
+    // The blocked form's own buffers and the reorders into and out of them
+    // (none where oneDNN chose the caller's layout anyway).
+    if (pd_.src_desc() != user_src_md) {
+      src_ = dnnl::memory(pd_.src_desc(), engine_);
+      src_reorder_ = dnnl::reorder(user_src_, src_);
+    } else {
+      src_ = user_src_;
+    }
+    if (pd_.dst_desc() != user_dst_md) {
+      dst_ = dnnl::memory(pd_.dst_desc(), engine_);
+      dst_reorder_ = dnnl::reorder(dst_, user_dst_);
+    } else {
+      dst_ = user_dst_;
+    }
+    reorders_ = (src_reorder_ ? 1 : 0) + (dst_reorder_ ? 1 : 0);
     stream_.wait();
   }
 
-  std::string Implementation() const { return pd_.impl_info_str(); }
+  // oneDNN's implementation name, plus the reorders the blocked form adds.
+  std::string Implementation() const {
+    std::string name = pd_.impl_info_str();
+    if (reorders_ > 0) name += "+" + std::to_string(reorders_) + "reorder";
+    return name;
+  }
 
   void Run(const float* input, float* output) {
-    src_.set_data_handle(const_cast<float*>(input));
-    dst_.set_data_handle(output);
+    user_src_.set_data_handle(const_cast<float*>(input));
+    user_dst_.set_data_handle(output);
+    if (src_reorder_) src_reorder_.execute(stream_, user_src_, src_);
     conv_.execute(stream_, {{DNNL_ARG_SRC, src_},
                             {DNNL_ARG_WEIGHTS, weights_},
                             {DNNL_ARG_BIAS, bias_},
                             {DNNL_ARG_DST, dst_}});
+    if (dst_reorder_) dst_reorder_.execute(stream_, dst_, user_dst_);
     stream_.wait();
   }
 
@@ -256,7 +297,9 @@ class OneDnnConv {
   dnnl::stream stream_;
   dnnl::convolution_forward::primitive_desc pd_;
   dnnl::convolution_forward conv_;
-  dnnl::memory weights_, bias_, src_, dst_;
+  dnnl::memory weights_, bias_, user_src_, user_dst_, src_, dst_;
+  dnnl::reorder src_reorder_, dst_reorder_;
+  int reorders_ = 0;
 };
 
 struct Row {
@@ -264,11 +307,12 @@ struct Row {
   std::string layout;
   int threads = 1;
   double convserve_gflops = 0;
-  double onednn_gflops = 0;
-  double ratio = 0;
+  double onednn_gflops = 0;          // plain form
+  double onednn_blocked_gflops = 0;  // blocked form, reorders included
+  double ratio = 0;                  // against the faster of the two forms
   double peak_fraction = 0;
   std::string kernel;
-  std::string onednn_impl;
+  std::string onednn_impl;  // the faster form's
   bool busy = false;  // The machine was busy around every attempt at this row.
 };
 
@@ -315,8 +359,12 @@ int Main(int argc, char** argv) {
           threads, peak[threads] / peak[1], threads);
     }
   }
-  std::printf("\n%-18s %-14s %3s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
-              "convserve", "onednn", "ratio", "%peak", "convserve kernel", "onednn impl");
+  std::printf(
+      "GFLOP/s; onednn = oneDNN on the caller's layout, onednn_blk = oneDNN on its own blocked\n"
+      "layout with the reorders in and out timed; ratio = convserve / the faster of the two\n");
+  std::printf("\n%-18s %-14s %3s %10s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
+              "convserve", "onednn", "onednn_blk", "ratio", "%peak", "convserve kernel",
+              "onednn impl (faster form)");
 
   std::vector<Row> rows;
   std::mt19937 rng(42);
@@ -366,7 +414,9 @@ int Main(int argc, char** argv) {
         // oneDNN fixes a primitive's thread count when it is created, so the
         // primitive is made after the OpenMP thread count is set.
         omp_set_num_threads(threads);
-        OneDnnConv onednn(layer, channels_last, weight, bias, g);
+        OneDnnConv onednn(layer, channels_last, /*blocked=*/false, weight, bias, g);
+        OneDnnConv onednn_blocked(layer, channels_last, /*blocked=*/true, weight, bias, g);
+        std::vector<float> theirs_blocked(g.output_elements());
         // The machine is shared: a row counts only if `threads` FMA loops
         // run at full speed just before and just after it (other processes
         // would slow the two libraries very differently: OpenMP's static
@@ -377,39 +427,48 @@ int Main(int argc, char** argv) {
               peak[threads], threads * peak[options.threads.front()] / options.threads.front());
           return MeasurePeakGflops(threads, zmm, 2'000'000, 1) >= kQuietShare * full_speed;
         };
-        double ours_s = 0, theirs_s = 0;
+        std::vector<double> seconds;
         bool busy = true;
         for (int attempt = 0; attempt < kRowAttempts && busy; ++attempt) {
           if (attempt > 0) std::this_thread::sleep_for(std::chrono::seconds(2));
           const bool quiet_before = quiet();
-          std::tie(ours_s, theirs_s) = PairedMedianSeconds(
-              [&] { arena.execute([&] { (void)(*op)->Run(g, input.data(), ours.data()); }); },
-              [&] { onednn.Run(input.data(), theirs.data()); }, options.reps, options.min_ms);
+          seconds = InterleavedMedianSeconds(
+              {[&] { arena.execute([&] { (void)(*op)->Run(g, input.data(), ours.data()); }); },
+               [&] { onednn.Run(input.data(), theirs.data()); },
+               [&] { onednn_blocked.Run(input.data(), theirs_blocked.data()); }},
+              options.reps, options.min_ms);
           busy = !(quiet_before && quiet());
         }
-        double max_error = 0, max_value = 0;
-        for (size_t i = 0; i < ours.size(); ++i) {
-          max_error = std::max(max_error, static_cast<double>(std::fabs(ours[i] - theirs[i])));
-          max_value = std::max(max_value, static_cast<double>(std::fabs(theirs[i])));
-        }
-        if (!(max_error <= 1e-4 * (1.0 + max_value))) {
-          std::printf("WARNING: %s %s: outputs differ from oneDNN by %g (max |y| %g)\n",
-                      layer.name.c_str(), channels_last ? "channels_last" : "channels_first",
-                      max_error, max_value);
+        for (const std::vector<float>* reference : {&theirs, &theirs_blocked}) {
+          double max_error = 0, max_value = 0;
+          for (size_t i = 0; i < ours.size(); ++i) {
+            max_error =
+                std::max(max_error, static_cast<double>(std::fabs(ours[i] - (*reference)[i])));
+            max_value = std::max(max_value, static_cast<double>(std::fabs((*reference)[i])));
+          }
+          if (!(max_error <= 1e-4 * (1.0 + max_value))) {
+            std::printf("WARNING: %s %s: outputs differ from oneDNN (%s) by %g (max |y| %g)\n",
+                        layer.name.c_str(), channels_last ? "channels_last" : "channels_first",
+                        reference == &theirs ? "plain" : "blocked", max_error, max_value);
+          }
         }
         Row row;
         row.name = layer.name;
         row.layout = channels_last ? "channels_last" : "channels_first";
         row.threads = threads;
-        row.convserve_gflops = flops / ours_s * 1e-9;
-        row.onednn_gflops = flops / theirs_s * 1e-9;
-        row.ratio = row.convserve_gflops / row.onednn_gflops;
+        row.convserve_gflops = flops / seconds[0] * 1e-9;
+        row.onednn_gflops = flops / seconds[1] * 1e-9;
+        row.onednn_blocked_gflops = flops / seconds[2] * 1e-9;
+        const bool blocked_faster = row.onednn_blocked_gflops > row.onednn_gflops;
+        row.ratio = row.convserve_gflops / std::max(row.onednn_gflops, row.onednn_blocked_gflops);
         row.peak_fraction = row.convserve_gflops / peak[threads];
         row.kernel = (*op)->KernelName(g);
-        row.onednn_impl = onednn.Implementation();
+        row.onednn_impl =
+            blocked_faster ? onednn_blocked.Implementation() : onednn.Implementation();
         row.busy = busy;
-        std::printf("%-18s %-14s %3d %10.1f %10.1f %6.2f %6.1f%%  %-26s %s%s\n", row.name.c_str(),
-                    row.layout.c_str(), threads, row.convserve_gflops, row.onednn_gflops, row.ratio,
+        std::printf("%-18s %-14s %3d %10.1f %10.1f %10.1f %6.2f %6.1f%%  %-26s %s%s\n",
+                    row.name.c_str(), row.layout.c_str(), threads, row.convserve_gflops,
+                    row.onednn_gflops, row.onednn_blocked_gflops, row.ratio,
                     100.0 * row.peak_fraction, row.kernel.c_str(), row.onednn_impl.c_str(),
                     row.busy ? "  (BUSY MACHINE)" : "");
         std::fflush(stdout);
@@ -431,7 +490,9 @@ int Main(int argc, char** argv) {
     std::printf("FMA peak used for %%peak, %d thread(s): %.1f GFLOP/s\n", threads, peak[threads]);
   }
 
-  std::printf("\ngeometric mean of convserve/onednn (rows measured on a quiet machine):\n");
+  std::printf(
+      "\ngeometric mean of convserve / the faster oneDNN form (rows measured on a quiet "
+      "machine):\n");
   for (const char* layout : {"channels_first", "channels_last"}) {
     for (int threads : options.threads) {
       double log_sum = 0;
@@ -470,10 +531,12 @@ int Main(int argc, char** argv) {
       const Row& row = rows[i];
       std::fprintf(file,
                    "  {\"name\": \"%s\", \"layout\": \"%s\", \"threads\": %d, "
-                   "\"convserve_gflops\": %.3f, \"onednn_gflops\": %.3f, \"ratio\": %.4f, "
+                   "\"convserve_gflops\": %.3f, \"onednn_gflops\": %.3f, "
+                   "\"onednn_blocked_gflops\": %.3f, \"ratio\": %.4f, "
                    "\"peak_fraction\": %.4f, \"busy_machine\": %s}%s\n",
                    row.name.c_str(), row.layout.c_str(), row.threads, row.convserve_gflops,
-                   row.onednn_gflops, row.ratio, row.peak_fraction, row.busy ? "true" : "false",
+                   row.onednn_gflops, row.onednn_blocked_gflops, row.ratio, row.peak_fraction,
+                   row.busy ? "true" : "false",
                    i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(file, "]\n");

@@ -313,7 +313,7 @@ struct Row {
   double peak_fraction = 0;
   std::string kernel;
   std::string onednn_impl;  // the faster form's
-  bool busy = false;  // The machine was busy around every attempt at this row.
+  bool busy = false;        // The machine was busy around every attempt at this row.
 };
 
 int Main(int argc, char** argv) {
@@ -536,8 +536,7 @@ int Main(int argc, char** argv) {
                    "\"peak_fraction\": %.4f, \"busy_machine\": %s}%s\n",
                    row.name.c_str(), row.layout.c_str(), row.threads, row.convserve_gflops,
                    row.onednn_gflops, row.onednn_blocked_gflops, row.ratio, row.peak_fraction,
-                   row.busy ? "true" : "false",
-                   i + 1 < rows.size() ? "," : "");
+                   row.busy ? "true" : "false", i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(file, "]\n");
     std::fclose(file);

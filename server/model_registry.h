@@ -40,6 +40,8 @@ struct Model {
   int64_t parameters = 0;
   int64_t weight_bytes = 0;
   int64_t charged_bytes = 0;  // what it counts against the limit: ModelBytes()
+  int64_t version = 0;        // the model repository's version folder; 0 from LoadModel
+  std::string source;         // the model file it was read from; empty from LoadModel
 };
 
 class ModelRegistry {

@@ -1,0 +1,222 @@
+// ModelRepository: the directory scan, the limited file read, and the swaps,
+// with a builder that makes a model from a file's text ("fail" fails).
+#include "server/model_repository.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+
+namespace convserve {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+
+class ModelRepositoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("convserve_repo_" + std::to_string(::getpid()) + "_" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  // Writes DIR/<name>/<version>/model.onnx holding `text`.
+  void Write(const std::string& name, const std::string& version, const std::string& text) {
+    const fs::path dir = root_ / name / version;
+    fs::create_directories(dir);
+    std::ofstream(dir / kModelFileName, std::ios::trunc) << text;
+  }
+
+  ModelRepository::Builder builder() {
+    return [this](const std::string& name, const std::string& bytes,
+                  const std::string& model_dir) -> absl::StatusOr<std::shared_ptr<Model>> {
+      ++builds_;
+      last_model_dir_ = model_dir;
+      if (bytes.rfind("fail", 0) == 0) return absl::InvalidArgumentError("model.onnx: broken");
+      auto model = std::make_shared<Model>();
+      model->name = name;
+      model->parameters = static_cast<int64_t>(bytes.size());
+      model->charged_bytes = ModelBytes(static_cast<int64_t>(bytes.size()), 1);
+      return model;
+    };
+  }
+
+  fs::path root_;
+  int builds_ = 0;
+  std::string last_model_dir_;
+  ModelRegistry registry_{int64_t{1} << 30};
+};
+
+TEST_F(ModelRepositoryTest, ServesTheHighestVersionOfEachModel) {
+  Write("resnet", "1", "a");
+  Write("resnet", "10", "abc");
+  Write("resnet", "9", "ab");
+  Write("vgg", "3", "abcd");
+  fs::create_directories(root_ / "vgg" / "7");       // no model file: not a version
+  fs::create_directories(root_ / "vgg" / "latest");  // not a number
+  fs::create_directories(root_ / "vgg" / "0");       // not above 0
+  std::ofstream(root_ / "README") << "not a model";  // files beside the folders
+  fs::create_directories(root_ / "..data");          // hidden (Kubernetes volumes)
+  fs::create_directories(root_ / "bad name");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->loaded, 2);
+  EXPECT_TRUE(report->refused.empty());
+  absl::StatusOr<std::shared_ptr<const Model>> resnet = registry_.Find("resnet");
+  ASSERT_TRUE(resnet.ok());
+  EXPECT_EQ((*resnet)->version, 10);
+  EXPECT_EQ((*resnet)->parameters, 3);
+  EXPECT_EQ((*resnet)->source, (root_ / "resnet" / "10" / kModelFileName).string());
+  EXPECT_EQ((*registry_.Find("vgg"))->version, 3);
+  EXPECT_EQ(last_model_dir_, (root_ / "vgg" / "3").string());
+  EXPECT_EQ(registry_.size(), 2u);
+
+  absl::StatusOr<RepositoryScan> scan = ScanModelRepository(root_.string());
+  ASSERT_TRUE(scan.ok());
+  ASSERT_EQ(scan->skipped.size(), 1u);
+  EXPECT_THAT(scan->skipped[0], HasSubstr("bad name"));
+}
+
+TEST_F(ModelRepositoryTest, UnchangedFilesAreNotReloaded) {
+  Write("m", "1", "abc");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  absl::StatusOr<RepositorySyncReport> again = repository.Sync();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->loaded, 0);
+  EXPECT_EQ(again->unchanged, 1);
+  EXPECT_EQ(builds_, 1);
+}
+
+TEST_F(ModelRepositoryTest, ANewVersionIsSwappedInAndCallsKeepTheOldOne) {
+  Write("m", "1", "a");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  std::shared_ptr<const Model> in_flight = *registry_.Find("m");
+  Write("m", "2", "ab");
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->loaded, 1);
+  EXPECT_EQ((*registry_.Find("m"))->version, 2);
+  EXPECT_EQ(in_flight->version, 1);  // still whole for the call holding it
+  EXPECT_EQ(in_flight->parameters, 1);
+}
+
+TEST_F(ModelRepositoryTest, AFileRewrittenInPlaceIsReloaded) {
+  Write("m", "1", "a");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  // Another size: seen even where the clock's resolution hides the new mtime.
+  Write("m", "1", "abcdef");
+  ASSERT_TRUE(repository.Sync().ok());
+  EXPECT_EQ((*registry_.Find("m"))->parameters, 6);
+}
+
+TEST_F(ModelRepositoryTest, AFailingNewVersionLeavesTheOldOneServingAndIsTriedOnce) {
+  Write("m", "1", "a");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  Write("m", "2", "fail: truncated");
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->loaded, 0);
+  ASSERT_EQ(report->refused.size(), 1u);
+  EXPECT_THAT(report->refused[0], HasSubstr("broken"));
+  EXPECT_THAT(report->refused[0], HasSubstr("version 1 stays"));
+  EXPECT_EQ((*registry_.Find("m"))->version, 1);
+  const int builds = builds_;
+  report = repository.Sync();  // the same broken file: not built again, not logged again
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->refused.empty());
+  EXPECT_EQ(builds_, builds);
+  Write("m", "2", "fixed");
+  ASSERT_TRUE(repository.Sync().ok());
+  EXPECT_EQ((*registry_.Find("m"))->version, 2);
+}
+
+TEST_F(ModelRepositoryTest, AModelWhoseFolderIsGoneIsUnloaded) {
+  Write("a", "1", "x");
+  Write("b", "1", "y");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  fs::remove_all(root_ / "a");
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->unloaded, 1);
+  EXPECT_FALSE(registry_.Find("a").ok());
+  EXPECT_TRUE(registry_.Find("b").ok());
+}
+
+TEST_F(ModelRepositoryTest, ModelsLoadedThroughLoadModelAreLeftAlone) {
+  auto rpc_model = std::make_shared<Model>();
+  rpc_model->name = "m";
+  ASSERT_TRUE(registry_.Add(rpc_model, false).ok());
+  Write("m", "1", "a");
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->refused.size(), 1u);
+  EXPECT_THAT(report->refused[0], HasSubstr("LoadModel"));
+  EXPECT_EQ(*registry_.Find("m"), rpc_model);
+  // Nor unloaded when the repository's folder goes.
+  fs::remove_all(root_ / "m");
+  ASSERT_TRUE(repository.Sync().ok());
+  EXPECT_EQ(*registry_.Find("m"), rpc_model);
+}
+
+TEST_F(ModelRepositoryTest, FilesAboveTheLimitAreRefusedBeforeTheyAreRead) {
+  Write("big", "1", std::string(2000, 'x'));
+  ModelRepository repository(root_.string(), 1000, &registry_, builder());
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->refused.size(), 1u);
+  EXPECT_THAT(report->refused[0], HasSubstr("2000 bytes, more than the limit of 1000"));
+  EXPECT_EQ(builds_, 0);
+}
+
+TEST_F(ModelRepositoryTest, ReadModelFileRefusesWhatIsNotARegularFile) {
+  EXPECT_THAT(std::string(ReadModelFile((root_ / "none").string(), 100).status().message()),
+              HasSubstr("cannot open"));
+  EXPECT_THAT(std::string(ReadModelFile(root_.string(), 100).status().message()),
+              HasSubstr("expected a regular file"));
+  const fs::path fifo = root_ / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  EXPECT_THAT(std::string(ReadModelFile(fifo.string(), 100).status().message()),
+              HasSubstr("expected a regular file"));
+  std::ofstream(root_ / "ok") << "hello";
+  absl::StatusOr<std::string> bytes = ReadModelFile((root_ / "ok").string(), 5);
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_EQ(*bytes, "hello");
+}
+
+TEST_F(ModelRepositoryTest, AMissingRootIsAnError) {
+  ModelRepository repository((root_ / "missing").string(), 1000, &registry_, builder());
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(report.status().message()), HasSubstr("--model_repository"));
+}
+
+TEST_F(ModelRepositoryTest, PollingPicksUpANewModel) {
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  repository.StartPolling(1);
+  Write("m", "1", "a");
+  for (int i = 0; i < 100 && !registry_.Find("m").ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(registry_.Find("m").ok());
+}
+
+}  // namespace
+}  // namespace convserve

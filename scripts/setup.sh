@@ -27,10 +27,11 @@ build=("${runtime[@]}" build-essential cmake ninja-build pkg-config
 # replicas-behind-a-proxy test (tests/integration/test_replicas.py runs its own);
 # openssl: throw-away certificates for the TLS tests; prometheus: promtool checks
 # the metrics exposition; python3-onnx: the ONNX import tests build and check
-# models with onnx.helper and torch.onnx.export.
+# models with onnx.helper and torch.onnx.export; python3-pip, -setuptools,
+# -wheel, -venv: installing the Python client into a scratch environment.
 test=("${build[@]}" libgtest-dev libgmock-dev libbenchmark-dev
       clang libclang-rt-14-dev python3-torch python3-pytest procps nodejs nginx
-      openssl prometheus python3-onnx)
+      openssl prometheus python3-onnx python3-pip python3-setuptools python3-wheel python3-venv)
 
 case "$profile" in
   runtime) wanted=("${runtime[@]}") ;;

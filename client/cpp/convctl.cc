@@ -18,6 +18,7 @@
 // kernel come from the shapes; --padding is valid, same, same_lower, causal,
 // P, P1,P2 or B1:E1,B2:E2.
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -37,9 +38,9 @@
 #include "client/cpp/convserve_client.h"
 #include "client/cpp/npy.h"
 
-ABSL_FLAG(std::string, target, "localhost:50051",
+ABSL_FLAG(std::string, target, "",
           "Server address, host:port, or several replicas: ipv4:H1:P1,H2:P2 or "
-          "dns:///name:port (any gRPC target).");
+          "dns:///name:port (any gRPC target). Default: $CONVSERVE_TARGET, or localhost:50051.");
 ABSL_FLAG(std::string, lb_policy, "round_robin",
           "How calls spread over the target's addresses: round_robin or pick_first.");
 ABSL_FLAG(bool, retries, false,
@@ -54,7 +55,7 @@ ABSL_FLAG(std::string, request_id, "",
           "new one per call. A failure prints the call's ID.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File whose first line is the server's bearer token (servers run with "
-          "--auth_token_file).");
+          "--auth_token_file). Default: the token in $CONVSERVE_TOKEN, if set.");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "Connect over TLS, trusting this PEM CA for the server's certificate (any --tls_* "
           "flag turns TLS on; without this one, gRPC's default roots).");
@@ -237,6 +238,16 @@ int Info(Client& client) {
   return 0;
 }
 
+// The flag's value if given, else $variable if set and not empty, else
+// `fallback`: the Python CLI resolves the same variables the same way.
+std::string FlagOrEnvironment(const absl::Flag<std::string>& flag, const char* variable,
+                              const char* fallback) {
+  std::string value = absl::GetFlag(flag);
+  if (!value.empty()) return value;
+  const char* from_environment = std::getenv(variable);
+  return from_environment != nullptr && *from_environment ? from_environment : fallback;
+}
+
 }  // namespace
 }  // namespace convserve::client
 
@@ -265,7 +276,9 @@ int main(int argc, char** argv) {
   options.tls_server_name = absl::GetFlag(FLAGS_tls_server_name);
   if (command == "service_config") return convserve::client::PrintServiceConfig(options);
   absl::StatusOr<std::unique_ptr<convserve::client::Client>> connected =
-      convserve::client::Client::Connect(absl::GetFlag(FLAGS_target), options);
+      convserve::client::Client::Connect(
+          convserve::client::FlagOrEnvironment(FLAGS_target, "CONVSERVE_TARGET", "localhost:50051"),
+          options);
   if (!connected.ok()) {
     // Option names as convctl spells them (tls_ca_file: -> --tls_ca_file:).
     const std::string message(connected.status().message());
@@ -283,6 +296,8 @@ int main(int argc, char** argv) {
       std::cerr << "convctl: --auth_token_file: cannot read a token from '" << token_file << "'\n";
       return 2;
     }
+    client->set_auth_token(std::string(absl::StripAsciiWhitespace(token)));
+  } else if (const char* token = std::getenv("CONVSERVE_TOKEN"); token != nullptr && *token) {
     client->set_auth_token(std::string(absl::StripAsciiWhitespace(token)));
   }
   int (*run)(convserve::client::Client&) = nullptr;

@@ -211,8 +211,8 @@ def test_reflection_describes_the_api(server):
 
 # --- Command-line clients and examples ------------------------------------
 
-def _run(command, **kwargs):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "client" / "python"))
+def _run(command, env=None, **kwargs):
+    env = env or dict(os.environ, PYTHONPATH=str(REPO / "client" / "python"))
     return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, **kwargs)
 
 
@@ -286,6 +286,68 @@ def test_python_cli(server, tmp_path):
     assert np.load(tmp_path / "y.npy").ravel().tolist() == REFERENCE_TABLE[(6, 2)][1]
     result = _run(base + ["models"])
     assert result.returncode == 0, result.stderr
+
+
+def _both_clis(args, env=None):
+    """Runs the same command line through convctl and the Python CLI."""
+    python_cli = [sys.executable, "-m", "convserve"]
+    return [_run(command + args, env=env) for command in ([str(CONVCTL)], python_cli)]
+
+
+def test_the_two_clis_take_the_same_command_lines(server, tmp_path):
+    target = "--target=%s" % server.target
+    # convctl's spelling, options before and after the command.
+    shape = ["shape", "--input_shape=1,3,16,16", "--weight_shape=8,3,3,3", "--with_bias",
+             "--stride=2", "--padding=1:2,0:1", "--padding_mode=reflect", "--dilation=1,2",
+             "--activation=relu", target]
+    convctl, python_cli = _both_clis([target] + shape[:-1])
+    assert convctl.returncode == 0 and python_cli.returncode == 0, convctl.stderr + python_cli.stderr
+    assert convctl.stdout == python_cli.stdout
+    assert "[1, 8, 9, 7]" in convctl.stdout  # (16+3-3)/2+1 = 9; (16+1-5)/2+1 = 7
+    convctl, python_cli = _both_clis(shape + ["--enforce=keras"])
+    assert convctl.returncode == python_cli.returncode == 1
+    assert "Keras would refuse" in convctl.stderr and "Keras would refuse" in python_cli.stderr
+    for bad in (["--padding_mode=mirror"], ["--data_format=nchw"], ["--activation=swish"]):
+        convctl, python_cli = _both_clis(shape[:-1] + bad + [target])
+        assert convctl.returncode != 0 and python_cli.returncode != 0, bad
+        value = bad[0].split("=")[1]
+        assert value in convctl.stderr and value in python_cli.stderr, (bad, python_cli.stderr)
+
+    x = np.random.default_rng(3).standard_normal((1, 2, 11)).astype(np.float32)
+    w = np.random.default_rng(4).standard_normal((4, 2, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    outputs = []
+    for name, command in (("convctl", [str(CONVCTL)]),
+                          ("python", [sys.executable, "-m", "convserve"])):
+        result = _run(command + [target, "conv", "--input=%s" % (tmp_path / "x.npy"),
+                                 "--weight=%s" % (tmp_path / "w.npy"),
+                                 "--output=%s" % (tmp_path / (name + ".npy")),
+                                 "--padding=2:1", "--stride=2", "--activation=relu"])
+        assert result.returncode == 0, result.stderr
+        outputs.append(np.load(tmp_path / (name + ".npy")))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    padded = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (2, 1)))
+    expected = np.maximum(0, np.stack([
+        np.einsum("ck,ock->o", padded[0, :, i:i + 3], w.astype(np.float64))
+        for i in range(0, padded.shape[2] - 2, 2)], axis=-1))[None]
+    np.testing.assert_allclose(outputs[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_two_clis_read_the_same_environment(start_server, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("env-token\n")
+    process = start_server("--auth_token_file=%s" % token_file, "--drain_grace_ms=0")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "client" / "python"),
+               CONVSERVE_TARGET=process.target)
+    env.pop("CONVSERVE_TOKEN", None)
+    for result in _both_clis(["health"], env):  # the target from the environment
+        assert result.returncode == 0 and result.stdout.strip() == "SERVING", result.stderr
+    for result in _both_clis(["models"], env):
+        assert result.returncode == 1 and "UNAUTHENTICATED" in result.stderr
+    env["CONVSERVE_TOKEN"] = "env-token"
+    for result in _both_clis(["models"], env):
+        assert result.returncode == 0, result.stderr
 
 
 def test_examples_reproduce_reference_table(server):

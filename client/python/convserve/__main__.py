@@ -7,6 +7,10 @@
         --padding same --activation relu
     python3 -m convserve models
     python3 -m convserve info
+
+Options and choices are convctl's, and each is also accepted as convctl spells it
+(--input_shape=1,3,224,224, --padding=1:2,0:1, --with_bias, --timeout_s=10), before or after
+the command; $CONVSERVE_TARGET and $CONVSERVE_TOKEN are read as convctl reads them.
 """
 
 import argparse
@@ -24,79 +28,120 @@ def _ints(text):
 
 
 def _padding(text):
-    """'same', '1', '1,2' (per axis) or '[(1,2),(0,1)]' (begin, end per axis)."""
+    """'same', '1', '1,2' (per axis), 'B1:E1,B2:E2' or '[(1,2),(0,1)]' (begin, end per axis):
+    convctl's forms and Python's."""
     text = text.strip()
     if text and (text[0].isalpha()):
         return text
     if text.startswith("["):
         return [tuple(pair) for pair in ast.literal_eval(text)]
+    if ":" in text:
+        return [tuple(int(v) for v in pair.split(":")) for pair in text.split(",") if pair.strip()]
     values = _ints(text)
     return values[0] if len(values) == 1 else tuple(values)
 
 
+# The choices convctl accepts, in its order.
+PADDING_MODES = ["zeros", "reflect", "replicate", "circular"]
+DATA_FORMATS = ["channels_first", "channels_last"]
+WEIGHT_FORMATS = ["oihw", "hwio"]
+ACTIVATIONS = ["none", "relu", "relu6", "leaky_relu", "elu", "sigmoid", "tanh", "silu", "gelu"]
+FRAMEWORKS = ["pytorch", "keras", "onnx"]
+
+
+def _option(parser, name, *aliases, **kwargs):
+    """Adds --name with dashes and, as convctl spells it, with underscores: every convctl
+    command line is also a command line of this CLI."""
+    spellings = []
+    for flag in (name,) + aliases:
+        for spelling in ("--" + flag.replace("_", "-"), "--" + flag.replace("-", "_")):
+            if spelling not in spellings:
+                spellings.append(spelling)
+    kwargs.setdefault("dest", name.replace("-", "_"))
+    return parser.add_argument(*spellings, **kwargs)
+
+
 def _layer_options(parser):
-    parser.add_argument("--stride", type=_ints, default=[1])
-    parser.add_argument("--dilation", type=_ints, default=[1])
-    parser.add_argument("--padding", type=_padding, default=0,
-                        help="valid, same, same_lower, causal, P, P1,P2 or [(b,e),...]")
-    parser.add_argument("--padding-mode", default="zeros")
-    parser.add_argument("--groups", type=int, default=1)
-    parser.add_argument("--data-format", default="channels_first")
-    parser.add_argument("--weight-format", default="oihw")
-    parser.add_argument("--activation", default=None)
-    parser.add_argument("--activation-alpha", type=float, default=None)
+    _option(parser, "stride", type=_ints, default=[1])
+    _option(parser, "dilation", type=_ints, default=[1])
+    _option(parser, "padding", type=_padding, default=0,
+            help="valid, same, same_upper, same_lower, causal, P, P1,P2, B1:E1,B2:E2 or "
+                 "[(b,e),...]")
+    _option(parser, "padding-mode", default="zeros", choices=PADDING_MODES)
+    _option(parser, "groups", type=int, default=1)
+    _option(parser, "data-format", default="channels_first", choices=DATA_FORMATS)
+    _option(parser, "weight-format", default="oihw", choices=WEIGHT_FORMATS)
+    _option(parser, "activation", default="none", choices=ACTIVATIONS)
+    _option(parser, "activation-alpha", type=float, default=None)
 
 
 def _layer_kwargs(args):
     return dict(stride=args.stride, padding=args.padding, padding_mode=args.padding_mode,
                 dilation=args.dilation, groups=args.groups, data_format=args.data_format,
-                weight_format=args.weight_format, activation=args.activation,
+                weight_format=args.weight_format,
+                activation=None if args.activation == "none" else args.activation,
                 activation_alpha=args.activation_alpha)
+
+
+def _connection_options(parser, suppress=False):
+    """The options of every command. With `suppress`, for the commands' own parsers: there they
+    may follow the command, as convctl allows, and override only when given."""
+    def option(name, *aliases, **kwargs):
+        if suppress:
+            kwargs["default"] = argparse.SUPPRESS
+            kwargs["help"] = argparse.SUPPRESS
+        _option(parser, name, *aliases, **kwargs)
+
+    option("target", default=None,
+           help="server address, or several: ipv4:H:P1,H:P2 or dns:///name:port "
+                "(default $CONVSERVE_TARGET or localhost:50051)")
+    option("lb-policy", default=convserve.client.DEFAULT_LB_POLICY,
+           choices=convserve.client.LB_POLICIES,
+           help="how calls spread over the addresses of --target")
+    option("retries", action="store_true",
+           help="retry Conv, ValidateShape and RunModel on UNAVAILABLE")
+    option("timeout-s", "timeout", type=float, default=30.0,
+           help="deadline of each call, in seconds")
+    option("auth-token-file", default=None,
+           help="file holding the server's bearer token (default: the token in "
+                "$CONVSERVE_TOKEN); send it only over TLS")
+    option("tls-ca-file", default=None,
+           help="connect over TLS, trusting this PEM CA for the server's certificate (any "
+                "--tls-* option turns TLS on)")
+    option("tls-cert-file", default=None,
+           help="PEM client certificate for servers that require one; needs --tls-key-file")
+    option("tls-key-file", default=None, help="PEM private key of --tls-cert-file")
+    option("tls-server-name", default=None,
+           help="name the server's certificate must carry, if not --target's host")
+    option("request-id", default=None,
+           help="x-request-id sent with every call (the server logs the call under it); "
+                "default: a new one per call")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m convserve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--target", default=None,
-                        help="server address, or several: ipv4:H:P1,H:P2 or dns:///name:port "
-                             "(default $CONVSERVE_TARGET or localhost:50051)")
-    parser.add_argument("--lb-policy", default=convserve.client.DEFAULT_LB_POLICY,
-                        choices=convserve.client.LB_POLICIES,
-                        help="how calls spread over the addresses of --target")
-    parser.add_argument("--retries", action="store_true",
-                        help="retry Conv, ValidateShape and RunModel on UNAVAILABLE")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
-    parser.add_argument("--auth-token-file", default=None,
-                        help="file holding the server's bearer token (default $CONVSERVE_TOKEN); "
-                             "send it only over TLS")
-    parser.add_argument("--tls-ca-file", default=None,
-                        help="connect over TLS, trusting this PEM CA for the server's "
-                             "certificate (any --tls-* option turns TLS on)")
-    parser.add_argument("--tls-cert-file", default=None,
-                        help="PEM client certificate for servers that require one; needs "
-                             "--tls-key-file")
-    parser.add_argument("--tls-key-file", default=None, help="PEM private key of --tls-cert-file")
-    parser.add_argument("--tls-server-name", default=None,
-                        help="name the server's certificate must carry, if not --target's host")
-    parser.add_argument("--request-id", default=None,
-                        help="x-request-id sent with every call (the server logs the call "
-                             "under it); default: a new one per call")
+    _connection_options(parser)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("health", help="print the server's serving status")
+    health = commands.add_parser("health", help="print the server's serving status")
     shape = commands.add_parser("shape", help="explain a layer's shapes without computing it")
-    shape.add_argument("--input-shape", type=_ints, required=True)
-    shape.add_argument("--weight-shape", type=_ints, required=True)
-    shape.add_argument("--bias", action="store_true")
-    shape.add_argument("--enforce", default=None, help="pytorch, keras or onnx")
+    _option(shape, "input-shape", type=_ints, required=True)
+    _option(shape, "weight-shape", type=_ints, required=True)
+    _option(shape, "with-bias", "bias", action="store_true", help="the layer has a bias")
+    _option(shape, "enforce", default=None, choices=FRAMEWORKS,
+            help="also refuse what this framework refuses")
     _layer_options(shape)
     conv = commands.add_parser("conv", help="run one layer on .npy tensors")
-    conv.add_argument("--input", required=True)
-    conv.add_argument("--weight", required=True)
-    conv.add_argument("--bias", default=None)
-    conv.add_argument("--output", required=True)
+    _option(conv, "input", required=True, help="input .npy (float32)")
+    _option(conv, "weight", required=True, help="weight .npy (float32)")
+    _option(conv, "bias", default=None, help="bias .npy (float32), optional")
+    _option(conv, "output", required=True, help="output .npy to write")
     _layer_options(conv)
-    commands.add_parser("models", help="list loaded models")
-    commands.add_parser("info", help="print the server's version, build, kernel tiers and limits")
+    models = commands.add_parser("models", help="list loaded models")
+    info = commands.add_parser("info",
+                               help="print the server's version, build, kernel tiers and limits")
+    for command in (health, shape, conv, models, info):
+        _connection_options(command, suppress=True)
     args = parser.parse_args(argv)
 
     try:
@@ -104,7 +149,7 @@ def main(argv=None):
         if args.auth_token_file:
             with open(args.auth_token_file) as token_file:
                 token = token_file.readline().strip()
-        with convserve.Client(args.target, timeout=args.timeout, token=token,
+        with convserve.Client(args.target, timeout=args.timeout_s, token=token,
                               lb_policy=args.lb_policy, retries=args.retries,
                               tls_ca=args.tls_ca_file, tls_cert=args.tls_cert_file,
                               tls_key=args.tls_key_file, tls_server_name=args.tls_server_name,
@@ -114,7 +159,7 @@ def main(argv=None):
                 print(status)
                 return 0 if status == "SERVING" else 1
             if args.command == "shape":
-                report = convserve.validate(args.input_shape, args.weight_shape, args.bias,
+                report = convserve.validate(args.input_shape, args.weight_shape, args.with_bias,
                                             enforce_framework=args.enforce, client=client,
                                             **_layer_kwargs(args))
                 print(convserve.format_report(report))

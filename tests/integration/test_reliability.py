@@ -110,7 +110,8 @@ BAD_INPUTS = [
     ("wrong rank", mutate(c=set_input([2, 8, 8], np.zeros(128, "<f4").tobytes())),
      ["input", "expected 4 dims", "[2, 8, 8]"]),
     ("wrong dtype", mutate(c=set_input([1, 2, 8, 8], None, pb.ELEMENT_TYPE_FLOAT64)),
-     ["input.element_type: expected ELEMENT_TYPE_FLOAT32, got ELEMENT_TYPE_FLOAT64"]),
+     ["input.element_type: expected ELEMENT_TYPE_FLOAT32, ELEMENT_TYPE_FLOAT16 or "
+      "ELEMENT_TYPE_BFLOAT16, got ELEMENT_TYPE_FLOAT64"]),
     ("unset dtype", mutate(c=set_input([1, 2, 8, 8], None, pb.ELEMENT_TYPE_UNSPECIFIED)),
      ["input.element_type", "ELEMENT_TYPE_UNSPECIFIED"]),
     ("layout disagrees with shape", mutate(c=set_layer(data_layout=pb.DATA_LAYOUT_CHANNELS_LAST)),

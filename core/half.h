@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/half_scalar.h"
+
 namespace convserve {
 
 enum class HalfType {
@@ -32,18 +34,15 @@ enum class HalfType {
 // "float16" or "bfloat16".
 const char* HalfTypeName(HalfType type);
 
-// The scalar reference conversions; the bulk functions below match them bit
-// for bit.
-float Float16ToFloat32(uint16_t bits);
-uint16_t Float32ToFloat16(float value);
-float Bfloat16ToFloat32(uint16_t bits);
-uint16_t Float32ToBfloat16(float value);
+// The scalar reference conversions Float16ToFloat32, Float32ToFloat16,
+// Bfloat16ToFloat32 and Float32ToBfloat16 are in half_scalar.h; the bulk
+// functions below match them bit for bit.
 
 // Instruction sets the bulk conversions come in.
 enum class HalfIsa {
-  kScalar,     // the reference functions above
-  kAvx2F16c,   // F16C for float16, AVX2 integer shifts for bfloat16
-  kAvx512f,    // 16 lanes: vcvtph2ps / vcvtps2ph, integer shifts for bfloat16
+  kScalar,    // the reference functions above
+  kAvx2F16c,  // F16C for float16, AVX2 integer shifts for bfloat16
+  kAvx512f,   // 16 lanes: vcvtph2ps / vcvtps2ph, integer shifts for bfloat16
 };
 
 // The ISAs this CPU runs, narrowest first (kScalar always).

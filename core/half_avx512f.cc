@@ -54,8 +54,7 @@ void FloatToBfloat16Avx512f(const float* in, size_t count, uint16_t* out) {
     const __m512i odd = _mm512_and_si512(high, one);
     const __m512i rounded =
         _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(odd, bias)), 16);
-    const __mmask16 nan =
-        _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, magnitude_mask), infinity);
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(bits, magnitude_mask), infinity);
     const __m512i lanes = _mm512_mask_or_epi32(rounded, nan, high, quiet_bit);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtepi32_epi16(lanes));
   }

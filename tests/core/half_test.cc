@@ -117,9 +117,8 @@ TEST(HalfTest, EncodesSpecialValues) {
 std::vector<float> SweepValues(HalfType type) {
   std::vector<float> values;
   for (uint32_t h = 0; h < 65536; ++h) {
-    const uint32_t bits = type == HalfType::kFloat16
-                              ? Bits(Float16ToFloat32(static_cast<uint16_t>(h)))
-                              : h << 16;
+    const uint32_t bits =
+        type == HalfType::kFloat16 ? Bits(Float16ToFloat32(static_cast<uint16_t>(h))) : h << 16;
     for (int delta : {-1, 0, 1}) values.push_back(FromBits(bits + delta));
     if (type == HalfType::kBfloat16) {
       for (uint32_t low : {0x7fffu, 0x8000u, 0x8001u}) values.push_back(FromBits(bits | low));
@@ -127,7 +126,7 @@ std::vector<float> SweepValues(HalfType type) {
       const float a = FromBits(bits);
       const float b = Float16ToFloat32(static_cast<uint16_t>(h + 1));
       const float mid = (h & 0x7fff) == 0x7bff ? (a > 0 ? 65520.0f : -65520.0f)
-                                                : static_cast<float>((double{a} + b) / 2);
+                                               : static_cast<float>((double{a} + b) / 2);
       for (float v : {std::nextafter(mid, a), mid, std::nextafter(mid, b)}) values.push_back(v);
     }
   }
@@ -152,7 +151,8 @@ TEST_P(HalfIsaTest, MatchesScalarBitForBit) {
     // In place, over every offset of the remainder.
     for (size_t count : {values.size(), size_t{1}, size_t{15}, size_t{17}, size_t{33}}) {
       std::vector<float> buffer(values.begin(), values.begin() + count);
-      FloatToHalf(GetParam(), type, buffer.data(), count, reinterpret_cast<uint16_t*>(buffer.data()));
+      FloatToHalf(GetParam(), type, buffer.data(), count,
+                  reinterpret_cast<uint16_t*>(buffer.data()));
       ASSERT_EQ(std::memcmp(buffer.data(), expected.data(), count * sizeof(uint16_t)), 0) << count;
     }
     std::vector<uint16_t> all(65537);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/conv.h"
+#include "core/half.h"
 #include "core/validator.h"
 
 namespace {
@@ -45,6 +46,24 @@ int Report(const absl::Status& status, char* error, size_t error_size) {
   return static_cast<int>(status.code());
 }
 
+// The ISA and type of the half conversion functions' arguments, or false.
+bool ToHalfArguments(int type, int isa, convserve::HalfType* half_type,
+                     convserve::HalfIsa* half_isa) {
+  using convserve::HalfIsa;
+  if (type != 0 && type != 1) return false;
+  *half_type = type == 0 ? convserve::HalfType::kFloat16 : convserve::HalfType::kBfloat16;
+  if (isa == 0) {
+    *half_isa = convserve::BestHalfIsa();
+    return true;
+  }
+  if (isa < 1 || isa > 3) return false;
+  *half_isa = static_cast<HalfIsa>(isa - 1);
+  for (HalfIsa supported : convserve::SupportedHalfIsas()) {
+    if (supported == *half_isa) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 extern "C" int convserve_output_shape(const convserve_layer* layer, const int64_t* input_shape,
@@ -78,4 +97,20 @@ extern "C" int convserve_conv(const convserve_layer* layer, const int64_t* input
   tbb::task_arena arena(threads > 0 ? threads : tbb::task_arena::automatic);
   arena.execute([&] { status = (*op)->Run(*geometry, input, output); });
   return status.ok() ? 0 : Report(status, error, error_size);
+}
+
+int convserve_half_to_float(int type, int isa, const uint16_t* in, size_t count, float* out) {
+  convserve::HalfType half_type;
+  convserve::HalfIsa half_isa;
+  if (!ToHalfArguments(type, isa, &half_type, &half_isa)) return 3;
+  convserve::HalfToFloat(half_isa, half_type, in, count, out);
+  return 0;
+}
+
+int convserve_float_to_half(int type, int isa, const float* in, size_t count, uint16_t* out) {
+  convserve::HalfType half_type;
+  convserve::HalfIsa half_isa;
+  if (!ToHalfArguments(type, isa, &half_type, &half_isa)) return 3;
+  convserve::FloatToHalf(half_isa, half_type, in, count, out);
+  return 0;
 }

@@ -44,6 +44,14 @@ int convserve_conv(const convserve_layer* layer, const int64_t* input_shape, int
                    const float* input, const float* weight, const float* bias, float* output,
                    int threads, char* error, size_t error_size);
 
+/* Converts `count` values between float32 and float16 (type 0) or bfloat16
+ * (type 1) as core/half.h does, with instruction set `isa`: 0 the one the
+ * service uses, 1 scalar, 2 AVX2 + F16C, 3 AVX-512F. Returns 0, or 3
+ * (INVALID_ARGUMENT) for an unknown type or an ISA this CPU does not run.
+ * convserve_float_to_half may narrow in place (out == in). */
+int convserve_half_to_float(int type, int isa, const uint16_t* in, size_t count, float* out);
+int convserve_float_to_half(int type, int isa, const float* in, size_t count, uint16_t* out);
+
 #ifdef __cplusplus
 }
 #endif

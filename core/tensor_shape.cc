@@ -39,14 +39,18 @@ absl::StatusOr<int64_t> CheckedElementCount(absl::string_view field,
 }
 
 absl::Status CheckPayloadBytes(absl::string_view field, const std::vector<int64_t>& shape,
-                               uint64_t byte_size) {
+                               uint64_t byte_size, uint64_t element_bytes,
+                               absl::string_view element_type) {
   absl::StatusOr<int64_t> elements = CheckedElementCount(field, shape);
   if (!elements.ok()) return elements.status();
-  const uint64_t expected = static_cast<uint64_t>(*elements) * sizeof(float);
+  // CheckedElementCount() keeps count * sizeof(float) below 2^63.
+  const uint64_t expected = static_cast<uint64_t>(*elements) * element_bytes;
   if (byte_size != expected) {
     return absl::InvalidArgumentError(absl::StrCat(
-        field, ": expected ", expected, " bytes for shape ", ShapeToString(shape), " float32, got ",
-        byte_size, byte_size % sizeof(float) != 0 ? " (not a multiple of 4)" : ""));
+        field, ": expected ", expected, " bytes for shape ", ShapeToString(shape), " ",
+        element_type, ", got ", byte_size,
+        byte_size % element_bytes != 0 ? absl::StrCat(" (not a multiple of ", element_bytes, ")")
+                                       : ""));
   }
   return absl::OkStatus();
 }

@@ -21,11 +21,13 @@ namespace convserve {
 absl::StatusOr<int64_t> CheckedElementCount(absl::string_view field,
                                             const std::vector<int64_t>& shape);
 
-// Checks that a tensor payload of `byte_size` bytes holds `shape` in float32;
-// `field` names the tensor in the message ("weight: expected 37632 bytes for
-// shape [64, 3, 7, 7] float32, got 37636").
+// Checks that a tensor payload of `byte_size` bytes holds `shape` in
+// elements of `element_bytes` bytes named `element_type`; `field` names the
+// tensor in the message ("weight: expected 37632 bytes for shape
+// [64, 3, 7, 7] float32, got 37636").
 absl::Status CheckPayloadBytes(absl::string_view field, const std::vector<int64_t>& shape,
-                               uint64_t byte_size);
+                               uint64_t byte_size, uint64_t element_bytes = sizeof(float),
+                               absl::string_view element_type = "float32");
 
 // The most entries of a shape or of a per-axis list that messages show.
 inline constexpr size_t kMaxShownEntries = 8;

@@ -103,6 +103,7 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     DecodedLayer layer;
     FloatTensor input;
     ConvGeometry geometry;
+    v1::ElementType output_type = v1::ELEMENT_TYPE_FLOAT32;
   };
   auto job = std::make_shared<Job>();
   absl::Status status = [&]() -> absl::Status {
@@ -114,6 +115,10 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
         DecodeTensor("input", request->has_input(), request->input());
     if (!input.ok()) return input.status();
     job->input = *std::move(input);
+    absl::StatusOr<v1::ElementType> output_type =
+        DecodeOutputType("output_type", request->output_type(), job->input.wire_type);
+    if (!output_type.ok()) return output_type.status();
+    job->output_type = *output_type;
     absl::StatusOr<ResolvedLayer> resolved = ResolveLayer(*spec);
     if (!resolved.ok()) return resolved.status();
     absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(*resolved, job->input.shape);
@@ -152,6 +157,7 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
         call->PrepareOutputPayload(OutputShape(job->geometry), response->mutable_output());
     absl::Status run = (*op)->Run(job->geometry, job->input.values.data(), output, stop);
     if (!run.ok()) return run;
+    call->ConvertOutputPayload(job->output_type, response->mutable_output());
     response->set_compute_time_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
     response->set_kernel((*op)->KernelName(job->geometry));
@@ -184,6 +190,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   auto reservation = std::make_shared<MemoryBudget::Reservation>();
   int64_t weight_bytes = 0;
   int64_t charged_bytes = 0;  // what the model counts against --max_model_bytes
+  int64_t copied_bytes = 0;   // the decoded float32 copies of half-type weights
   call->set_model(request->name());
   absl::Status status = [&]() -> absl::Status {
     absl::Status name_ok = CheckModelName(request->name());
@@ -225,14 +232,16 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
       }
       weight_bytes += static_cast<int64_t>(
           (decoded->weight.values.size() + decoded->bias.values.size()) * sizeof(float));
+      copied_bytes += (CopiedElements(decoded->weight) + CopiedElements(decoded->bias)) *
+                      static_cast<int64_t>(sizeof(float));
       layers->push_back(*std::move(decoded));
     }
     charged_bytes = ModelBytes(weight_bytes, request->layers_size());
     absl::Status room = models_.CheckAdd(request->name(), charged_bytes, request->replace());
     if (!room.ok()) return room;
-    // The request, held until the call is done.
+    // The request and the decoded copies of its weights, held until the call is done.
     absl::StatusOr<MemoryBudget::Reservation> request_memory =
-        budget_.Reserve("LoadModel", call->request_memory_bytes());
+        budget_.Reserve("LoadModel", call->request_memory_bytes() + copied_bytes);
     if (!request_memory.ok()) return request_memory.status();
     call->HoldUntilDone(*std::move(request_memory));
     // The packed copies are made before the model is stored.
@@ -280,6 +289,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
     FloatTensor input;
     std::vector<ConvGeometry> geometries;  // one per layer
+    v1::ElementType output_type = v1::ELEMENT_TYPE_FLOAT32;
   };
   auto job = std::make_shared<Job>();
   call->set_model(request->name());
@@ -291,6 +301,10 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
         DecodeTensor("input", request->has_input(), request->input());
     if (!input.ok()) return input.status();
     job->input = *std::move(input);
+    absl::StatusOr<v1::ElementType> output_type =
+        DecodeOutputType("output_type", request->output_type(), job->input.wire_type);
+    if (!output_type.ok()) return output_type.status();
+    job->output_type = *output_type;
     // Resolve every layer up front so that a bad input fails before any work.
     std::vector<int64_t> shape = job->input.shape;
     int64_t intermediate_elements = 0;
@@ -347,6 +361,7 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
         input = current.data();
       }
     }
+    call->ConvertOutputPayload(job->output_type, response->mutable_output());
     response->set_compute_time_ns(
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
     return absl::OkStatus();

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/half.h"
 
 namespace convserve {
 namespace {
@@ -61,6 +62,40 @@ constexpr EnumPair<v1::Framework, std::optional<Framework>> kWireFrameworks[] = 
     {v1::FRAMEWORK_KERAS, Framework::kKeras},
     {v1::FRAMEWORK_ONNX, Framework::kOnnx},
 };
+
+// The element types a tensor may have on the wire.
+struct WireElementType {
+  v1::ElementType proto;
+  size_t bytes;
+  const char* name;        // for payload size messages
+  std::optional<HalfType> half;  // how it converts to float32; none: it is float32
+};
+constexpr WireElementType kWireElementTypes[] = {
+    {v1::ELEMENT_TYPE_FLOAT32, sizeof(float), "float32", std::nullopt},
+    {v1::ELEMENT_TYPE_FLOAT16, sizeof(uint16_t), "float16", HalfType::kFloat16},
+    {v1::ELEMENT_TYPE_BFLOAT16, sizeof(uint16_t), "bfloat16", HalfType::kBfloat16},
+};
+
+const WireElementType* FindElementType(v1::ElementType type) {
+  for (const WireElementType& wire : kWireElementTypes) {
+    if (wire.proto == type) return &wire;
+  }
+  return nullptr;
+}
+
+// "field: expected ELEMENT_TYPE_FLOAT32, ELEMENT_TYPE_FLOAT16 or
+// ELEMENT_TYPE_BFLOAT16, got ELEMENT_TYPE_INT8".
+absl::Status BadElementType(const std::string& field, v1::ElementType type) {
+  std::string expected;
+  for (size_t i = 0; i < std::size(kWireElementTypes); ++i) {
+    absl::StrAppend(&expected, i == 0 ? "" : i + 1 == std::size(kWireElementTypes) ? " or " : ", ",
+                    v1::ElementType_Name(kWireElementTypes[i].proto));
+  }
+  const std::string& name = v1::ElementType_Name(type);
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, ": expected ", expected, ", got ",
+                   name.empty() ? absl::StrCat(static_cast<int>(type)) : name));
+}
 
 // The proto enums number their values 0, 1, 2, ...: a table as long as the
 // enum lists them all.
@@ -221,24 +256,34 @@ absl::StatusOr<FloatTensor> DecodeTensor(const std::string& field, bool present,
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": expected a tensor, got none (the field is missing)"));
   }
-  if (tensor.element_type() != v1::ELEMENT_TYPE_FLOAT32) {
-    const std::string& name = v1::ElementType_Name(tensor.element_type());
-    return absl::InvalidArgumentError(
-        absl::StrCat(field, ".element_type: expected ELEMENT_TYPE_FLOAT32, got ",
-                     name.empty() ? absl::StrCat(static_cast<int>(tensor.element_type())) : name));
-  }
+  const WireElementType* type = FindElementType(tensor.element_type());
+  if (type == nullptr) return BadElementType(field + ".element_type", tensor.element_type());
   FloatTensor decoded;
+  decoded.wire_type = type->proto;
   decoded.shape = ToVector(tensor.shape());
   if (decoded.shape.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ".shape: expected at least one dimension, got []"));
   }
   // Checks dimensions >= 1, overflow of count and bytes, and the byte count.
-  absl::Status bytes_ok = CheckPayloadBytes(field, decoded.shape, tensor.data().size());
+  absl::Status bytes_ok =
+      CheckPayloadBytes(field, decoded.shape, tensor.data().size(), type->bytes, type->name);
   if (!bytes_ok.ok()) return bytes_ok;
-  const size_t count = tensor.data().size() / sizeof(float);
+  const size_t count = tensor.data().size() / type->bytes;
   const char* bytes = tensor.data().data();
-  if (reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0) {
+  if (type->half) {
+    // Heap-allocated strings are always aligned; the copy only guards the rule.
+    std::vector<uint16_t> aligned_halves;
+    const uint16_t* halves = reinterpret_cast<const uint16_t*>(bytes);
+    if (reinterpret_cast<uintptr_t>(bytes) % alignof(uint16_t) != 0) {
+      aligned_halves.resize(count);
+      std::memcpy(aligned_halves.data(), bytes, count * sizeof(uint16_t));
+      halves = aligned_halves.data();
+    }
+    decoded.aligned_copy.resize(count);
+    HalfToFloat(*type->half, halves, count, decoded.aligned_copy.data());
+    decoded.values = absl::MakeConstSpan(decoded.aligned_copy);
+  } else if (reinterpret_cast<uintptr_t>(bytes) % alignof(float) == 0) {
     decoded.values = absl::MakeConstSpan(reinterpret_cast<const float*>(bytes), count);
   } else {
     // Heap-allocated strings are always aligned; this only guards the rule.
@@ -247,6 +292,22 @@ absl::StatusOr<FloatTensor> DecodeTensor(const std::string& field, bool present,
     decoded.values = absl::MakeConstSpan(decoded.aligned_copy);
   }
   return decoded;
+}
+
+absl::StatusOr<v1::ElementType> DecodeOutputType(const std::string& field,
+                                                 v1::ElementType requested,
+                                                 v1::ElementType input_type) {
+  if (requested == v1::ELEMENT_TYPE_UNSPECIFIED) return input_type;
+  if (FindElementType(requested) == nullptr) return BadElementType(field, requested);
+  return requested;
+}
+
+size_t EncodeOutputInPlace(v1::ElementType type, float* values, size_t count) {
+  const WireElementType* wire = FindElementType(type);
+  if (wire != nullptr && wire->half) {
+    FloatToHalf(*wire->half, values, count, reinterpret_cast<uint16_t*>(values));
+  }
+  return count * (wire != nullptr ? wire->bytes : sizeof(float));
 }
 
 absl::Status CheckShape(const std::string& field, const std::vector<int64_t>& expected,

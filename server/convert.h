@@ -44,18 +44,36 @@ absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
 v1::ConvLayer ToProtoLayer(const ConvSpec& spec);
 
 // A float32 tensor decoded from a request, viewing (not owning) the request's
-// bytes, or an aligned copy of them when the bytes are not float-aligned.
+// bytes, or a float32 copy of them: the exact conversion of a FLOAT16 or
+// BFLOAT16 tensor, or an aligned copy of FLOAT32 bytes that are not
+// float-aligned.
 struct FloatTensor {
   std::vector<int64_t> shape;
   absl::Span<const float> values;
   std::vector<float> aligned_copy;  // holds `values` only when a copy was needed.
+  v1::ElementType wire_type = v1::ELEMENT_TYPE_FLOAT32;  // as sent
 };
 
-// Checks presence, element type, shape and byte size of `tensor` (named
-// `field` in messages) and views its values. `present` is the proto's
-// has_<field>() (a missing tensor is refused).
+// Checks presence, element type (FLOAT32, FLOAT16 or BFLOAT16), shape and
+// byte size (elements times the type's size) of `tensor` (named `field` in
+// messages) and views its values, converting half types to float32 (into
+// aligned_copy: callers charge its size to the memory budget). `present` is
+// the proto's has_<field>() (a missing tensor is refused).
 absl::StatusOr<FloatTensor> DecodeTensor(const std::string& field, bool present,
                                          const v1::Tensor& tensor);
+
+// The element type of a response's output: `requested` (a request's
+// output_type, named `field` in messages), or `input_type` for
+// ELEMENT_TYPE_UNSPECIFIED. INVALID_ARGUMENT for a type that is not FLOAT32,
+// FLOAT16 or BFLOAT16.
+absl::StatusOr<v1::ElementType> DecodeOutputType(const std::string& field,
+                                                 v1::ElementType requested,
+                                                 v1::ElementType input_type);
+
+// Rounds `count` float32 values at `values` in place to `type` (a type
+// DecodeOutputType returns), to nearest even; the encoded values fill the
+// buffer's first bytes. Returns their byte count (count * element size).
+size_t EncodeOutputInPlace(v1::ElementType type, float* values, size_t count);
 
 // Checks that a tensor's shape equals the one the layer requires.
 absl::Status CheckShape(const std::string& field, const std::vector<int64_t>& expected,

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "server/convert.h"
 #include "server/logging.h"
 #include "server/request_id.h"
 #include "server/status_mapping.h"
@@ -157,6 +158,12 @@ float* UnaryCall::PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Te
   payload_.reset(static_cast<char*>(memory));
   payload_bytes_ = bytes;
   return static_cast<float*>(memory);
+}
+
+void UnaryCall::ConvertOutputPayload(v1::ElementType type, v1::Tensor* tensor) {
+  payload_bytes_ = EncodeOutputInPlace(type, reinterpret_cast<float*>(payload_.get()),
+                                       payload_bytes_ / sizeof(float));
+  tensor->set_element_type(type);
 }
 
 grpc::Status UnaryCall::SerializeWithPayload(const v1::Tensor& output,

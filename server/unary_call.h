@@ -111,6 +111,13 @@ class UnaryCall : public grpc::ServerUnaryReactor {
   // has been checked against the limits.
   float* PrepareOutputPayload(const std::vector<int64_t>& shape, v1::Tensor* tensor);
 
+  // Rounds the float32 values written into PrepareOutputPayload()'s buffer
+  // to `type` in place (server/convert.h EncodeOutputInPlace) and sets
+  // `tensor`'s element_type; FLOAT32 leaves them as they are. REQUIRES:
+  // PrepareOutputPayload() with `tensor` was called; `type` is one that
+  // DecodeOutputType() returns.
+  void ConvertOutputPayload(v1::ElementType type, v1::Tensor* tensor);
+
   // A token that stops the call's computation once gRPC cancels the call
   // (the client cancelled, its connection broke or its deadline passed),
   // once its deadline passes, or once `server_stop` (may be null; must

@@ -98,6 +98,9 @@ ABSL_FLAG(std::string, layer, "",
 ABSL_FLAG(std::string, layers_file, "",
           "Layer set for --layer (default: bench/layers.json of the source tree).");
 ABSL_FLAG(std::string, model, "", "run_model: name of a model loaded on the server.");
+ABSL_FLAG(std::string, element_type, "float32",
+          "conv and run_model: the type of the tensors sent and of the output: float32, float16 "
+          "or bfloat16 (the server computes in float32).");
 ABSL_FLAG(std::string, input_shape, "",
           "conv without --layer, and run_model: input shape, e.g. 1,64,56,56.");
 ABSL_FLAG(std::string, weight_shape, "", "conv without --layer: weight shape, e.g. 64,64,3,3.");
@@ -452,6 +455,17 @@ FloatArray RandomArray(std::vector<int64_t> shape, std::mt19937* rng) {
 
 std::string ShapeText(const std::vector<int64_t>& shape) { return absl::StrJoin(shape, "x"); }
 
+// --element_type as the wire enum.
+absl::StatusOr<v1::ElementType> WireElementType() {
+  const std::string name = absl::GetFlag(FLAGS_element_type);
+  v1::ElementType type;
+  if ((name != "float32" && name != "float16" && name != "bfloat16") ||
+      !v1::ElementType_Parse("ELEMENT_TYPE_" + absl::AsciiStrToUpper(name), &type)) {
+    return FlagError("element_type", "float32, float16 or bfloat16", name);
+  }
+  return type;
+}
+
 // The Conv request of --layer or of the layer flags; random input, weight and bias.
 absl::StatusOr<Workload> ConvWorkload(std::mt19937* rng) {
   client::LayerArgs args;
@@ -562,15 +576,17 @@ absl::StatusOr<Workload> ConvWorkload(std::mt19937* rng) {
                        "at most 2^28 elements", ShapeText(*shape));
     }
   }
+  absl::StatusOr<v1::ElementType> type = WireElementType();
+  if (!type.ok()) return type.status();
   v1::ConvRequest request;
   *request.mutable_layer() = *layer;
-  client::ToProto(RandomArray(args.input_shape, rng), request.mutable_input());
-  client::ToProto(RandomArray(args.weight_shape, rng), request.mutable_weight());
+  client::ToProto(RandomArray(args.input_shape, rng), request.mutable_input(), *type);
+  client::ToProto(RandomArray(args.weight_shape, rng), request.mutable_weight(), *type);
   if (args.bias) {
     const int64_t out_channels = absl::AsciiStrToLower(args.weight_format) == "hwio"
                                      ? args.weight_shape.back()
                                      : args.weight_shape.front();
-    client::ToProto(RandomArray({out_channels}, rng), request.mutable_bias());
+    client::ToProto(RandomArray({out_channels}, rng), request.mutable_bias(), *type);
   }
   Workload workload{Kind::kConv, "conv", "/convserve.v1.ConvService/Conv", {}, 0, -1, description};
   absl::StatusOr<grpc::ByteBuffer> buffer = Serialize(request);
@@ -591,16 +607,19 @@ absl::StatusOr<Workload> RunModelWorkload(std::mt19937* rng) {
   double elements = 1;
   for (int64_t d : *shape) elements *= static_cast<double>(d);
   if (elements > (1 << 28)) return FlagError("input_shape", "at most 2^28 elements", shape_text);
+  absl::StatusOr<v1::ElementType> type = WireElementType();
+  if (!type.ok()) return type.status();
   v1::RunModelRequest request;
   request.set_name(model);
-  client::ToProto(RandomArray(*shape, rng), request.mutable_input());
+  client::ToProto(RandomArray(*shape, rng), request.mutable_input(), *type);
   Workload workload{Kind::kRunModel,
                     "run_model",
                     "/convserve.v1.ConvService/RunModel",
                     {},
                     0,
                     -1,
-                    absl::StrCat("model ", model, ", input ", ShapeText(*shape))};
+                    absl::StrCat("model ", model, ", input ", ShapeText(*shape), " ",
+                                 absl::GetFlag(FLAGS_element_type))};
   absl::StatusOr<grpc::ByteBuffer> buffer = Serialize(request);
   if (!buffer.ok()) return buffer.status();
   workload.request = *std::move(buffer);

@@ -11,6 +11,8 @@
 //   model_res2  RunModel of ResNet-50's res2 3x3 layer (64 -> 64 channels on
 //               1x64x56x56, weights loaded once server-side): a realistic
 //               activation (0.8 MB each way) through the whole path.
+//   model_res2_f16  The same with a float16 input and output (0.4 MB each
+//               way; the server converts and computes in float32).
 // For each: calls/s, latency p50/p90/p99, the server's own compute time
 // (compute_time_ns, p50), payload MB/s and calls/s relative to health at the
 // same concurrency. Every phase is bounded in time and in calls; any failed
@@ -39,6 +41,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -268,6 +271,11 @@ int main(int argc, char** argv) {
   convserve::v1::RunModelRequest res2_request;
   res2_request.set_name(model);
   convserve::client::ToProto(res2_x, res2_request.mutable_input());
+  // The same call with float16 on the wire both ways (half the bytes).
+  convserve::v1::RunModelRequest res2_f16_request;
+  res2_f16_request.set_name(model);
+  convserve::client::ToProto(res2_x, res2_f16_request.mutable_input(),
+                             convserve::v1::ELEMENT_TYPE_FLOAT16);
 
   const std::map<std::string, MakeCall> calls = {
       {"health",
@@ -290,19 +298,29 @@ int main(int argc, char** argv) {
              channel, "/convserve.v1.ConvService/RunModel", res2_request, res2_bytes,
              res2_output_bytes);
        }},
+      {"model_res2_f16",
+       [&](const std::shared_ptr<grpc::Channel>& channel, Client&) -> Call {
+         return SerializedCall<convserve::v1::RunModelResponse>(
+             channel, "/convserve.v1.ConvService/RunModel", res2_f16_request, res2_bytes / 2,
+             res2_output_bytes / 2);
+       }},
   };
 
   std::vector<std::string> phases;
   for (absl::string_view phase : absl::StrSplit(absl::GetFlag(FLAGS_phases), ',')) {
     if (calls.count(std::string(phase)) == 0) {
       std::fprintf(stderr,
-                   "--phases: unknown phase '%s' (expected health, conv_small, model_res2)\n",
+                   "--phases: unknown phase '%s' (expected health, conv_small, model_res2, "
+                   "model_res2_f16)\n",
                    std::string(phase).c_str());
       return 2;
     }
     phases.emplace_back(phase);
   }
-  if (std::find(phases.begin(), phases.end(), "model_res2") != phases.end()) {
+  const bool uses_res2 = std::any_of(phases.begin(), phases.end(), [](const std::string& phase) {
+    return absl::StartsWith(phase, "model_res2");
+  });
+  if (uses_res2) {
     absl::StatusOr<convserve::v1::ModelInfo> info = setup->LoadModel(load);
     if (!info.ok()) {
       std::fprintf(stderr, "LoadModel failed: %s\n", info.status().ToString().c_str());
@@ -312,7 +330,7 @@ int main(int argc, char** argv) {
 
   std::printf("target %s, %.1f s per phase and concurrency\n\n", target.c_str(),
               absl::GetFlag(FLAGS_seconds));
-  std::printf("%-11s %5s %10s %9s %9s %9s %11s %9s %10s %7s\n", "phase", "conc", "calls/s",
+  std::printf("%-14s %5s %10s %9s %9s %9s %11s %9s %10s %7s\n", "phase", "conc", "calls/s",
               "p50 us", "p90 us", "p99 us", "compute us", "MB/s", "vs health", "errors");
   std::map<int, double> health_rate;
   int64_t total_errors = 0;
@@ -322,7 +340,7 @@ int main(int argc, char** argv) {
       const double rate = result.calls / result.seconds;
       if (phase == "health") health_rate[level] = rate;
       const double relative = health_rate.count(level) ? rate / health_rate[level] : 0;
-      std::printf("%-11s %5d %10.0f %9.0f %9.0f %9.0f %11s %9.1f %10.3f %7lld\n", phase.c_str(),
+      std::printf("%-14s %5d %10.0f %9.0f %9.0f %9.0f %11s %9.1f %10.3f %7lld\n", phase.c_str(),
                   level, rate, Percentile(result.latencies_us, 0.5),
                   Percentile(result.latencies_us, 0.9), Percentile(result.latencies_us, 0.99),
                   result.compute_us.empty()
@@ -334,7 +352,7 @@ int main(int argc, char** argv) {
       total_errors += result.errors;
     }
   }
-  if (std::find(phases.begin(), phases.end(), "model_res2") != phases.end()) {
+  if (uses_res2) {
     (void)setup->UnloadModel(model);
   }
   return total_errors == 0 ? 0 : 1;

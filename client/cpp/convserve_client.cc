@@ -17,6 +17,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "client/cpp/service_config_json.h"
+// Header-only conversions, shared with the server; the client links no core code.
+#include "core/half_scalar.h"
 
 namespace convserve::client {
 namespace {
@@ -143,12 +145,21 @@ absl::StatusOr<v1::ConvLayer> MakeLayer(const LayerArgs& args) {
   return layer;
 }
 
-void ToProto(const FloatArray& array, v1::Tensor* tensor) {
+void ToProto(const FloatArray& array, v1::Tensor* tensor, v1::ElementType element_type) {
   tensor->mutable_shape()->Add(array.shape.begin(), array.shape.end());
-  tensor->set_element_type(v1::ELEMENT_TYPE_FLOAT32);
-  // Little-endian host (as the server): the float bytes are the wire bytes.
-  tensor->set_data(reinterpret_cast<const char*>(array.values.data()),
-                   array.values.size() * sizeof(float));
+  tensor->set_element_type(element_type);
+  if (element_type != v1::ELEMENT_TYPE_FLOAT16 && element_type != v1::ELEMENT_TYPE_BFLOAT16) {
+    // Little-endian host (as the server): the float bytes are the wire bytes.
+    tensor->set_data(reinterpret_cast<const char*>(array.values.data()),
+                     array.values.size() * sizeof(float));
+    return;
+  }
+  std::vector<uint16_t> halves(array.values.size());
+  for (size_t i = 0; i < halves.size(); ++i) {
+    halves[i] = element_type == v1::ELEMENT_TYPE_FLOAT16 ? Float32ToFloat16(array.values[i])
+                                                         : Float32ToBfloat16(array.values[i]);
+  }
+  tensor->set_data(reinterpret_cast<const char*>(halves.data()), halves.size() * sizeof(uint16_t));
 }
 
 absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor) {
@@ -156,13 +167,26 @@ absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor) {
   array.shape.assign(tensor.shape().begin(), tensor.shape().end());
   uint64_t count = 1;
   for (int64_t dim : array.shape) count *= static_cast<uint64_t>(dim);
-  if (tensor.element_type() != v1::ELEMENT_TYPE_FLOAT32 ||
-      tensor.data().size() != count * sizeof(float)) {
-    return absl::InternalError(absl::StrCat("response tensor: expected ", count * sizeof(float),
-                                            " float32 bytes, got ", tensor.data().size()));
+  const bool half = tensor.element_type() == v1::ELEMENT_TYPE_FLOAT16 ||
+                    tensor.element_type() == v1::ELEMENT_TYPE_BFLOAT16;
+  const uint64_t element_bytes = half ? sizeof(uint16_t) : sizeof(float);
+  if ((!half && tensor.element_type() != v1::ELEMENT_TYPE_FLOAT32) ||
+      tensor.data().size() != count * element_bytes) {
+    return absl::InternalError(absl::StrCat(
+        "response tensor: expected ", count * element_bytes, " bytes of ",
+        v1::ElementType_Name(tensor.element_type()), ", got ", tensor.data().size()));
   }
   array.values.resize(count);
-  if (count > 0) std::memcpy(array.values.data(), tensor.data().data(), tensor.data().size());
+  if (!half) {
+    if (count > 0) std::memcpy(array.values.data(), tensor.data().data(), tensor.data().size());
+    return array;
+  }
+  for (uint64_t i = 0; i < count; ++i) {
+    uint16_t bits;
+    std::memcpy(&bits, tensor.data().data() + i * sizeof(bits), sizeof(bits));
+    array.values[i] = tensor.element_type() == v1::ELEMENT_TYPE_FLOAT16 ? Float16ToFloat32(bits)
+                                                                       : Bfloat16ToFloat32(bits);
+  }
   return array;
 }
 

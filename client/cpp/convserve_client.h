@@ -57,8 +57,12 @@ struct LayerArgs {
 // INVALID_ARGUMENT naming the argument if a name or number is malformed.
 absl::StatusOr<v1::ConvLayer> MakeLayer(const LayerArgs& args);
 
-// FloatArray <-> wire tensor.
-void ToProto(const FloatArray& array, v1::Tensor* tensor);
+// FloatArray <-> wire tensor. ToProto sends the values as `element_type`:
+// FLOAT32, or FLOAT16 / BFLOAT16 (half the bytes; values rounded to nearest
+// even, as the server rounds half outputs). FromProto reads any of the three
+// (half values convert to float exactly).
+void ToProto(const FloatArray& array, v1::Tensor* tensor,
+             v1::ElementType element_type = v1::ELEMENT_TYPE_FLOAT32);
 absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor);
 
 struct ConvResult {

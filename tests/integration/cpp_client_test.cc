@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -247,6 +248,28 @@ TEST_F(CppClientTest, ModelsLoadRunListUnload) {
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(client_->UnloadModel("cpp-model").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(CppClientOfflineTest, HalfTensorsRoundToNearestEvenAndBack) {
+  // 1 + 2^-11 and 1 + 2^-8 are ties (to 1 in float16 and bfloat16), 70000
+  // overflows float16 to infinity.
+  const FloatArray values{{5}, {1.0f + 0x1p-11f, 1.0f + 0x1p-8f, -2.5f, 70000.0f, 0.0f}};
+  v1::Tensor tensor;
+  ToProto(values, &tensor, v1::ELEMENT_TYPE_FLOAT16);
+  EXPECT_EQ(tensor.element_type(), v1::ELEMENT_TYPE_FLOAT16);
+  EXPECT_EQ(tensor.data().size(), 10u);
+  absl::StatusOr<FloatArray> back = FromProto(tensor);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_THAT(back->values, ElementsAre(1.0f, 1.0f + 0x1p-8f, -2.5f, INFINITY, 0.0f));
+
+  tensor.Clear();
+  ToProto(values, &tensor, v1::ELEMENT_TYPE_BFLOAT16);
+  back = FromProto(tensor);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_THAT(back->values, ElementsAre(1.0f, 1.0f, -2.5f, 70144.0f, 0.0f));
+
+  tensor.mutable_data()->pop_back();
+  EXPECT_EQ(FromProto(tensor).status().code(), absl::StatusCode::kInternal);
 }
 
 TEST_F(CppClientTest, FailuresNameTheirRequestId) {

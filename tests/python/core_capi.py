@@ -11,6 +11,8 @@ from convserve_oracle import ACTIVATIONS, MODES, PRESETS
 LAYOUTS = ["channels_first", "channels_last"]
 WEIGHT_FORMATS = ["oihw", "hwio"]
 INVALID_ARGUMENT = 3
+HALF_TYPES = ["float16", "bfloat16"]
+HALF_ISAS = {"service": 0, "scalar": 1, "avx2_f16c": 2, "avx512f": 3}
 
 
 class Layer(ctypes.Structure):
@@ -59,6 +61,33 @@ class Core:
         self._lib.convserve_conv.argtypes = [
             ctypes.POINTER(Layer), i64p, ctypes.c_int, f32p, f32p, f32p, f32p, ctypes.c_int,
             ctypes.c_char_p, ctypes.c_size_t]
+        u16p = ctypes.POINTER(ctypes.c_uint16)
+        self._lib.convserve_half_to_float.argtypes = [
+            ctypes.c_int, ctypes.c_int, u16p, ctypes.c_size_t, f32p]
+        self._lib.convserve_float_to_half.argtypes = [
+            ctypes.c_int, ctypes.c_int, f32p, ctypes.c_size_t, u16p]
+
+    def half_to_float(self, half_type, bits, isa=0):
+        """uint16 bit patterns of `half_type` ("float16", "bfloat16") -> float32,
+        with `isa` (0: the service's choice, 1 scalar, 2 AVX2 + F16C, 3 AVX-512F).
+        Returns None if this CPU lacks the ISA."""
+        bits = np.ascontiguousarray(bits, dtype=np.uint16)
+        out = np.empty(bits.shape, np.float32)
+        code = self._lib.convserve_half_to_float(
+            HALF_TYPES.index(half_type), isa, bits.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)),
+            bits.size, out.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+        return None if code != 0 else out
+
+    def float_to_half(self, half_type, values, isa=0, in_place=False):
+        """float32 -> uint16 bit patterns of `half_type`, as half_to_float;
+        `in_place` narrows inside the float32 buffer, as the server does."""
+        values = np.array(values, dtype=np.float32)  # a copy: in_place writes into it
+        out = values.reshape(-1).view(np.uint16)[: values.size] if in_place else np.empty(values.size,
+                                                                                np.uint16)
+        code = self._lib.convserve_float_to_half(
+            HALF_TYPES.index(half_type), isa, values.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+            values.size, out.ctypes.data_as(ctypes.POINTER(ctypes.c_uint16)))
+        return None if code != 0 else out.reshape(values.shape).copy()
 
     @staticmethod
     def _layer(layer, path):

@@ -10,9 +10,10 @@ import collections
 
 import numpy as np
 import pytest
+import torch
 
 from convserve_oracle import max_violation, random_layer, random_tensors, torch_reference
-from core_capi import INVALID_ARGUMENT, Core, CoreError
+from core_capi import HALF_ISAS, INVALID_ARGUMENT, Core, CoreError
 
 LAYERS = 1200
 
@@ -105,3 +106,81 @@ def test_non_finite_inputs_follow_ieee_like_pytorch(core, path):
         finite = np.isfinite(ref)
         assert max_violation(y[finite], ref[finite], bound[finite]) <= 0, layer
         checked += 1
+
+
+# The float16 / bfloat16 conversions of tensors on the wire (core/half.h),
+# every ISA this CPU runs, against numpy's float16 and torch's bfloat16.
+
+ALL_BITS = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+
+
+def _isas(core):
+    """The conversion ISAs this CPU runs, by name."""
+    return [name for name, isa in HALF_ISAS.items()
+            if core.half_to_float("float16", ALL_BITS[:1], isa) is not None]
+
+
+def _assert_same_bits(got, expected, values, what):
+    """got == expected bit for bit, except that a NaN need only be a NaN."""
+    nan = np.isnan(values)
+    bad = np.flatnonzero((got != expected) & ~nan)
+    assert bad.size == 0, "%s: %d differ, first float32 bits %#x: got %#x, expected %#x" % (
+        what, bad.size, values.view(np.uint32)[bad[0]], got[bad[0]], expected[bad[0]])
+
+
+def _float16_encode_inputs(rng):
+    """Every float16 value, one float32 ulp either side, the midpoints between
+    neighbours and one float32 ulp either side of them, plus random float32
+    bit patterns of every exponent."""
+    values = ALL_BITS.view(np.float16).astype(np.float64)
+    finite = np.sort(values[np.isfinite(values)])
+    finite = np.append(finite, 65536.0)  # past 65504: the tie to infinity at 65520
+    mids = ((finite[:-1] + finite[1:]) / 2).astype(np.float32)  # exact: 12 bits
+    with np.errstate(invalid="ignore"):  # NaN to float32
+        points = np.concatenate([values.astype(np.float32), mids])
+    around = [np.nextafter(points, np.float32(np.inf)), np.nextafter(points, np.float32(-np.inf))]
+    random = rng.integers(0, 2 ** 32, 2 ** 20, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    return np.concatenate([points] + around + [random])
+
+
+@pytest.mark.parametrize("half_type", ["float16", "bfloat16"])
+def test_half_decode_is_exact_for_every_value(core, half_type):
+    if half_type == "float16":
+        expected = ALL_BITS.view(np.float16).astype(np.float32)
+    else:
+        expected = torch.from_numpy(ALL_BITS.view(np.int16)).view(torch.bfloat16).float().numpy()
+    for isa in _isas(core):
+        got = core.half_to_float(half_type, ALL_BITS, HALF_ISAS[isa])
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        finite = ~np.isnan(expected)
+        np.testing.assert_array_equal(got[finite].view(np.uint32),
+                                      expected[finite].view(np.uint32), err_msg=isa)
+
+
+def test_float16_encode_rounds_like_numpy(core):
+    values = _float16_encode_inputs(np.random.default_rng(16))
+    with np.errstate(over="ignore"):
+        expected = values.astype(np.float16).view(np.uint16)
+    for isa in _isas(core):
+        for in_place in (False, True):
+            got = core.float_to_half("float16", values, HALF_ISAS[isa], in_place)
+            _assert_same_bits(got, expected, values, "%s in_place=%s" % (isa, in_place))
+            assert np.all(np.isnan(ALL_BITS.view(np.float16)[got[np.isnan(values)]]))
+
+
+def test_bfloat16_encode_rounds_like_torch(core):
+    rng = np.random.default_rng(17)
+    high = ALL_BITS.astype(np.uint32) << 16
+    # Every bfloat16 value with the dropped half below, at and above the tie,
+    # and random.
+    lows = [0, 0x7FFF, 0x8000, 0x8001, 0xFFFF]
+    values = np.concatenate([high | low for low in lows]
+                            + [high | rng.integers(0, 0x10000, high.size).astype(np.uint32),
+                               rng.integers(0, 2 ** 32, 2 ** 20, dtype=np.uint64).astype(
+                                   np.uint32)]).view(np.float32)
+    expected = torch.from_numpy(values).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    for isa in _isas(core):
+        for in_place in (False, True):
+            got = core.float_to_half("bfloat16", values, HALF_ISAS[isa], in_place)
+            _assert_same_bits(got, expected, values, "%s in_place=%s" % (isa, in_place))
+            assert np.all((got[np.isnan(values)] & 0x7FC0) == 0x7FC0)  # quiet NaN

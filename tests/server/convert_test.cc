@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -245,6 +246,109 @@ TEST(DecodeTensorTest, RefusesMissingWrongTypeAndWrongSize) {
   tensor.add_shape(2);
   EXPECT_EQ(DecodeTensor("input", true, tensor).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+v1::Tensor HalfTensorProto(v1::ElementType type, const std::vector<int64_t>& shape,
+                           const std::vector<uint16_t>& bits) {
+  v1::Tensor tensor;
+  tensor.mutable_shape()->Add(shape.begin(), shape.end());
+  tensor.set_element_type(type);
+  tensor.set_data(reinterpret_cast<const char*>(bits.data()), bits.size() * sizeof(uint16_t));
+  return tensor;
+}
+
+TEST(DecodeTensorTest, ConvertsHalfTypesToFloat32Exactly) {
+  // float16: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), -0, Inf.
+  absl::StatusOr<FloatTensor> decoded = DecodeTensor(
+      "input", true,
+      HalfTensorProto(v1::ELEMENT_TYPE_FLOAT16, {2, 3},
+                      {0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000, 0x7c00}));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->wire_type, v1::ELEMENT_TYPE_FLOAT16);
+  EXPECT_THAT(decoded->shape, ElementsAre(2, 3));
+  EXPECT_THAT(decoded->values, ElementsAre(1.0f, -2.0f, 65504.0f, 0x1p-24f, -0.0f, INFINITY));
+  EXPECT_TRUE(std::signbit(decoded->values[4]));
+  // The decoded copy is what the memory budget charges.
+  EXPECT_EQ(decoded->aligned_copy.size(), 6u);
+
+  // bfloat16: the top half of a float32.
+  decoded = DecodeTensor("weight", true,
+                         HalfTensorProto(v1::ELEMENT_TYPE_BFLOAT16, {3}, {0x3f80, 0xc0a0, 0x7f7f}));
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_THAT(decoded->values, ElementsAre(1.0f, -5.0f, 0x1.fep127f));
+}
+
+TEST(DecodeTensorTest, HalfTypesTwoBytesPerElement) {
+  v1::Tensor tensor = HalfTensorProto(v1::ELEMENT_TYPE_BFLOAT16, {2, 2}, {1, 2, 3, 4, 5});
+  absl::Status status = DecodeTensor("layers[1].weight", true, tensor).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "layers[1].weight: expected 8 bytes for shape [2, 2] bfloat16, got 10");
+  tensor.mutable_data()->pop_back();
+  status = DecodeTensor("input", true, tensor).status();
+  EXPECT_EQ(status.message(),
+            "input: expected 8 bytes for shape [2, 2] bfloat16, got 9 (not a multiple of 2)");
+  // Float32 bytes sent as float16.
+  tensor = FloatTensorProto({2, 2}, {1, 2, 3, 4});
+  tensor.set_element_type(v1::ELEMENT_TYPE_FLOAT16);
+  EXPECT_EQ(DecodeTensor("bias", true, tensor).status().message(),
+            "bias: expected 8 bytes for shape [2, 2] float16, got 16");
+}
+
+TEST(DecodeTensorTest, RefusesUnsupportedTypesNamingTheAccepted) {
+  v1::Tensor tensor = FloatTensorProto({2}, {1, 2});
+  for (v1::ElementType type : {v1::ELEMENT_TYPE_FLOAT64, v1::ELEMENT_TYPE_INT8,
+                               v1::ELEMENT_TYPE_UNSPECIFIED}) {
+    tensor.set_element_type(type);
+    absl::Status status = DecodeTensor("input", true, tensor).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(status.message(),
+              "input.element_type: expected ELEMENT_TYPE_FLOAT32, ELEMENT_TYPE_FLOAT16 or "
+              "ELEMENT_TYPE_BFLOAT16, got " +
+                  v1::ElementType_Name(type));
+  }
+}
+
+TEST(DecodeOutputTypeTest, DefaultsToTheInputTypeAndRefusesOthers) {
+  EXPECT_EQ(*DecodeOutputType("output_type", v1::ELEMENT_TYPE_UNSPECIFIED,
+                              v1::ELEMENT_TYPE_BFLOAT16),
+            v1::ELEMENT_TYPE_BFLOAT16);
+  EXPECT_EQ(*DecodeOutputType("output_type", v1::ELEMENT_TYPE_FLOAT32, v1::ELEMENT_TYPE_FLOAT16),
+            v1::ELEMENT_TYPE_FLOAT32);
+  EXPECT_EQ(*DecodeOutputType("output_type", v1::ELEMENT_TYPE_FLOAT16, v1::ELEMENT_TYPE_FLOAT32),
+            v1::ELEMENT_TYPE_FLOAT16);
+  absl::Status status =
+      DecodeOutputType("output_type", v1::ELEMENT_TYPE_INT8, v1::ELEMENT_TYPE_FLOAT32).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("output_type: expected ELEMENT_TYPE_FLOAT32, ELEMENT_TYPE_FLOAT16 or "
+                        "ELEMENT_TYPE_BFLOAT16, got ELEMENT_TYPE_INT8"));
+  EXPECT_THAT(std::string(DecodeOutputType("output_type", static_cast<v1::ElementType>(77),
+                                           v1::ELEMENT_TYPE_FLOAT32)
+                              .status()
+                              .message()),
+              HasSubstr("got 77"));
+}
+
+TEST(EncodeOutputInPlaceTest, RoundsToNearestEvenIntoTheBufferStart) {
+  // 1 + 2^-11 is a float16 tie (even: 1), 1 + 3 * 2^-11 rounds up to
+  // 1 + 2^-9; 70000 overflows to Inf. 19 values: a vector and a remainder.
+  std::vector<float> values = {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 70000.0f, -2.5f};
+  values.resize(19, 0.5f);
+  std::vector<float> buffer = values;
+  EXPECT_EQ(EncodeOutputInPlace(v1::ELEMENT_TYPE_FLOAT16, buffer.data(), buffer.size()), 38u);
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(buffer.data());
+  EXPECT_THAT(std::vector<uint16_t>(bits, bits + 5), ElementsAre(0x3c00, 0x3c02, 0x7c00, 0xc100, 0x3800));
+  EXPECT_EQ(bits[18], 0x3800);
+
+  buffer = values;
+  EXPECT_EQ(EncodeOutputInPlace(v1::ELEMENT_TYPE_BFLOAT16, buffer.data(), buffer.size()), 38u);
+  bits = reinterpret_cast<const uint16_t*>(buffer.data());
+  EXPECT_THAT(std::vector<uint16_t>(bits, bits + 4), ElementsAre(0x3f80, 0x3f80, 0x4789, 0xc020));
+
+  buffer = values;
+  EXPECT_EQ(EncodeOutputInPlace(v1::ELEMENT_TYPE_FLOAT32, buffer.data(), buffer.size()), 76u);
+  EXPECT_EQ(buffer, values);
 }
 
 // A 1-D layer of 2 -> 3 channels, kernel 2.

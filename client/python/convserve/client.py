@@ -61,15 +61,16 @@ ModelLayer = collections.namedtuple("ModelLayer", ["layer", "weight", "bias"])
 REQUEST_ID_KEY = "x-request-id"
 
 
-def load_model_request(name, layers, replace=False):
-    """The LoadModelRequest of `layers` (ModelLayer tuples) as model `name`."""
+def load_model_request(name, layers, replace=False, element_type=None):
+    """The LoadModelRequest of `layers` (ModelLayer tuples) as model `name`,
+    their tensors sent as `element_type` (see to_tensor)."""
     request = pb.LoadModelRequest(name=name, replace=replace)
     for layer in layers:
         model_layer = request.layers.add()
         model_layer.layer.CopyFrom(layer.layer)
-        to_tensor(layer.weight, model_layer.weight)
+        to_tensor(layer.weight, model_layer.weight, element_type)
         if layer.bias is not None:
-            to_tensor(layer.bias, model_layer.bias)
+            to_tensor(layer.bias, model_layer.bias, element_type)
     return request
 
 
@@ -99,23 +100,80 @@ def _answered_request_id(error, sent):
     return sent
 
 
-def to_tensor(array, tensor=None):
-    """numpy array -> convserve.v1.Tensor (float32, little-endian, C order)."""
-    array = np.ascontiguousarray(array, dtype="<f4")
+# Element types by name, for element_type= and output_type= arguments.
+ELEMENT_TYPES = {
+    "float32": pb.ELEMENT_TYPE_FLOAT32,
+    "float16": pb.ELEMENT_TYPE_FLOAT16,
+    "bfloat16": pb.ELEMENT_TYPE_BFLOAT16,
+}
+
+
+def _element_type(name, value):
+    """`value` ("float32", "float16", "bfloat16", a pb.ElementType or None) as
+    a pb.ElementType (None stays None); ValueError naming the parameter."""
+    if value is None or value in ELEMENT_TYPES.values():
+        return value
+    if isinstance(value, str) and value in ELEMENT_TYPES:
+        return ELEMENT_TYPES[value]
+    raise ValueError("%s: expected one of %s, got %r" % (name, ", ".join(ELEMENT_TYPES), value))
+
+
+def float32_to_bfloat16_bits(array):
+    """numpy float values -> bfloat16 bit patterns (uint16), rounded to nearest
+    even as torch's .to(torch.bfloat16) does; NaN stays NaN."""
+    bits = np.ascontiguousarray(array, dtype="<f4").view("<u4")
+    rounded = ((bits.astype(np.uint64) + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype("<u2")
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, ((bits >> 16) | 0x40).astype("<u2"), rounded)
+
+
+def bfloat16_bits_to_float32(bits):
+    """bfloat16 bit patterns (uint16) -> numpy float32 values (exact)."""
+    return (np.ascontiguousarray(bits, dtype="<u2").astype("<u4") << 16).view("<f4")
+
+
+def to_tensor(array, tensor=None, element_type=None):
+    """numpy array -> convserve.v1.Tensor (little-endian, C order).
+
+    element_type: "float32", "float16", "bfloat16" (or a pb.ElementType).
+    None, the default: FLOAT16 for a float16 array, FLOAT32 for anything
+    else. float16 rounds other arrays to nearest even (numpy's astype);
+    bfloat16 takes a uint16 array as bfloat16 bit patterns as they are (what
+    from_tensor returns, and torch's t.view(torch.int16).numpy()) and rounds
+    other arrays to nearest even, as torch does.
+    """
+    element_type = _element_type("element_type", element_type)
+    array = np.asarray(array)
+    if element_type is None:
+        element_type = (pb.ELEMENT_TYPE_FLOAT16 if array.dtype == np.float16
+                        else pb.ELEMENT_TYPE_FLOAT32)
+    if element_type == pb.ELEMENT_TYPE_BFLOAT16:
+        data = array.astype("<u2") if array.dtype == np.uint16 else float32_to_bfloat16_bits(array)
+    else:
+        data = array.astype("<f2" if element_type == pb.ELEMENT_TYPE_FLOAT16 else "<f4")
+    data = np.ascontiguousarray(data)
     tensor = tensor if tensor is not None else pb.Tensor()
     tensor.shape[:] = list(array.shape)
-    tensor.element_type = pb.ELEMENT_TYPE_FLOAT32
-    tensor.data = array.tobytes()
+    tensor.element_type = element_type
+    tensor.data = data.tobytes()
     return tensor
 
 
 def from_tensor(tensor):
-    """convserve.v1.Tensor -> numpy float32 array (a copy owned by the caller)."""
-    if tensor.element_type != pb.ELEMENT_TYPE_FLOAT32:
+    """convserve.v1.Tensor -> numpy array owned by the caller: float32 for
+    FLOAT32, float16 for FLOAT16, and for BFLOAT16 (numpy has no bfloat16) a
+    uint16 array of the bit patterns: bfloat16_bits_to_float32() gives their
+    values, torch.from_numpy(a.astype(np.int16)).view(torch.bfloat16) a torch
+    tensor."""
+    dtypes = {pb.ELEMENT_TYPE_FLOAT32: ("<f4", np.float32),
+              pb.ELEMENT_TYPE_FLOAT16: ("<f2", np.float16),
+              pb.ELEMENT_TYPE_BFLOAT16: ("<u2", np.uint16)}
+    if tensor.element_type not in dtypes:
         raise ConvServeError(grpc.StatusCode.INTERNAL,
-                             "response tensor has element type %d, expected FLOAT32"
-                             % tensor.element_type)
-    array = np.frombuffer(tensor.data, dtype="<f4").astype(np.float32)
+                             "response tensor has element type %d, expected FLOAT32, FLOAT16 "
+                             "or BFLOAT16" % tensor.element_type)
+    wire, native = dtypes[tensor.element_type]
+    array = np.frombuffer(tensor.data, dtype=wire).astype(native)
     return array.reshape(tuple(tensor.shape))
 
 
@@ -242,13 +300,22 @@ class Client:
                               health_pb2.HealthCheckRequest(service=service), timeout)
         return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
-    def conv(self, layer, x, w, b=None, timeout=None):
-        """Runs one layer (a pb.ConvLayer). Returns (y, ConvResponse without its data)."""
+    def conv(self, layer, x, w, b=None, timeout=None, element_type=None, output_type=None):
+        """Runs one layer (a pb.ConvLayer). Returns (y, ConvResponse without its data).
+
+        element_type: the type x, w and b travel as (see to_tensor; None: each
+        array's own, float16 arrays as FLOAT16). output_type: "float32",
+        "float16" or "bfloat16" (None: x's type); y is as from_tensor returns it.
+        The server computes in float32 either way.
+        """
         request = pb.ConvRequest(layer=layer)
-        to_tensor(x, request.input)
-        to_tensor(w, request.weight)
+        to_tensor(x, request.input, element_type)
+        to_tensor(w, request.weight, element_type)
         if b is not None:
-            to_tensor(b, request.bias)
+            to_tensor(b, request.bias, element_type)
+        output_type = _element_type("output_type", output_type)
+        if output_type is not None:
+            request.output_type = output_type
         response = self._call(self.stub.Conv, request, timeout)
         y = from_tensor(response.output)
         response.output.ClearField("data")
@@ -265,15 +332,21 @@ class Client:
                 "FRAMEWORK_" + enforce_framework.upper())
         return self._call(self.stub.ValidateShape, request, timeout).report
 
-    def load_model(self, name, layers, replace=False, timeout=None):
-        """Loads `layers` (ModelLayer tuples) as model `name`. Returns ModelInfo."""
-        return self._call(self.stub.LoadModel, load_model_request(name, layers, replace),
-                          timeout).model
+    def load_model(self, name, layers, replace=False, timeout=None, element_type=None):
+        """Loads `layers` (ModelLayer tuples) as model `name`, their weights sent
+        as `element_type` (see to_tensor). Returns ModelInfo."""
+        return self._call(self.stub.LoadModel,
+                          load_model_request(name, layers, replace, element_type), timeout).model
 
-    def run_model(self, name, x, timeout=None):
-        """Runs model `name` on `x`. Returns (y, compute_time_ns)."""
+    def run_model(self, name, x, timeout=None, element_type=None, output_type=None):
+        """Runs model `name` on `x`. Returns (y, compute_time_ns).
+
+        element_type, output_type: as for conv()."""
         request = pb.RunModelRequest(name=name)
-        to_tensor(x, request.input)
+        to_tensor(x, request.input, element_type)
+        output_type = _element_type("output_type", output_type)
+        if output_type is not None:
+            request.output_type = output_type
         response = self._call(self.stub.RunModel, request, timeout)
         return from_tensor(response.output), response.compute_time_ns
 

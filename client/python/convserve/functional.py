@@ -160,39 +160,60 @@ def _client(client, target):
         return _default_clients[target]
 
 
+def _as_sent(array):
+    """float16 and uint16 (bfloat16 bit patterns) arrays as they are, anything else as float32."""
+    array = np.asarray(array)
+    return array if array.dtype in (np.float16, np.uint16) else array.astype(np.float32)
+
+
 def _conv(rank, x, w, b, stride, padding, padding_mode, dilation, groups, data_format,
-          weight_format, activation, activation_alpha, client, target, timeout):
-    x = np.asarray(x, dtype=np.float32)
-    w = np.asarray(w, dtype=np.float32)
+          weight_format, activation, activation_alpha, client, target, timeout,
+          element_type=None, output_type=None):
+    x = _as_sent(x)
+    w = _as_sent(w)
     layer = make_layer(rank, x.shape, w.shape, b is not None, stride, padding, padding_mode,
                        dilation, groups, data_format, weight_format, activation,
                        activation_alpha)
-    y, _ = _client(client, target).conv(layer, x, w, b, timeout=timeout)
+    y, _ = _client(client, target).conv(layer, x, w, b, timeout=timeout,
+                                        element_type=element_type, output_type=output_type)
     return y
 
 
 def conv1d(x, w, b=None, stride=1, padding=0, padding_mode="zeros", dilation=1, groups=1,
            data_format="channels_first", weight_format="oihw", activation=None,
-           activation_alpha=None, *, client=None, target=None, timeout=None):
+           activation_alpha=None, *, client=None, target=None, timeout=None,
+           element_type=None, output_type=None):
     """1-D convolution: x (N, C_in, L) or (N, L, C_in); w (C_out, C_in/g, k) or (k, C_in/g, C_out)."""
     return _conv(1, x, w, b, stride, padding, padding_mode, dilation, groups, data_format,
-                 weight_format, activation, activation_alpha, client, target, timeout)
+                 weight_format, activation, activation_alpha, client, target, timeout,
+                 element_type, output_type)
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, padding_mode="zeros", dilation=1, groups=1,
            data_format="channels_first", weight_format="oihw", activation=None,
-           activation_alpha=None, *, client=None, target=None, timeout=None):
-    """2-D convolution: x (N, C_in, H, W) or (N, H, W, C_in); w OIHW or HWIO."""
+           activation_alpha=None, *, client=None, target=None, timeout=None,
+           element_type=None, output_type=None):
+    """2-D convolution: x (N, C_in, H, W) or (N, H, W, C_in); w OIHW or HWIO.
+
+    For every convNd: float16 arrays travel as float16 (half the bytes) and
+    the answer comes back as float16 unless output_type= says otherwise
+    ("float32", "float16", "bfloat16"); element_type="bfloat16" sends the
+    arrays as bfloat16 (uint16 arrays as bit patterns, see
+    convserve.client.to_tensor). The server computes in float32.
+    """
     return _conv(2, x, w, b, stride, padding, padding_mode, dilation, groups, data_format,
-                 weight_format, activation, activation_alpha, client, target, timeout)
+                 weight_format, activation, activation_alpha, client, target, timeout,
+                 element_type, output_type)
 
 
 def conv3d(x, w, b=None, stride=1, padding=0, padding_mode="zeros", dilation=1, groups=1,
            data_format="channels_first", weight_format="oihw", activation=None,
-           activation_alpha=None, *, client=None, target=None, timeout=None):
+           activation_alpha=None, *, client=None, target=None, timeout=None,
+           element_type=None, output_type=None):
     """3-D convolution: x (N, C_in, D, H, W) or (N, D, H, W, C_in); w OIDHW or DHWIO."""
     return _conv(3, x, w, b, stride, padding, padding_mode, dilation, groups, data_format,
-                 weight_format, activation, activation_alpha, client, target, timeout)
+                 weight_format, activation, activation_alpha, client, target, timeout,
+                 element_type, output_type)
 
 
 def validate(input_shape, weight_shape, bias=False, stride=1, padding=0, padding_mode="zeros",

@@ -57,13 +57,17 @@ absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const 
 }
 
 void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
-                                    std::function<absl::Status(const StopToken&)> work) {
+                                    std::function<absl::Status(const StopToken&)> work,
+                                    int64_t macs) {
   if (!admitted.ok()) {
     call->Complete(admitted);
     return;
   }
+  const ComputePool::Lane lane = macs < options_.small_call_macs ? ComputePool::Lane::kSmall
+                                                                  : ComputePool::Lane::kLarge;
   call->MarkQueued();
-  absl::Status queued = pool_->Submit([this, call, work = std::move(work)] {
+  absl::Status queued = pool_->Submit(
+      [this, call, work = std::move(work)] {
     call->MarkComputeStarted();
     const StopToken stop = call->MakeStopToken(&stop_all_work_);
     absl::Status status;
@@ -84,7 +88,8 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
     }
     call->MarkComputeEnded();
     call->Complete(status);
-  });
+      },
+      lane);
   if (!queued.ok()) call->Complete(queued);  // the work was dropped unrun
 }
 
@@ -156,7 +161,7 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
         std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
     response->set_kernel((*op)->KernelName(job->geometry));
     return absl::OkStatus();
-  });
+  }, status.ok() ? job->geometry.macs() : 0);
 }
 
 void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateShapeRequest* request,

@@ -37,7 +37,7 @@ ComputePool::~ComputePool() {
   for (std::thread& worker : small_workers_) worker.join();
 }
 
-absl::Status ComputePool::Submit(std::function<void()> work, Lane lane) {
+absl::Status ComputePool::Submit(Lane lane, std::function<void()> work) {
   Queue& queue = QueueOf(lane);
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -38,6 +38,7 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -66,7 +67,8 @@ class ComputePool {
   // --max_queued_calls and the lane, and `work` dropped unrun, when
   // max_queued items are already waiting in the lane (not counting those
   // running).
-  absl::Status Submit(std::function<void()> work, Lane lane = Lane::kLarge);
+  absl::Status Submit(Lane lane, std::function<void()> work);
+  absl::Status Submit(std::function<void()> work) { return Submit(Lane::kLarge, std::move(work)); }
 
   // Blocks until every submitted work item (both lanes) has returned.
   void Drain();

@@ -19,6 +19,7 @@ import convserve
 from convserve.client import pb, to_tensor
 from conftest import ServerProcess
 from test_metrics import metrics_port
+import test_stopping
 
 SHAPE = (1, 64, 128, 128)
 RESERVED = re.compile(r'^convserve_memory_budget_bytes\{state="reserved"\} (\S+)$', re.M)
@@ -30,7 +31,11 @@ def reserved_bytes(process):
         return float(RESERVED.search(page.read().decode()).group(1))
 
 
-class LongModel:
+class LongModel(test_stopping.LongModel):
+    """Like test_stopping's (whose close() it shares): a server with metrics and the
+    small-call lane unless `flags` turn it off, holding a model that ends in a one-value
+    layer."""
+
     def __init__(self, *flags):
         self.process = ServerProcess("--drain_grace_ms=0", "--metrics_listen=127.0.0.1:0",
                                      *flags, compute_threads=1)
@@ -61,13 +66,6 @@ class LongModel:
         time.sleep(0.2)
         assert not future.done(), "the long call ended at once"
         return future
-
-    def close(self):
-        self.connection.close()
-        try:
-            return self.process.stop()
-        finally:
-            self.process.cleanup()
 
 
 def small_conv_request():

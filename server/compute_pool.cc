@@ -1,4 +1,4 @@
-// compute_pool.cc: the FIFO queue and the dispatcher that runs its items in a TBB arena.
+// compute_pool.cc: the two FIFO lanes and the threads that run their items in TBB arenas.
 #include "server/compute_pool.h"
 
 #include <utility>
@@ -7,13 +7,23 @@
 
 namespace convserve {
 
-ComputePool::ComputePool(int threads, int64_t max_queued)
+ComputePool::ComputePool(int threads, int64_t max_queued, int small_threads)
     : threads_(threads),
       max_queued_(max_queued),
       worker_limit_(tbb::global_control::max_allowed_parallelism, static_cast<size_t>(threads)),
       // One slot for the dispatcher, the others for TBB workers.
       arena_(threads, /*reserved_for_masters=*/1),
-      dispatcher_([this] { Dispatch(); }) {}
+      dispatcher_([this] { Serve(&large_, &arena_); }) {
+  small_workers_.reserve(static_cast<size_t>(small_threads));
+  for (int i = 0; i < small_threads; ++i) {
+    small_workers_.emplace_back([this] {
+      // One slot, the thread's own: the arena has no room for a TBB worker,
+      // so the work's parallel loops run on this thread and wake nobody.
+      tbb::task_arena single(1, /*reserved_for_masters=*/1);
+      Serve(&small_, &single);
+    });
+  }
+}
 
 ComputePool::~ComputePool() {
   Drain();
@@ -21,39 +31,47 @@ ComputePool::~ComputePool() {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
   }
-  ready_.notify_all();
+  large_.ready.notify_all();
+  small_.ready.notify_all();
   dispatcher_.join();
+  for (std::thread& worker : small_workers_) worker.join();
 }
 
-absl::Status ComputePool::Submit(std::function<void()> work) {
+absl::Status ComputePool::Submit(Lane lane, std::function<void()> work) {
+  Queue& queue = QueueOf(lane);
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (static_cast<int64_t>(queue_.size()) >= max_queued_) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "the server's compute queue is full: ", queue_.size(),
-          " calls are waiting for the compute threads (--max_queued_calls=", max_queued_,
-          "); retry later"));
+    if (static_cast<int64_t>(queue.items.size()) >= max_queued_) {
+      return absl::ResourceExhaustedError(
+          lane == Lane::kSmall
+              ? absl::StrCat("the server's small-call queue is full: ", queue.items.size(),
+                             " small calls (below --small_call_macs) are waiting for the "
+                             "small-call threads (--max_queued_calls=",
+                             max_queued_, " per queue); retry later")
+              : absl::StrCat("the server's compute queue is full: ", queue.items.size(),
+                             " calls are waiting for the compute threads (--max_queued_calls=",
+                             max_queued_, "); retry later"));
     }
-    queue_.push_back(std::move(work));  // may throw: then nothing was submitted
+    queue.items.push_back(std::move(work));  // may throw: then nothing was submitted
     ++pending_;
   }
-  ready_.notify_one();
+  queue.ready.notify_one();
   return absl::OkStatus();
 }
 
-void ComputePool::Dispatch() {
+void ComputePool::Serve(Queue* queue, tbb::task_arena* arena) {
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
-    ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and nothing left
-    std::function<void()> work = std::move(queue_.front());
-    queue_.pop_front();
+    queue->ready.wait(lock, [this, queue] { return stopping_ || !queue->items.empty(); });
+    if (queue->items.empty()) return;  // stopping, and nothing left
+    std::function<void()> work = std::move(queue->items.front());
+    queue->items.pop_front();
     lock.unlock();
     try {
-      arena_.execute([&work] { work(); });
+      arena->execute([&work] { work(); });
     } catch (...) {
       // Handlers finish their calls on every path and do not throw; nothing
-      // may end the dispatcher.
+      // may end a lane's thread.
     }
     work = nullptr;  // the item's captures go before it counts as done
     lock.lock();
@@ -63,7 +81,12 @@ void ComputePool::Dispatch() {
 
 int64_t ComputePool::queued() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return static_cast<int64_t>(queue_.size());
+  return static_cast<int64_t>(large_.items.size() + small_.items.size());
+}
+
+int64_t ComputePool::queued(Lane lane) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return static_cast<int64_t>(QueueOf(lane).items.size());
 }
 
 void ComputePool::Drain() {

@@ -56,14 +56,16 @@ absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const 
   return absl::CancelledError(absl::StrCat("the call was cancelled ", when));
 }
 
-void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
+void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitted, int64_t macs,
                                     std::function<absl::Status(const StopToken&)> work) {
   if (!admitted.ok()) {
     call->Complete(admitted);
     return;
   }
+  const ComputePool::Lane lane =
+      macs < options_.small_call_macs ? ComputePool::Lane::kSmall : ComputePool::Lane::kLarge;
   call->MarkQueued();
-  absl::Status queued = pool_->Submit([this, call, work = std::move(work)] {
+  absl::Status queued = pool_->Submit(lane, [this, call, work = std::move(work)] {
     call->MarkComputeStarted();
     const StopToken stop = call->MakeStopToken(&stop_all_work_);
     absl::Status status;
@@ -148,7 +150,8 @@ void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request
     call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();
   }();
-  RunIfAdmitted(call, status, [call, job, response](const StopToken& stop) -> absl::Status {
+  const int64_t macs = status.ok() ? job->geometry.macs() : 0;
+  RunIfAdmitted(call, status, macs, [call, job, response](const StopToken& stop) -> absl::Status {
     const Clock::time_point start = Clock::now();
     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
         ConvOperator::Create(job->layer.layer, job->layer.weight.values, job->layer.bias.values);

@@ -34,6 +34,10 @@
 
 namespace convserve {
 
+// --small_call_macs' default: calls below it take a few tens of microseconds
+// on one thread (bench/RPC_RESULTS.md, "Small-call lane").
+inline constexpr int64_t kDefaultSmallCallMacs = int64_t{1} << 20;
+
 // Limits of one server: those of each request, and these. Each is named in
 // the error a request above it gets.
 struct ServiceOptions : RequestLimits {
@@ -46,6 +50,9 @@ struct ServiceOptions : RequestLimits {
   // ConvService only over TLS (--tls_cert_file): calls on a plaintext
   // connection (the --health_listen port) get UNAUTHENTICATED.
   bool require_tls = false;
+  // Conv calls of fewer multiply-accumulates run on the compute pool's small
+  // lane (compute_pool.h); 0: every call runs on the large lane (--small_call_macs).
+  int64_t small_call_macs = kDefaultSmallCallMacs;
 };
 
 // The generated service with every method registered as a raw callback
@@ -210,13 +217,20 @@ class ConvServiceImpl final : public RawConvService {
 
   // Completes the call with `admitted` if that is an error (the request was
   // refused before any work); otherwise runs `work` (which returns the
-  // call's status) on the compute pool, then completes the call. Refuses
+  // call's status) on the compute pool, then completes the call: on the
+  // small lane if it needs fewer than --small_call_macs multiply-accumulates
+  // (`macs`), on the large lane otherwise. Refuses
   // calls already cancelled, past their deadline or stopped (StopAllWork)
   // when their turn comes. `work` gets the call's stop token and returns
   // CANCELLED when the token stopped it; the call then ends with why
   // (Stopped()).
-  void RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
+  void RunIfAdmitted(UnaryCall* call, const absl::Status& admitted, int64_t macs,
                      std::function<absl::Status(const StopToken&)> work);
+  // The same on the large lane, for work whose size is not counted in MACs.
+  void RunIfAdmitted(UnaryCall* call, const absl::Status& admitted,
+                     std::function<absl::Status(const StopToken&)> work) {
+    RunIfAdmitted(call, admitted, INT64_MAX, std::move(work));
+  }
 
   // Why `call`'s computation stops (before it started, or `during` it):
   // UNAVAILABLE when the server stops all work, DEADLINE_EXCEEDED when the

@@ -82,8 +82,12 @@ ABSL_FLAG(int64_t, max_model_bytes, int64_t{1} << 30,
 ABSL_FLAG(int64_t, max_models, 1024, "Models that may be loaded at once.");
 ABSL_FLAG(int64_t, max_layers_per_model, 1024, "Most layers one model may have.");
 ABSL_FLAG(int64_t, max_queued_calls, 256,
-          "Calls that may wait for the compute threads at once; more get RESOURCE_EXHAUSTED at "
-          "once (their memory is bounded by --memory_budget_bytes).");
+          "Calls that may wait for the compute threads at once, in each of the large and the "
+          "small-call queue; more get RESOURCE_EXHAUSTED at once (their memory is bounded by "
+          "--memory_budget_bytes).");
+ABSL_FLAG(int64_t, small_call_macs, convserve::kDefaultSmallCallMacs,
+          "Conv calls of fewer multiply-accumulates run single-threaded on a small-call thread "
+          "of their own instead of queueing for every compute thread; 0 turns this off.");
 ABSL_FLAG(std::string, auth_token_file, "",
           "If set, a file whose first line is the token every ConvService call must present "
           "as metadata 'authorization: Bearer <token>' (UNAUTHENTICATED otherwise). Health "
@@ -182,6 +186,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   flags.max_macs = absl::GetFlag(FLAGS_max_macs);
   flags.memory_budget_bytes = absl::GetFlag(FLAGS_memory_budget_bytes);
   flags.max_model_bytes = absl::GetFlag(FLAGS_max_model_bytes);
+  flags.small_call_macs = absl::GetFlag(FLAGS_small_call_macs);
   flags.drain_grace_ms = absl::GetFlag(FLAGS_drain_grace_ms);
   flags.shutdown_timeout_s = absl::GetFlag(FLAGS_shutdown_timeout_s);
   flags.port_file = absl::GetFlag(FLAGS_port_file);
@@ -204,6 +209,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   options.max_macs = flags.max_macs;
   options.memory_budget_bytes = flags.memory_budget_bytes;
   options.max_model_bytes = flags.max_model_bytes;
+  options.small_call_macs = flags.small_call_macs;
 
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {

@@ -37,6 +37,7 @@ struct ServerFlagValues {
   int64_t max_macs = int64_t{1} << 40;
   int64_t memory_budget_bytes = int64_t{2} << 30;
   int64_t max_model_bytes = int64_t{1} << 30;
+  int64_t small_call_macs = int64_t{1} << 20;
   int drain_grace_ms = 500;
   int shutdown_timeout_s = 30;
   std::string port_file;

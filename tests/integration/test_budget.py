@@ -190,8 +190,10 @@ def test_row10_queued_requests_are_charged(start_server):
     # RESOURCE_EXHAUSTED as they arrive and free their bytes at once (uncharged, they held
     # 720 MiB).
     budget = 128 * MIB
+    # --small_call_macs=0: these 1-MAC calls queue behind the slow one instead of running
+    # beside it on the small-call lane.
     process = start_server("--memory_budget_bytes=%d" % budget, "--drain_grace_ms=0",
-                           compute_threads=1)
+                           "--small_call_macs=0", compute_threads=1)
     pid = process.process.pid
     baseline = memory_kib(pid, "VmRSS")
     with convserve.Client(process.target, timeout=120) as connection:
@@ -232,8 +234,11 @@ def gauge(process, name):
 
 
 def test_row10_queue_is_bounded(start_server):
+    # --small_call_macs=0: the small calls queue behind the slow one (the small-call lane's
+    # own bound is unit-tested in tests/server/compute_pool_test.cc).
     process = start_server("--max_queued_calls=2", "--drain_grace_ms=0",
-                           "--metrics_listen=127.0.0.1:0", compute_threads=1)
+                           "--metrics_listen=127.0.0.1:0", "--small_call_macs=0",
+                           compute_threads=1)
     with convserve.Client(process.target, timeout=120) as connection:
         slow = connection.stub.Conv.future(slow_conv_request(), timeout=120)
         small = pb.ConvRequest(layer=convserve.make_layer(2, (1, 1, 2, 2), (1, 1, 1, 1)))

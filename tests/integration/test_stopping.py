@@ -50,7 +50,9 @@ class LongModel:
     """A server holding the long model, and how long (CPU and wall) one full run takes."""
 
     def __init__(self, *flags, calibrate=True):
-        self.process = ServerProcess("--drain_grace_ms=0", *flags, compute_threads=1)
+        # --small_call_macs=0: the tiny call after a stop queues behind whatever still computes.
+        self.process = ServerProcess("--drain_grace_ms=0", "--small_call_macs=0", *flags,
+                                     compute_threads=1)
         self.connection = convserve.Client(self.process.target, timeout=120)
         rng = np.random.default_rng(2)
         layers = []

@@ -98,6 +98,17 @@ TEST(ValidateServerFlagsTest, NamesTheFlagOutOfRange) {
               HasSubstr("--memory_budget_bytes"));
   EXPECT_THAT(error_with([](ServerFlagValues& v) { v.max_model_bytes = -1; }),
               HasSubstr("--max_model_bytes"));
+  EXPECT_EQ(error_with([](ServerFlagValues& v) { v.small_call_macs = -1; }),
+            "--small_call_macs: expected a value in 0..1099511627776 (0: no small-call lane; at "
+            "most --max_macs), got -1");
+  EXPECT_THAT(error_with([](ServerFlagValues& v) {
+                v.max_macs = 1000;
+                v.small_call_macs = 1001;
+              }),
+              HasSubstr("--small_call_macs: expected a value in 0..1000"));
+  ServerFlagValues no_small_lane;
+  no_small_lane.small_call_macs = 0;
+  EXPECT_TRUE(ValidateServerFlags(no_small_lane, 2).ok());
   EXPECT_THAT(error_with([](ServerFlagValues& v) { v.listen = "127.0.0.1:99999"; }),
               HasSubstr("--listen"));
 }

@@ -732,7 +732,8 @@ absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
   if (size > options.max_bytes || size > INT_MAX) {
     return absl::ResourceExhaustedError(absl::StrCat(
         options.source, ": ", size, " bytes, more than the limit of ",
-        std::min<int64_t>(options.max_bytes, INT_MAX), " bytes for a model"));
+        std::min<int64_t>(options.max_bytes, INT_MAX), " bytes for a model",
+        options.max_bytes_name.empty() ? "" : absl::StrCat(" (", options.max_bytes_name, ")")));
   }
   const std::string source = options.source;
   if (bytes.empty()) {

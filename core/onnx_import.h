@@ -48,6 +48,7 @@ struct ImportedModel {
 struct OnnxImportOptions {
   std::string source = "model.onnx";  // names the model at the start of messages.
   int64_t max_bytes = int64_t{1} << 30;  // larger models are refused unparsed.
+  std::string max_bytes_name;  // what sets max_bytes, for that message ("--max_model_bytes").
 };
 
 // The model `bytes` (a serialized onnx.ModelProto) describes. Errors:

@@ -429,8 +429,22 @@ absl::Status Importer::MergePad(const NodeProto& pad, const NodeProto& conv, Con
     return NodeError(pad, absl::StrCat("pads: expected 0 on the batch and channel axes, got ",
                                        Dims(pads)));
   }
+  // Pads this large are refused by the layer anyway; the bound keeps the sum
+  // with the Conv's own pads from overflowing.
+  constexpr int64_t kMaxPad = int64_t{1} << 40;
   for (int64_t p : pads) {
-    if (p < 0) return NodeError(pad, absl::StrCat("pads: expected values >= 0, got ", Dims(pads)));
+    if (p < 0 || p > kMaxPad) {
+      return NodeError(pad, absl::StrCat("pads: expected values in [0, ", kMaxPad, "], got ",
+                                         Dims(pads)));
+    }
+  }
+  for (const std::vector<int64_t>* own : {&spec->pad_begin, &spec->pad_end}) {
+    for (int64_t p : *own) {
+      if (p > kMaxPad) {
+        return NodeError(conv, absl::StrCat("attribute pads: expected values <= ", kMaxPad,
+                                            " to merge a Pad into, got ", p));
+      }
+    }
   }
   PaddingMode padding_mode;
   if (mode == "constant") {

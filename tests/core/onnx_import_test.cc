@@ -328,5 +328,38 @@ TEST(OnnxImportTest, RefusesAHugeConstantOfShape) {
   EXPECT_THAT(model.status().message(), HasSubstr("elements"));
 }
 
+// Every byte of a valid model (with a reflect Pad computed by constant nodes
+// and a BatchNormalization) flipped in turn, and random prefixes: an error or
+// a model, never a crash (run under the sanitizers in the sanitized build).
+TEST(OnnxImportTest, SurvivesEveryByteOfAModelCorrupted) {
+  ModelBuilder builder;
+  *builder.graph()->add_initializer() = IntTensor("pads", {0, 0, 1, 1, 0, 0, 1, 1});
+  AddString(builder.Node("Pad", {"x", "pads"}, "padded"), "mode", "reflect");
+  builder.Conv("padded", "c1");
+  *builder.graph()->add_initializer() = FloatTensor("s", {3}, {1.0f, 2.0f, 0.5f});
+  *builder.graph()->add_initializer() = FloatTensor("beta", {3}, {0.0f, 1.0f, -1.0f});
+  *builder.graph()->add_initializer() = FloatTensor("mean", {3}, {0.5f, 0.0f, 1.0f});
+  *builder.graph()->add_initializer() = FloatTensor("var", {3}, {4.0f, 1.0f, 0.25f});
+  builder.Node("BatchNormalization", {"c1", "s", "beta", "mean", "var"}, "bn");
+  builder.Node("Relu", {"bn"}, "y");
+  const std::string whole = builder.Serialize("y");
+  ASSERT_TRUE(ImportOnnx(whole, {}).ok()) << ImportOnnx(whole, {}).status();
+  int refused = 0;
+  for (size_t i = 0; i < whole.size(); ++i) {
+    for (unsigned char flip : {0x01, 0x80, 0xff}) {
+      std::string corrupted = whole;
+      corrupted[i] = static_cast<char>(corrupted[i] ^ flip);
+      absl::StatusOr<ImportedModel> model = ImportOnnx(corrupted, {});
+      if (!model.ok()) {
+        ++refused;
+        EXPECT_THAT(model.status().message(), HasSubstr("model.onnx: "));
+        EXPECT_LE(model.status().message().size(), kMaxImportMessageBytes);
+      }
+    }
+    if (!ImportOnnx(whole.substr(0, i), {}).ok()) ++refused;
+  }
+  EXPECT_GT(refused, 0);
+}
+
 }  // namespace
 }  // namespace convserve

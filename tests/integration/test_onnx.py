@@ -134,7 +134,9 @@ def test_a_wrong_model_fails_the_comparison(client):
 
 def test_circular_padding_is_refused_naming_the_nodes(client):
     """PyTorch 1.13 exports padding_mode="circular" as Slice and Concat of the
-    data tensor (no Pad node): refused, listing them."""
+    data tensor (no Pad node), and off by one: its Slice ends at -1, so the
+    graph wraps x[n - p - 1 : n - 1] instead of x[n - p : n] and means
+    something else than the module. Refused, listing the nodes."""
     net = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular"))
     with pytest.raises(convserve.ConvServeError) as error:
         client.load_onnx("circular", export(net, (1, 2, 8)))

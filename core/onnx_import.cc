@@ -51,7 +51,7 @@ std::string Dims(const std::vector<int64_t>& dims) {
 class Importer {
  public:
   Importer(const onnx::ModelProto& model, const OnnxImportOptions& options, int64_t opset)
-      : model_(model), graph_(model.graph()), options_(options), opset_(opset) {}
+      : graph_(model.graph()), options_(options), opset_(opset) {}
 
   absl::StatusOr<ImportedModel> Run();
 
@@ -104,7 +104,6 @@ class Importer {
     return node.input(0) == tensor ? node.input(1) : node.input(1) == tensor ? node.input(0) : "";
   }
 
-  const onnx::ModelProto& model_;
   const onnx::GraphProto& graph_;
   const OnnxImportOptions& options_;
   const int64_t opset_;
@@ -738,6 +737,48 @@ absl::StatusOr<ImportedModel> Importer::Run() {
   return result;
 }
 
+// libonnx's shape inference divides by the strides (and multiplies by the
+// dilations) of convolution and pooling nodes unchecked: a zero there is a
+// SIGFPE, not an exception. Such values are refused first, in every graph
+// and subgraph.
+absl::Status CheckWindowAttributes(const onnx::GraphProto& graph, const std::string& source,
+                                   int depth) {
+  static const char* const kWindowOps[] = {"Conv",    "ConvTranspose", "ConvInteger",
+                                           "QLinearConv", "MaxPool",   "AveragePool",
+                                           "LpPool",  "MaxUnpool"};
+  if (depth > 64) return absl::InvalidArgumentError(absl::StrCat(source, ": graphs nested too deep"));
+  for (const NodeProto& node : graph.node()) {
+    const bool window = std::any_of(std::begin(kWindowOps), std::end(kWindowOps),
+                                    [&](const char* op) { return node.op_type() == op; });
+    for (const onnx::AttributeProto& attribute : node.attribute()) {
+      if (attribute.has_g()) {
+        absl::Status nested = CheckWindowAttributes(attribute.g(), source, depth + 1);
+        if (!nested.ok()) return nested;
+      }
+      for (const onnx::GraphProto& body : attribute.graphs()) {
+        absl::Status nested = CheckWindowAttributes(body, source, depth + 1);
+        if (!nested.ok()) return nested;
+      }
+      if (!window) continue;
+      const std::string& name = attribute.name();
+      const bool positive = name == "strides" || name == "dilations" || name == "kernel_shape";
+      const bool is_group = name == "group";
+      if (!positive && !is_group) continue;
+      std::vector<int64_t> values(attribute.ints().begin(), attribute.ints().end());
+      if (is_group) values = {attribute.i()};
+      for (int64_t value : values) {
+        if (value < 1) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              source, ": node ", Printable(node.op_type(), 64), " (", Printable(node.name()),
+              "): attribute ", name, ": expected values >= 1, got ",
+              is_group ? absl::StrCat(values[0]) : Dims(values)));
+        }
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
@@ -789,6 +830,8 @@ absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
       }
     }
   }
+  absl::Status windows = CheckWindowAttributes(model->graph(), source, 0);
+  if (!windows.ok()) return windows;
   try {
     onnx::checker::check_model(*model);
     onnx::ShapeInferenceOptions inference_options{/*check_type=*/true, /*error_mode=*/0,

@@ -188,6 +188,24 @@ TEST(OnnxImportTest, RefusesAStrideListOfTheWrongLength) {
   EXPECT_THAT(model.status().message(), HasSubstr("strides"));
 }
 
+// libonnx's shape inference divides by strides unchecked (SIGFPE): refused
+// before it runs, for any window op, even one that would be unsupported.
+TEST(OnnxImportTest, RefusesZeroStridesBeforeShapeInference) {
+  ModelBuilder builder;
+  AddInts(builder.Conv("x", "c1"), "strides", {0, 1});
+  absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("c1"), {});
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(model.status().message(),
+              HasSubstr("node Conv (/c1/Conv): attribute strides: expected values >= 1, got [0, 1]"));
+  ModelBuilder pool;
+  onnx::NodeProto* node = pool.Node("MaxPool", {"x"}, "p");
+  AddInts(node, "kernel_shape", {2, 2});
+  AddInts(node, "strides", {1, 0});
+  model = ImportOnnx(pool.Serialize("p"), {});
+  EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(model.status().message(), HasSubstr("attribute strides: expected values >= 1"));
+}
+
 TEST(OnnxImportTest, FoldsABatchNormalizationInDouble) {
   ModelBuilder builder;
   builder.Conv("x", "c1", 2.0f);

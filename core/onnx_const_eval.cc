@@ -419,8 +419,11 @@ absl::StatusOr<ConstTensor> Slice(const onnx::NodeProto& node,
     const int64_t first = clamp(starts[i]);
     const int64_t last = clamp(ends[i]);
     int64_t count = 0;
-    if (s > 0 && last > first) count = (last - first + s - 1) / s;
-    if (s < 0 && first > last) count = (first - last + (-s) - 1) / (-s);
+    // ceil(distance / |s|), without overflow for any s.
+    if (s > 0 && last > first) count = (last - first - 1) / s + 1;
+    if (s < 0 && first > last) {
+      count = s == std::numeric_limits<int64_t>::min() ? 1 : (first - last - 1) / -s + 1;
+    }
     begin[*axis] = first;
     step[*axis] = s;
     dims[*axis] = count;

@@ -29,8 +29,8 @@ absl::StatusOr<int64_t> CountElements(const std::vector<int64_t>& dims, int64_t 
   for (int64_t dim : dims) {
     if (dim < 0) return Invalid(absl::StrCat(what, ": expected dims >= 0, got ", Dims(dims)));
     if (dim != 0 && count > limit / dim) {
-      return Invalid(absl::StrCat(what, ": shape ", Dims(dims), " has more than ", limit,
-                                  " elements"));
+      return Invalid(
+          absl::StrCat(what, ": shape ", Dims(dims), " has more than ", limit, " elements"));
     }
     count *= dim;
   }
@@ -172,8 +172,8 @@ void ForEachIndex(const std::vector<int64_t>& dims, F f) {
 // An axis in [-rank, rank) as [0, rank).
 absl::StatusOr<int64_t> NormalizeAxis(int64_t axis, int64_t rank, const std::string& what) {
   if (axis < -rank || axis >= rank) {
-    return Invalid(absl::StrCat(what, ": expected an axis in [", -rank, ", ", rank - 1, "], got ",
-                                axis));
+    return Invalid(
+        absl::StrCat(what, ": expected an axis in [", -rank, ", ", rank - 1, "], got ", axis));
   }
   return axis < 0 ? axis + rank : axis;
 }
@@ -187,8 +187,8 @@ std::vector<int64_t> Integers(const ConstTensor& tensor) {
 absl::StatusOr<std::vector<int64_t>> IntegerInput(const ConstTensor* tensor,
                                                   const std::string& what) {
   if (tensor->is_real()) {
-    return Invalid(absl::StrCat(what, ": expected an integer tensor, got ",
-                                TensorTypeName(tensor->type)));
+    return Invalid(
+        absl::StrCat(what, ": expected an integer tensor, got ", TensorTypeName(tensor->type)));
   }
   if (tensor->dims.size() > 1) {
     return Invalid(absl::StrCat(what, ": expected a 1-D tensor, got shape ", Dims(tensor->dims)));
@@ -273,8 +273,8 @@ absl::StatusOr<ConstTensor> Concat(const onnx::NodeProto& node,
   const ConstTensor& first = *inputs[0];
   const int64_t rank = static_cast<int64_t>(first.dims.size());
   if (rank == 0) return Invalid("input 0: expected rank >= 1, got a scalar");
-  absl::StatusOr<int64_t> axis = NormalizeAxis(IntAttribute(node, "axis", 0), rank,
-                                               "attribute axis");
+  absl::StatusOr<int64_t> axis =
+      NormalizeAxis(IntAttribute(node, "axis", 0), rank, "attribute axis");
   if (!axis.ok()) return axis.status();
   std::vector<int64_t> dims = first.dims;
   dims[*axis] = 0;
@@ -331,8 +331,8 @@ absl::StatusOr<ConstTensor> Reshape(const onnx::NodeProto& node, const ConstTens
       infer = static_cast<int>(i);
       continue;
     }
-    if (dims[i] < 0) return Invalid(absl::StrCat("input 1 (shape): expected dims >= -1, got ",
-                                                 Dims(*shape)));
+    if (dims[i] < 0)
+      return Invalid(absl::StrCat("input 1 (shape): expected dims >= -1, got ", Dims(*shape)));
     if (dims[i] != 0 && known > kMaxFoldedElements / dims[i]) {
       return Invalid(absl::StrCat("input 1 (shape): ", Dims(*shape), " does not match ",
                                   data.size(), " elements"));
@@ -495,8 +495,8 @@ absl::StatusOr<ConstTensor> Gather(const onnx::NodeProto& node, const ConstTenso
     return Invalid(absl::StrCat("input 1 (indices): expected an integer tensor, got ",
                                 TensorTypeName(indices.type)));
   }
-  absl::StatusOr<int64_t> axis = NormalizeAxis(IntAttribute(node, "axis", 0), rank,
-                                               "attribute axis");
+  absl::StatusOr<int64_t> axis =
+      NormalizeAxis(IntAttribute(node, "axis", 0), rank, "attribute axis");
   if (!axis.ok()) return axis.status();
   const int64_t n = data.dims[*axis];
   std::vector<int64_t> dims(data.dims.begin(), data.dims.begin() + *axis);
@@ -654,7 +654,8 @@ absl::StatusOr<ConstTensor> Arithmetic(const onnx::NodeProto& node, const ConstT
 bool ConstTensor::is_real() const { return IsRealType(type); }
 
 double ConstTensor::real(int64_t i) const {
-  return is_real() ? reals[static_cast<size_t>(i)] : static_cast<double>(ints[static_cast<size_t>(i)]);
+  return is_real() ? reals[static_cast<size_t>(i)]
+                   : static_cast<double>(ints[static_cast<size_t>(i)]);
 }
 
 int64_t ConstTensor::integer(int64_t i) const {
@@ -689,10 +690,12 @@ namespace {
 absl::StatusOr<int64_t> CheckTensorStorage(const TensorProto& tensor, const std::string& what,
                                            int64_t typed_values) {
   if (HasExternalData(tensor)) {
-    return Invalid(absl::StrCat(what, ": external data is not supported (the values must be in "
+    return Invalid(absl::StrCat(what,
+                                ": external data is not supported (the values must be in "
                                 "the model file)"));
   }
-  if (tensor.has_segment()) return Invalid(absl::StrCat(what, ": segmented tensors are not supported"));
+  if (tensor.has_segment())
+    return Invalid(absl::StrCat(what, ": segmented tensors are not supported"));
   if (!IsSupportedType(tensor.data_type())) {
     return Invalid(absl::StrCat(what, ": expected a FLOAT, DOUBLE or integer tensor, got ",
                                 TensorTypeName(tensor.data_type())));
@@ -758,8 +761,8 @@ absl::StatusOr<ConstTensor> DecodeTensor(const TensorProto& tensor, const std::s
   absl::StatusOr<int64_t> count = CheckTensorStorage(tensor, what, TypedValues(tensor));
   if (!count.ok()) return count.status();
   if (*count > kMaxFoldedElements) {
-    return Invalid(absl::StrCat(what, ": ", *count, " elements, more than the ",
-                                kMaxFoldedElements, " a constant computation may use"));
+    return Invalid(absl::StrCat(what, ": ", *count, " elements, more than the ", kMaxFoldedElements,
+                                " a constant computation may use"));
   }
   const int32_t type = tensor.data_type();
   ConstTensor out = Make(type, {tensor.dims().begin(), tensor.dims().end()}, *count);
@@ -784,8 +787,8 @@ absl::StatusOr<std::vector<float>> DecodeFloats(const TensorProto& tensor,
   absl::StatusOr<int64_t> count = CheckTensorStorage(tensor, what, TypedValues(tensor));
   if (!count.ok()) return count.status();
   if (tensor.data_type() != TensorProto::FLOAT) {
-    return Invalid(absl::StrCat(what, ": expected a FLOAT tensor, got ",
-                                TensorTypeName(tensor.data_type())));
+    return Invalid(
+        absl::StrCat(what, ": expected a FLOAT tensor, got ", TensorTypeName(tensor.data_type())));
   }
   std::vector<float> values(static_cast<size_t>(*count));
   if (tensor.has_raw_data()) {
@@ -797,10 +800,9 @@ absl::StatusOr<std::vector<float>> DecodeFloats(const TensorProto& tensor,
 }
 
 bool IsFoldableOp(const std::string& op) {
-  static const char* const kOps[] = {"Constant",  "ConstantOfShape", "Identity", "Concat",
-                                     "Reshape",   "Slice",           "Transpose", "Cast",
-                                     "Gather",    "Unsqueeze",       "Squeeze",  "Shape",
-                                     "Add",       "Sub",             "Mul",      "Div"};
+  static const char* const kOps[] = {
+      "Constant", "ConstantOfShape", "Identity", "Concat", "Reshape", "Slice", "Transpose", "Cast",
+      "Gather",   "Unsqueeze",       "Squeeze",  "Shape",  "Add",     "Sub",   "Mul",       "Div"};
   for (const char* known : kOps) {
     if (op == known) return true;
   }
@@ -821,8 +823,7 @@ absl::StatusOr<ConstTensor> ShapeOf(const onnx::NodeProto& node, const std::vect
 }
 
 absl::StatusOr<ConstTensor> EvaluateNode(const onnx::NodeProto& node,
-                                         const std::vector<const ConstTensor*>& inputs,
-                                         int opset) {
+                                         const std::vector<const ConstTensor*>& inputs, int opset) {
   const std::string& op = node.op_type();
   if (op == "Constant") return Constant(node);
   absl::Status present = NeedInputs(inputs, op == "Reshape" || op == "Gather" || op == "Add" ||

@@ -33,9 +33,11 @@ constexpr int64_t kMaxOpset = 17;
 
 // Ops that may carry the data tensor (everything else must be constant).
 bool IsChainOp(const std::string& op) {
-  static const char* const kOps[] = {"Conv",    "Pad",  "BatchNormalization", "Relu", "LeakyRelu",
-                                     "Clip",    "Elu",  "Sigmoid",            "Tanh", "Mul",
-                                     "Div",     "Erf",  "Add"};
+  static const char* const kOps[] = {"Conv", "Pad",       "BatchNormalization",
+                                     "Relu", "LeakyRelu", "Clip",
+                                     "Elu",  "Sigmoid",   "Tanh",
+                                     "Mul",  "Div",       "Erf",
+                                     "Add"};
   for (const char* known : kOps) {
     if (op == known) return true;
   }
@@ -64,8 +66,7 @@ class Importer {
   // "Conv (/0/Conv)": a node as messages name it.
   static std::string Describe(const NodeProto& node) {
     return absl::StrCat(Printable(node.op_type(), 64), " (",
-                        node.name().empty() ? std::string("unnamed") : Printable(node.name()),
-                        ")");
+                        node.name().empty() ? std::string("unnamed") : Printable(node.name()), ")");
   }
   absl::Status NodeError(const NodeProto& node, const std::string& message) const {
     return Error(absl::StrCat("node ", Describe(node), ": ", message));
@@ -108,9 +109,9 @@ class Importer {
   const OnnxImportOptions& options_;
   const int64_t opset_;
   std::unordered_map<std::string, const TensorProto*> initializers_;
-  std::map<std::string, ConstTensor> folded_;       // constants computed or decoded
+  std::map<std::string, ConstTensor> folded_;           // constants computed or decoded
   std::map<std::string, std::vector<int64_t>> shapes_;  // static shapes, -1 unknown dims
-  std::vector<const NodeProto*> chain_nodes_;       // nodes carrying data, in graph order
+  std::vector<const NodeProto*> chain_nodes_;           // nodes carrying data, in graph order
   std::unordered_map<std::string, std::vector<const NodeProto*>> consumers_;
   std::set<const NodeProto*> used_;
   std::set<std::string> outputs_;
@@ -149,7 +150,8 @@ absl::Status Importer::IndexGraph() {
   }
   if (inputs.size() != 1) {
     std::vector<std::string> names;
-    for (const auto* value : inputs) names.push_back(absl::StrCat("'", Printable(value->name()), "'"));
+    for (const auto* value : inputs)
+      names.push_back(absl::StrCat("'", Printable(value->name()), "'"));
     return Error(absl::StrCat("graph inputs: expected one (the data tensor), got ", inputs.size(),
                               names.empty() ? "" : absl::StrCat(": ", absl::StrJoin(names, ", "))));
   }
@@ -160,9 +162,9 @@ absl::Status Importer::IndexGraph() {
   input_ = input.name();
   const int32_t type = input.type().tensor_type().elem_type();
   if (!input.type().has_tensor_type() || type != TensorProto::FLOAT) {
-    return Error(absl::StrCat("graph input '", Printable(input_), "': expected a FLOAT tensor, got ",
-                              input.type().has_tensor_type() ? TensorTypeName(type)
-                                                             : std::string("a non-tensor")));
+    return Error(absl::StrCat(
+        "graph input '", Printable(input_), "': expected a FLOAT tensor, got ",
+        input.type().has_tensor_type() ? TensorTypeName(type) : std::string("a non-tensor")));
   }
   return absl::OkStatus();
 }
@@ -195,9 +197,9 @@ absl::Status Importer::FoldConstants() {
     bool static_shape = false;
     if (op == "Shape" && node.input_size() == 1) {
       auto shape = shapes_.find(node.input(0));
-      static_shape = shape != shapes_.end() &&
-                     std::none_of(shape->second.begin(), shape->second.end(),
-                                  [](int64_t dim) { return dim < 0; });
+      static_shape =
+          shape != shapes_.end() && std::none_of(shape->second.begin(), shape->second.end(),
+                                                 [](int64_t dim) { return dim < 0; });
     }
     if (IsFoldableOp(op) && (constant_inputs || static_shape) && node.output_size() == 1) {
       absl::StatusOr<ConstTensor> value;
@@ -234,7 +236,8 @@ absl::Status Importer::FoldConstants() {
 absl::StatusOr<std::vector<float>> Importer::ConstantFloats(const NodeProto& node, int input,
                                                             const std::string& role) {
   if (node.input_size() <= input || node.input(input).empty()) {
-    return NodeError(node, absl::StrCat("input ", input, " (", role, "): expected a tensor, got none"));
+    return NodeError(node,
+                     absl::StrCat("input ", input, " (", role, "): expected a tensor, got none"));
   }
   const std::string& name = node.input(input);
   const std::string what = absl::StrCat("input ", input, " (", role, ")");
@@ -246,8 +249,10 @@ absl::StatusOr<std::vector<float>> Importer::ConstantFloats(const NodeProto& nod
   }
   auto found = folded_.find(name);
   if (found == folded_.end()) {
-    return NodeError(node, absl::StrCat(what, ": expected a constant (an initializer), got the "
-                                        "computed tensor '", Printable(name), "'"));
+    return NodeError(node, absl::StrCat(what,
+                                        ": expected a constant (an initializer), got the "
+                                        "computed tensor '",
+                                        Printable(name), "'"));
   }
   if (found->second.type != TensorProto::FLOAT) {
     return NodeError(node, absl::StrCat(what, ": expected a FLOAT tensor, got ",
@@ -263,10 +268,10 @@ absl::StatusOr<const NodeProto*> Importer::OnlyConsumer(const std::string& tenso
   std::vector<std::string> names;
   for (const NodeProto* reader : readers) names.push_back(Describe(*reader));
   if (outputs_.count(tensor) != 0) names.push_back("the graph output");
-  return NodeError(producer, absl::StrCat("output '", Printable(tensor),
-                                          "': expected to feed one node, feeds ",
-                                          names.empty() ? "nothing" : absl::StrJoin(names, ", "),
-                                          " (only chains of layers are supported)"));
+  return NodeError(
+      producer, absl::StrCat("output '", Printable(tensor), "': expected to feed one node, feeds ",
+                             names.empty() ? "nothing" : absl::StrJoin(names, ", "),
+                             " (only chains of layers are supported)"));
 }
 
 // A per-axis ints attribute: `count` values each >= `minimum`, or `fallback`.
@@ -283,8 +288,8 @@ absl::StatusOr<std::vector<int64_t>> AxisAttribute(const NodeProto& node, const 
   }
   for (int64_t value : values) {
     if (value < minimum) {
-      return absl::InvalidArgumentError(absl::StrCat("attribute ", name, ": expected values >= ",
-                                                     minimum, ", got ", Dims(values)));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attribute ", name, ": expected values >= ", minimum, ", got ", Dims(values)));
     }
   }
   return values;
@@ -321,13 +326,12 @@ absl::Status Importer::ImportConv(const NodeProto& conv, const NodeProto* pad,
   }
   spec.out_channels = w_dims[0];
   if (w_dims[1] > INT64_MAX / spec.groups) {
-    return NodeError(conv, absl::StrCat("attribute group: ", spec.groups, " times W's ",
-                                        w_dims[1], " input channels overflows"));
+    return NodeError(conv, absl::StrCat("attribute group: ", spec.groups, " times W's ", w_dims[1],
+                                        " input channels overflows"));
   }
   spec.in_channels = w_dims[1] * spec.groups;
   spec.kernel.assign(w_dims.begin() + 2, w_dims.end());
-  absl::StatusOr<std::vector<int64_t>> kernel =
-      AxisAttribute(conv, "kernel_shape", rank, 1, 0);
+  absl::StatusOr<std::vector<int64_t>> kernel = AxisAttribute(conv, "kernel_shape", rank, 1, 0);
   if (!kernel.ok()) return NodeError(conv, std::string(kernel.status().message()));
   if (FindAttribute(conv, "kernel_shape") != nullptr && *kernel != spec.kernel) {
     return NodeError(conv, absl::StrCat("attribute kernel_shape: expected ", Dims(spec.kernel),
@@ -357,7 +361,8 @@ absl::Status Importer::ImportConv(const NodeProto& conv, const NodeProto* pad,
                                           : PaddingPreset::kSameLower;
   } else {
     return NodeError(conv, absl::StrCat("attribute auto_pad: expected NOTSET, VALID, SAME_UPPER "
-                                        "or SAME_LOWER, got '", Printable(mode), "'"));
+                                        "or SAME_LOWER, got '",
+                                        Printable(mode), "'"));
   }
   spec.bias = conv.input_size() > 2 && !conv.input(2).empty();
   if (spec.bias) {
@@ -404,7 +409,8 @@ absl::Status Importer::MergePad(const NodeProto& pad, const NodeProto& conv, Con
     for (int64_t i = 0; i < (*tensor)->size(); ++i) pads.push_back((*tensor)->integer(i));
     if (pad.input_size() > 2 && !pad.input(2).empty()) {
       if (!IsConstant(pad.input(2))) {
-        return NodeError(pad, "input 2 (constant_value): expected a constant, got a computed tensor");
+        return NodeError(pad,
+                         "input 2 (constant_value): expected a constant, got a computed tensor");
       }
       absl::StatusOr<const ConstTensor*> fill = ConstantValue(pad.input(2));
       if (!fill.ok()) return fill.status();
@@ -420,21 +426,22 @@ absl::Status Importer::MergePad(const NodeProto& pad, const NodeProto& conv, Con
   }
   const size_t tensor_rank = rank + 2;
   if (pads.size() != 2 * tensor_rank) {
-    return NodeError(pad, absl::StrCat("pads: expected ", 2 * tensor_rank,
-                                       " values (begin and end of N, C and each spatial axis), got ",
-                                       pads.size(), " ", Dims(pads)));
+    return NodeError(pad,
+                     absl::StrCat("pads: expected ", 2 * tensor_rank,
+                                  " values (begin and end of N, C and each spatial axis), got ",
+                                  pads.size(), " ", Dims(pads)));
   }
   if (pads[0] != 0 || pads[1] != 0 || pads[tensor_rank] != 0 || pads[tensor_rank + 1] != 0) {
-    return NodeError(pad, absl::StrCat("pads: expected 0 on the batch and channel axes, got ",
-                                       Dims(pads)));
+    return NodeError(
+        pad, absl::StrCat("pads: expected 0 on the batch and channel axes, got ", Dims(pads)));
   }
   // Pads this large are refused by the layer anyway; the bound keeps the sum
   // with the Conv's own pads from overflowing.
   constexpr int64_t kMaxPad = int64_t{1} << 40;
   for (int64_t p : pads) {
     if (p < 0 || p > kMaxPad) {
-      return NodeError(pad, absl::StrCat("pads: expected values in [0, ", kMaxPad, "], got ",
-                                         Dims(pads)));
+      return NodeError(
+          pad, absl::StrCat("pads: expected values in [0, ", kMaxPad, "], got ", Dims(pads)));
     }
   }
   for (const std::vector<int64_t>* own : {&spec->pad_begin, &spec->pad_end}) {
@@ -448,8 +455,8 @@ absl::Status Importer::MergePad(const NodeProto& pad, const NodeProto& conv, Con
   PaddingMode padding_mode;
   if (mode == "constant") {
     if (value != 0.0) {
-      return NodeError(pad, absl::StrCat("constant value: expected 0 (a Conv pads with zeros), got ",
-                                         value));
+      return NodeError(
+          pad, absl::StrCat("constant value: expected 0 (a Conv pads with zeros), got ", value));
     }
     padding_mode = PaddingMode::kZeros;
   } else if (mode == "reflect") {
@@ -465,13 +472,13 @@ absl::Status Importer::MergePad(const NodeProto& pad, const NodeProto& conv, Con
                                         "with auto_pad NOTSET or VALID, got ",
                                         PaddingPresetName(spec->padding)));
   }
-  const bool conv_pads = std::any_of(spec->pad_begin.begin(), spec->pad_begin.end(),
-                                     [](int64_t p) { return p != 0; }) ||
-                         std::any_of(spec->pad_end.begin(), spec->pad_end.end(),
-                                     [](int64_t p) { return p != 0; });
+  const bool conv_pads =
+      std::any_of(spec->pad_begin.begin(), spec->pad_begin.end(),
+                  [](int64_t p) { return p != 0; }) ||
+      std::any_of(spec->pad_end.begin(), spec->pad_end.end(), [](int64_t p) { return p != 0; });
   if (padding_mode != PaddingMode::kZeros && conv_pads) {
-    return NodeError(conv, absl::StrCat("attribute pads: expected zeros after the ", mode,
-                                        " Pad ", Describe(pad), " (zero padding around ", mode,
+    return NodeError(conv, absl::StrCat("attribute pads: expected zeros after the ", mode, " Pad ",
+                                        Describe(pad), " (zero padding around ", mode,
                                         " padding is not one padding mode), got ",
                                         Dims(spec->pad_begin), " + ", Dims(spec->pad_end)));
   }
@@ -491,13 +498,15 @@ absl::Status Importer::MergePad(const NodeProto& pad, const NodeProto& conv, Con
 absl::Status Importer::FoldBatchNorm(const NodeProto& norm, ImportedLayer* layer) {
   for (int i = 1; i < norm.output_size(); ++i) {
     if (!norm.output(i).empty()) {
-      return NodeError(norm, absl::StrCat("output ", i, ": expected only the inference form "
+      return NodeError(norm, absl::StrCat("output ", i,
+                                          ": expected only the inference form "
                                           "(one output), got training outputs"));
     }
   }
   const onnx::AttributeProto* training = FindAttribute(norm, "training_mode");
   if (training != nullptr && training->i() != 0) {
-    return NodeError(norm, absl::StrCat("attribute training_mode: expected 0, got ", training->i()));
+    return NodeError(norm,
+                     absl::StrCat("attribute training_mode: expected 0, got ", training->i()));
   }
   const onnx::AttributeProto* epsilon_attribute = FindAttribute(norm, "epsilon");
   const double epsilon = epsilon_attribute != nullptr ? epsilon_attribute->f() : 1e-5;
@@ -508,9 +517,8 @@ absl::Status Importer::FoldBatchNorm(const NodeProto& norm, ImportedLayer* layer
     absl::StatusOr<std::vector<float>> values = ConstantFloats(norm, i + 1, roles[i]);
     if (!values.ok()) return values.status();
     if (static_cast<int64_t>(values->size()) != channels) {
-      return NodeError(norm, absl::StrCat("input ", i + 1, " (", roles[i], "): expected ",
-                                          channels, " values (the Conv's C_out), got ",
-                                          values->size()));
+      return NodeError(norm, absl::StrCat("input ", i + 1, " (", roles[i], "): expected ", channels,
+                                          " values (the Conv's C_out), got ", values->size()));
     }
     params[i] = *std::move(values);
   }
@@ -519,8 +527,8 @@ absl::Status Importer::FoldBatchNorm(const NodeProto& norm, ImportedLayer* layer
   layer->spec.bias = true;
   for (int64_t o = 0; o < channels; ++o) {
     // y = (conv + b - mean) * scale / sqrt(var + eps) + beta, in double.
-    const double factor = static_cast<double>(params[0][o]) /
-                          std::sqrt(static_cast<double>(params[3][o]) + epsilon);
+    const double factor =
+        static_cast<double>(params[0][o]) / std::sqrt(static_cast<double>(params[3][o]) + epsilon);
     for (int64_t i = o * per_channel; i < (o + 1) * per_channel; ++i) {
       layer->weight[i] = static_cast<float>(static_cast<double>(layer->weight[i]) * factor);
     }
@@ -560,7 +568,8 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
     } else if (op == "LeakyRelu" || op == "Elu") {
       spec.activation = op == "Elu" ? Activation::kElu : Activation::kLeakyRelu;
       const onnx::AttributeProto* alpha = FindAttribute(node, "alpha");
-      spec.activation_alpha = alpha != nullptr ? alpha->f() : DefaultActivationAlpha(spec.activation);
+      spec.activation_alpha =
+          alpha != nullptr ? alpha->f() : DefaultActivationAlpha(spec.activation);
     } else if (op == "Clip") {
       double low = -INFINITY, high = INFINITY;
       if (opset_ < 11) {
@@ -586,7 +595,8 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
         spec.activation = Activation::kRelu;
       } else {
         return NodeError(node, absl::StrCat("min, max: expected 0 and 6 (relu6) or 0 and none "
-                                            "(relu), got ", low, " and ", high));
+                                            "(relu), got ",
+                                            low, " and ", high));
       }
     } else {
       return absl::OkStatus();  // not an activation: the next block's business
@@ -608,7 +618,8 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
       return NodeError(mul, "expected x * Sigmoid(x) (SiLU)");
     }
     absl::StatusOr<const NodeProto*> next = OnlyConsumer(sigmoid.output(0), sigmoid);
-    if (!next.ok() || *next != &mul) return NodeError(sigmoid, "expected to feed only the SiLU Mul");
+    if (!next.ok() || *next != &mul)
+      return NodeError(sigmoid, "expected to feed only the SiLU Mul");
     spec.activation = Activation::kSilu;
     Use(sigmoid);
     Use(mul);
@@ -624,7 +635,8 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
   absl::StatusOr<double> root2 = ScalarConstant(div, div.input(1), "input 1");
   if (!root2.ok()) return root2.status();
   if (std::fabs(*root2 - std::sqrt(2.0)) > 1e-6) {
-    return NodeError(div, absl::StrCat("input 1: expected sqrt(2) (the GELU pattern), got ", *root2));
+    return NodeError(div,
+                     absl::StrCat("input 1: expected sqrt(2) (the GELU pattern), got ", *root2));
   }
   absl::StatusOr<const NodeProto*> erf = OnlyConsumer(div.output(0), div);
   if (!erf.ok()) return erf.status();
@@ -634,14 +646,17 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
   if ((*add)->op_type() != "Add") return NodeError(**add, "expected Add of 1 (the GELU pattern)");
   absl::StatusOr<double> one = ScalarConstant(**add, OtherInput(**add, (*erf)->output(0)), "input");
   if (!one.ok()) return one.status();
-  if (*one != 1.0) return NodeError(**add, absl::StrCat("expected + 1 (the GELU pattern), got + ", *one));
+  if (*one != 1.0)
+    return NodeError(**add, absl::StrCat("expected + 1 (the GELU pattern), got + ", *one));
   if (OtherInput(mul, *tensor) != (*add)->output(0)) {
     return NodeError(mul, "expected x * (1 + erf(x / sqrt(2))) (the GELU pattern)");
   }
   absl::StatusOr<const NodeProto*> half = OnlyConsumer(mul.output(0), mul);
   if (!half.ok()) return half.status();
-  if ((*half)->op_type() != "Mul") return NodeError(**half, "expected Mul by 0.5 (the GELU pattern)");
-  absl::StatusOr<double> factor = ScalarConstant(**half, OtherInput(**half, mul.output(0)), "input");
+  if ((*half)->op_type() != "Mul")
+    return NodeError(**half, "expected Mul by 0.5 (the GELU pattern)");
+  absl::StatusOr<double> factor =
+      ScalarConstant(**half, OtherInput(**half, mul.output(0)), "input");
   if (!factor.ok()) return factor.status();
   if (*factor != 0.5) {
     return NodeError(**half, absl::StrCat("expected * 0.5 (the GELU pattern), got * ", *factor));
@@ -667,7 +682,8 @@ absl::StatusOr<ImportedModel> Importer::Run() {
     if (readers.size() != 1 || outputs_.count(tensor) != 0) {
       std::vector<std::string> names;
       for (const NodeProto* reader : readers) names.push_back(Describe(*reader));
-      return Error(absl::StrCat("tensor '", Printable(tensor), "': expected to feed one node (a "
+      return Error(absl::StrCat("tensor '", Printable(tensor),
+                                "': expected to feed one node (a "
                                 "Conv or a Pad before one), feeds ",
                                 names.empty() ? std::string("nothing") : absl::StrJoin(names, ", "),
                                 outputs_.count(tensor) != 0 ? " and the graph output" : "",
@@ -687,9 +703,10 @@ absl::StatusOr<ImportedModel> Importer::Run() {
       Use(*pad);
     }
     if (node->op_type() != "Conv" || node->input(0) != (pad ? pad->output(0) : tensor)) {
-      return NodeError(*node, "expected a Conv (or a Pad before one) here: only Conv layers with "
-                              "a BatchNormalization, an activation and a Pad merged into them "
-                              "are supported");
+      return NodeError(*node,
+                       "expected a Conv (or a Pad before one) here: only Conv layers with "
+                       "a BatchNormalization, an activation and a Pad merged into them "
+                       "are supported");
     }
     ImportedLayer layer;
     absl::Status imported = ImportConv(*node, pad, &layer);
@@ -710,28 +727,29 @@ absl::StatusOr<ImportedModel> Importer::Run() {
       const ConvSpec& previous = result.layers.back().spec;
       if (layer.spec.in_channels != previous.out_channels ||
           layer.spec.spatial_rank != previous.spatial_rank) {
-        return NodeError(*node, absl::StrCat("input 1 (W): expected a ", previous.spatial_rank,
-                                             "-D Conv of ", previous.out_channels,
-                                             " input channels (the previous layer's output), got ",
-                                             layer.spec.spatial_rank, "-D of ",
-                                             layer.spec.in_channels));
+        return NodeError(
+            *node, absl::StrCat("input 1 (W): expected a ", previous.spatial_rank, "-D Conv of ",
+                                previous.out_channels,
+                                " input channels (the previous layer's output), got ",
+                                layer.spec.spatial_rank, "-D of ", layer.spec.in_channels));
       }
     } else if (!result.input_shape.empty()) {
       const std::vector<int64_t>& shape = result.input_shape;
       if (static_cast<int>(shape.size()) != layer.spec.spatial_rank + 2 ||
           (shape[1] >= 0 && shape[1] != layer.spec.in_channels)) {
-        return NodeError(*node, absl::StrCat("input 0: expected (N, ", layer.spec.in_channels,
-                                             ", *", layer.spec.spatial_rank,
-                                             " spatial dims) from W, the graph input is ",
-                                             Dims(shape)));
+        return NodeError(*node,
+                         absl::StrCat("input 0: expected (N, ", layer.spec.in_channels, ", *",
+                                      layer.spec.spatial_rank,
+                                      " spatial dims) from W, the graph input is ", Dims(shape)));
       }
     }
     result.layers.push_back(std::move(layer));
   }
   for (const NodeProto* node : chain_nodes_) {
     if (used_.count(node) == 0) {
-      return NodeError(*node, "not on the chain of layers from the graph input to its output "
-                              "(branches are not supported)");
+      return NodeError(*node,
+                       "not on the chain of layers from the graph input to its output "
+                       "(branches are not supported)");
     }
   }
   return result;
@@ -743,10 +761,10 @@ absl::StatusOr<ImportedModel> Importer::Run() {
 // and subgraph.
 absl::Status CheckWindowAttributes(const onnx::GraphProto& graph, const std::string& source,
                                    int depth) {
-  static const char* const kWindowOps[] = {"Conv",    "ConvTranspose", "ConvInteger",
-                                           "QLinearConv", "MaxPool",   "AveragePool",
-                                           "LpPool",  "MaxUnpool"};
-  if (depth > 64) return absl::InvalidArgumentError(absl::StrCat(source, ": graphs nested too deep"));
+  static const char* const kWindowOps[] = {"Conv",    "ConvTranspose", "ConvInteger", "QLinearConv",
+                                           "MaxPool", "AveragePool",   "LpPool",      "MaxUnpool"};
+  if (depth > 64)
+    return absl::InvalidArgumentError(absl::StrCat(source, ": graphs nested too deep"));
   for (const NodeProto& node : graph.node()) {
     const bool window = std::any_of(std::begin(kWindowOps), std::end(kWindowOps),
                                     [&](const char* op) { return node.op_type() == op; });
@@ -792,7 +810,8 @@ absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
   }
   const std::string source = options.source;
   if (bytes.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": expected an ONNX model, got 0 bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": expected an ONNX model, got 0 bytes"));
   }
   auto model = std::make_unique<onnx::ModelProto>();
   {
@@ -800,9 +819,9 @@ absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
                                                   static_cast<int>(size));
     stream.SetTotalBytesLimit(static_cast<int>(size));
     if (!model->ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": not an ONNX model (", size,
-          " bytes that do not parse as an onnx.ModelProto: truncated or not ONNX)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": not an ONNX model (", size,
+                       " bytes that do not parse as an onnx.ModelProto: truncated or not ONNX)"));
     }
   }
   int64_t opset = -1;
@@ -810,9 +829,9 @@ absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
     if (IsDefaultDomain(set.domain())) opset = set.version();
   }
   if (opset < kMinOpset || opset > kMaxOpset) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": opset_import: expected a default-domain opset in ", kMinOpset, "..", kMaxOpset,
-        ", got ", opset < 0 ? std::string("none") : absl::StrCat(opset)));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": opset_import: expected a default-domain opset in ", kMinOpset, "..",
+                     kMaxOpset, ", got ", opset < 0 ? std::string("none") : absl::StrCat(opset)));
   }
   for (const TensorProto& tensor : model->graph().initializer()) {
     if (HasExternalData(tensor)) {
@@ -824,9 +843,9 @@ absl::StatusOr<ImportedModel> ImportOnnx(absl::string_view bytes,
   for (const onnx::NodeProto& node : model->graph().node()) {
     for (const onnx::AttributeProto& attribute : node.attribute()) {
       if (attribute.has_t() && HasExternalData(attribute.t())) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            source, ": node ", Printable(node.name()), ": attribute ", Printable(attribute.name()),
-            ": external data is not supported"));
+        return absl::InvalidArgumentError(absl::StrCat(source, ": node ", Printable(node.name()),
+                                                       ": attribute ", Printable(attribute.name()),
+                                                       ": external data is not supported"));
       }
     }
   }

@@ -33,10 +33,10 @@ namespace convserve {
 
 // One Conv of the graph, with what followed it fused in.
 struct ImportedLayer {
-  ConvSpec spec;               // channels_first, oihw, as ONNX.
-  std::vector<float> weight;   // spec's weight shape (C_out, C_in/g, *K).
-  std::vector<float> bias;     // C_out values when spec.bias, else empty.
-  std::string node;            // the Conv node's name, for messages.
+  ConvSpec spec;              // channels_first, oihw, as ONNX.
+  std::vector<float> weight;  // spec's weight shape (C_out, C_in/g, *K).
+  std::vector<float> bias;    // C_out values when spec.bias, else empty.
+  std::string node;           // the Conv node's name, for messages.
 };
 
 struct ImportedModel {
@@ -46,7 +46,7 @@ struct ImportedModel {
 };
 
 struct OnnxImportOptions {
-  std::string source = "model.onnx";  // names the model at the start of messages.
+  std::string source = "model.onnx";     // names the model at the start of messages.
   int64_t max_bytes = int64_t{1} << 30;  // larger models are refused unparsed.
   std::string max_bytes_name;  // what sets max_bytes, for that message ("--max_model_bytes").
 };

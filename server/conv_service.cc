@@ -231,19 +231,19 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
             request->layers_size(), " layers and ", request->onnx().size(), " ONNX bytes)"));
       }
       // The parsed model and the imported weights, until the weights are packed.
-      absl::StatusOr<MemoryBudget::Reservation> import_memory = budget_.Reserve(
-          "LoadModel", 2 * static_cast<int64_t>(request->onnx().size()));
+      absl::StatusOr<MemoryBudget::Reservation> import_memory =
+          budget_.Reserve("LoadModel", 2 * static_cast<int64_t>(request->onnx().size()));
       if (!import_memory.ok()) return import_memory.status();
       call->HoldUntilDone(*std::move(import_memory));
-      absl::Status onnx = DecodeOnnxLayers(request->onnx(), options_, imported.get(),
-                                           layers.get(), &weight_bytes);
+      absl::Status onnx =
+          DecodeOnnxLayers(request->onnx(), options_, imported.get(), layers.get(), &weight_bytes);
       if (!onnx.ok()) return onnx;
     } else if (request->layers_size() == 0) {
       return absl::InvalidArgumentError(
           "layers: expected at least one layer (or an ONNX model in onnx), got none");
     }
-    absl::Status count = CheckLayerCount(std::max<int64_t>(request->layers_size(),
-                                                           static_cast<int64_t>(layers->size())));
+    absl::Status count = CheckLayerCount(
+        std::max<int64_t>(request->layers_size(), static_cast<int64_t>(layers->size())));
     if (!count.ok()) return count;
     for (int i = 0; i < request->layers_size(); ++i) {
       const v1::ModelLayer& layer = request->layers(i);

@@ -195,8 +195,9 @@ TEST(OnnxImportTest, RefusesZeroStridesBeforeShapeInference) {
   AddInts(builder.Conv("x", "c1"), "strides", {0, 1});
   absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("c1"), {});
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(model.status().message(),
-              HasSubstr("node Conv (/c1/Conv): attribute strides: expected values >= 1, got [0, 1]"));
+  EXPECT_THAT(
+      model.status().message(),
+      HasSubstr("node Conv (/c1/Conv): attribute strides: expected values >= 1, got [0, 1]"));
   ModelBuilder pool;
   onnx::NodeProto* node = pool.Node("MaxPool", {"x"}, "p");
   AddInts(node, "kernel_shape", {2, 2});
@@ -213,16 +214,16 @@ TEST(OnnxImportTest, FoldsABatchNormalizationInDouble) {
   *builder.graph()->add_initializer() = FloatTensor("beta", {3}, {0.0f, 1.0f, -1.0f});
   *builder.graph()->add_initializer() = FloatTensor("mean", {3}, {0.5f, 0.0f, 1.0f});
   *builder.graph()->add_initializer() = FloatTensor("var", {3}, {4.0f, 1.0f, 0.25f});
-  AddFloat(builder.Node("BatchNormalization", {"c1", "s", "beta", "mean", "var"}, "bn"),
-           "epsilon", 0.0f);
+  AddFloat(builder.Node("BatchNormalization", {"c1", "s", "beta", "mean", "var"}, "bn"), "epsilon",
+           0.0f);
   builder.Node("Relu", {"bn"}, "y");
   absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("y"), {});
   ASSERT_TRUE(model.ok()) << model.status();
   const ImportedLayer& layer = model->layers[0];
   EXPECT_EQ(layer.spec.activation, Activation::kRelu);
-  EXPECT_EQ(layer.weight[0], 1.0f);    // 2 * 1 / sqrt(4)
-  EXPECT_EQ(layer.weight[18], 4.0f);   // 2 * 2 / sqrt(1)
-  EXPECT_EQ(layer.weight[36], 2.0f);   // 2 * 0.5 / sqrt(0.25)
+  EXPECT_EQ(layer.weight[0], 1.0f);                                // 2 * 1 / sqrt(4)
+  EXPECT_EQ(layer.weight[18], 4.0f);                               // 2 * 2 / sqrt(1)
+  EXPECT_EQ(layer.weight[36], 2.0f);                               // 2 * 0.5 / sqrt(0.25)
   EXPECT_EQ(layer.bias, (std::vector<float>{0.0f, 0.0f, -1.0f}));  // (b - mean) * f + beta
 }
 
@@ -286,7 +287,8 @@ TEST(OnnxImportTest, RefusesGarbageAndTruncatedBytes) {
     absl::StatusOr<ImportedModel> model = ImportOnnx(whole.substr(0, size), {});
     EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument) << size;
   }
-  EXPECT_THAT(ImportOnnx("", {}).status().message(), HasSubstr("expected an ONNX model, got 0 bytes"));
+  EXPECT_THAT(ImportOnnx("", {}).status().message(),
+              HasSubstr("expected an ONNX model, got 0 bytes"));
 }
 
 TEST(OnnxImportTest, RefusesAModelAboveTheLimitBeforeParsing) {
@@ -320,8 +322,9 @@ TEST(OnnxImportTest, RefusesOpsetsOutside9To17) {
     builder.Conv("x", "c1");
     absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("c1"), {});
     EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_THAT(model.status().message(),
-                HasSubstr("expected a default-domain opset in 9..17, got " + std::to_string(opset)));
+    EXPECT_THAT(
+        model.status().message(),
+        HasSubstr("expected a default-domain opset in 9..17, got " + std::to_string(opset)));
   }
 }
 

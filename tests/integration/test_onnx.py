@@ -337,3 +337,9 @@ def test_load_onnx_reads_a_path_and_lists_the_layers(client, tmp_path):
     assert len(info.layers) == 1
     assert info.layers[0].activation == convserve.client.pb.ACTIVATION_RELU
     assert info.parameters == 4 * 3 * 9 + 4
+
+
+def test_refused_models_log_nothing_above_warn(server):
+    """Runs last in this module: the refusals above are a client's mistakes,
+    not the server's (docs/RELIABILITY.md)."""
+    assert server.lines_above_warn() == []

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <new>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/conv.h"
 #include "core/geometry.h"
+#include "core/onnx_import.h"
 #include "core/printable.h"
 #include "core/tensor_shape.h"
 #include "core/validator.h"
@@ -29,6 +31,39 @@ using Clock = std::chrono::steady_clock;
 // The values decoding copied out of the request (to align them), if any.
 int64_t CopiedElements(const FloatTensor& tensor) {
   return static_cast<int64_t>(tensor.aligned_copy.size());
+}
+
+// The layers of the ONNX model in `bytes` (LoadModelRequest.onnx), whose
+// tensors view the weights `imported` keeps; adds their bytes to
+// `weight_bytes`.
+absl::Status DecodeOnnxLayers(const std::string& bytes, const ServiceOptions& options,
+                              ImportedModel* imported, std::vector<DecodedLayer>* layers,
+                              int64_t* weight_bytes) {
+  OnnxImportOptions import_options;
+  import_options.source = "onnx";
+  import_options.max_bytes = std::min(options.max_model_bytes, options.max_message_bytes);
+  import_options.max_bytes_name = options.max_model_bytes <= options.max_message_bytes
+                                      ? "--max_model_bytes"
+                                      : "--max_message_bytes";
+  absl::StatusOr<ImportedModel> model = ImportOnnx(bytes, import_options);
+  if (!model.ok()) return model.status();
+  *imported = *std::move(model);
+  for (const ImportedLayer& layer : imported->layers) {
+    absl::StatusOr<ResolvedLayer> resolved = ResolveLayer(layer.spec);
+    if (!resolved.ok()) return resolved.status();
+    DecodedLayer decoded;
+    decoded.layer = *std::move(resolved);
+    decoded.weight.shape = decoded.layer.weight_shape;
+    decoded.weight.values = layer.weight;
+    if (layer.spec.bias) {
+      decoded.bias.shape = {layer.spec.out_channels};
+      decoded.bias.values = layer.bias;
+    }
+    *weight_bytes +=
+        static_cast<int64_t>((layer.weight.size() + layer.bias.size()) * sizeof(float));
+    layers->push_back(std::move(decoded));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -190,6 +225,7 @@ void ConvServiceImpl::HandleValidateShape(UnaryCall* call, const v1::ValidateSha
 void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelRequest* request,
                                       v1::LoadModelResponse* response) {
   auto layers = std::make_shared<std::vector<DecodedLayer>>();
+  auto imported = std::make_shared<ImportedModel>();  // an ONNX model's weights, viewed by `layers`
   auto reservation = std::make_shared<MemoryBudget::Reservation>();
   int64_t weight_bytes = 0;
   int64_t charged_bytes = 0;  // what the model counts against --max_model_bytes
@@ -198,10 +234,26 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   absl::Status status = [&]() -> absl::Status {
     absl::Status name_ok = CheckModelName(request->name());
     if (!name_ok.ok()) return name_ok;
-    if (request->layers_size() == 0) {
-      return absl::InvalidArgumentError("layers: expected at least one layer, got none");
+    if (!request->onnx().empty()) {
+      if (request->layers_size() > 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "layers, onnx: expected either layers or an ONNX model, got both (",
+            request->layers_size(), " layers and ", request->onnx().size(), " ONNX bytes)"));
+      }
+      // The parsed model and the imported weights, until the weights are packed.
+      absl::StatusOr<MemoryBudget::Reservation> import_memory =
+          budget_.Reserve("LoadModel", 2 * static_cast<int64_t>(request->onnx().size()));
+      if (!import_memory.ok()) return import_memory.status();
+      call->HoldUntilDone(*std::move(import_memory));
+      absl::Status onnx =
+          DecodeOnnxLayers(request->onnx(), options_, imported.get(), layers.get(), &weight_bytes);
+      if (!onnx.ok()) return onnx;
+    } else if (request->layers_size() == 0) {
+      return absl::InvalidArgumentError(
+          "layers: expected at least one layer (or an ONNX model in onnx), got none");
     }
-    absl::Status count = CheckLayerCount(request->layers_size());
+    absl::Status count = CheckLayerCount(
+        std::max<int64_t>(request->layers_size(), static_cast<int64_t>(layers->size())));
     if (!count.ok()) return count;
     for (int i = 0; i < request->layers_size(); ++i) {
       const v1::ModelLayer& layer = request->layers(i);
@@ -239,7 +291,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                       static_cast<int64_t>(sizeof(float));
       layers->push_back(*std::move(decoded));
     }
-    charged_bytes = ModelBytes(weight_bytes, request->layers_size());
+    charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers->size()));
     absl::Status room = models_.CheckAdd(request->name(), charged_bytes, request->replace());
     if (!room.ok()) return room;
     // The request and the decoded copies of its weights, held until the call is done.
@@ -255,7 +307,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   }();
   // Packing the weights is the expensive part: it runs on the compute pool.
   RunIfAdmitted(call, status,
-                [this, call, request, response, layers, weight_bytes, charged_bytes,
+                [this, call, request, response, layers, imported, weight_bytes, charged_bytes,
                  reservation](const StopToken& stop) -> absl::Status {
                   auto model = std::make_shared<Model>();
                   model->name = request->name();

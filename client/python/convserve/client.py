@@ -338,6 +338,20 @@ class Client:
         return self._call(self.stub.LoadModel,
                           load_model_request(name, layers, replace, element_type), timeout).model
 
+    def load_onnx(self, name, onnx_model, replace=False, timeout=None):
+        """Loads an ONNX model as model `name`: `onnx_model` is the file's bytes,
+        its path, or an onnx.ModelProto. The server turns its Conv chain into
+        layers and refuses unsupported nodes, listing them. Returns ModelInfo."""
+        if isinstance(onnx_model, (str, os.PathLike)):
+            with open(onnx_model, "rb") as file:
+                data = file.read()
+        elif hasattr(onnx_model, "SerializeToString"):
+            data = onnx_model.SerializeToString()
+        else:
+            data = bytes(onnx_model)
+        request = pb.LoadModelRequest(name=name, replace=replace, onnx=data)
+        return self._call(self.stub.LoadModel, request, timeout).model
+
     def run_model(self, name, x, timeout=None, element_type=None, output_type=None):
         """Runs model `name` on `x`. Returns (y, compute_time_ns).
 

@@ -1,0 +1,345 @@
+"""ONNX models through LoadModelRequest.onnx, against PyTorch in float64.
+
+Models are randomly initialized PyTorch modules exported with
+torch.onnx.export (opset 13, and 9 and 17), and graphs built with
+onnx.helper for what PyTorch's exporter never emits (a BatchNormalization
+node, which it folds itself; Pad nodes; auto_pad). The served output is
+compared with the module run in float64.
+
+Bound. One layer's parity bound is the project's |y - ref| <= 1e-5 * S + 1e-6
+(S: the same conv on |x|, |w|, |b|; tests/python/convserve_oracle.py). Through
+a stack it is carried forward: the error E of a layer's input reaches its
+output through the conv as conv(E, |w|), and through the activation at most
+multiplied by its largest slope (1 for ReLU, ReLU6, LeakyReLU with alpha <= 1,
+ELU with alpha <= 1, Tanh, Sigmoid; 1.0998 for SiLU, 1.1289 for GELU: 1.13 is
+used for all). So E_l = 1.13 * (conv(E_{l-1}, |w_l|) + 1e-5 * S_l + 1e-6),
+E_0 = 0 (the float32 input is exact). Folding a BatchNormalization into the
+Conv rounds each folded weight and bias once from double to float (relative
+error <= 2^-24), which moves the output by at most 2^-24 * S' (S' the conv on
+|x| with the folded |w'|, |b'|, the weights the server runs): the BN tests add
+2^-24 to the relative term and compute S from the folded weights.
+"""
+
+import copy
+
+import grpc
+import numpy as np
+import onnx
+import pytest
+import torch
+import torch.nn as nn
+from onnx import TensorProto, helper, numpy_helper
+
+import convserve
+
+# PyTorch's exporter warns about the Slice steps of every reflect/replicate Conv.
+pytestmark = pytest.mark.filterwarnings("ignore:Constant folding:UserWarning")
+
+SEED = 20261126
+SLOPE = 1.13
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+PADS = (nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d, nn.ReflectionPad1d,
+        nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d, nn.ReplicationPad2d,
+        nn.ReplicationPad3d)
+
+
+def float64_with_bound(net, x, relative=1e-5):
+    """(PyTorch's float64 output of `net` on x, the parity bound per element)."""
+    net = copy.deepcopy(net).double().eval()
+    a = torch.from_numpy(x).double()
+    error = torch.zeros_like(a)
+    with torch.no_grad():
+        for module in net:
+            if isinstance(module, CONVS):
+                magnitude = copy.deepcopy(module)
+                magnitude.weight.abs_()
+                if magnitude.bias is not None:
+                    magnitude.bias.abs_()
+                carry = copy.deepcopy(magnitude)
+                carry.bias = None
+                error = carry(error) + relative * magnitude(a.abs()) + 1e-6
+                a = module(a)
+            elif isinstance(module, PADS):
+                a, error = module(a), module(error)
+            else:
+                a, error = module(a), SLOPE * error
+    return a.numpy(), error.numpy()
+
+
+def export(net, shape, opset=13):
+    """The ONNX bytes torch.onnx.export makes of `net` for input `shape`."""
+    import io
+    buffer = io.BytesIO()
+    torch.onnx.export(net.eval(), torch.zeros(shape), buffer, opset_version=opset,
+                      input_names=["x"], output_names=["y"])
+    return buffer.getvalue()
+
+
+def check_parity(client, name, onnx_bytes, net, shape, rng, relative=1e-5, bound_net=None):
+    """Loads `onnx_bytes`, runs it on a random input of `shape` and compares with
+    `net` in float64 (the bound from `bound_net`, default `net`)."""
+    client.load_onnx(name, onnx_bytes, replace=True)
+    x = rng.uniform(-1, 1, shape).astype(np.float32)
+    y, _ = client.run_model(name, x)
+    ref, _ = float64_with_bound(net, x)
+    _, bound = float64_with_bound(bound_net or net, x, relative)
+    assert y.shape == ref.shape
+    excess = np.abs(y - ref) - bound
+    assert np.max(excess) <= 0, "%s: max |y - ref| - bound = %g" % (name, np.max(excess))
+    return y, ref
+
+
+TORCH_MODELS = {
+    "conv1d_relu": (lambda: nn.Sequential(
+        nn.Conv1d(3, 5, 3, padding=1), nn.ReLU(),
+        nn.Conv1d(5, 4, 5, stride=2, dilation=2, padding=4), nn.ReLU()), (2, 3, 29), 13),
+    "conv2d_groups_relu6_silu_gelu": (lambda: nn.Sequential(
+        nn.Conv2d(4, 6, 3, padding=(1, 2), groups=2), nn.ReLU6(),
+        nn.Conv2d(6, 6, 3, padding=1, groups=6, padding_mode="reflect"), nn.SiLU(),
+        nn.Conv2d(6, 4, 1), nn.GELU()), (2, 4, 11, 9), 13),
+    "conv2d_depthwise_multiplier_dilation": (lambda: nn.Sequential(
+        nn.Conv2d(3, 6, 3, groups=3, dilation=2, stride=2), nn.Sigmoid(),
+        nn.Conv2d(6, 2, 2, bias=False), nn.Tanh()), (1, 3, 13, 12), 13),
+    "conv3d_replicate_leaky_elu": (lambda: nn.Sequential(
+        nn.Conv3d(2, 4, 3, padding=1, padding_mode="replicate"), nn.LeakyReLU(0.2),
+        nn.Conv3d(4, 3, (1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), bias=False),
+        nn.ELU(0.7)), (2, 2, 5, 6, 7), 13),
+    "opset9_reflect_relu6": (lambda: nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=(2, 1), padding_mode="reflect"), nn.ReLU6(),
+        nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()), (1, 3, 8, 9), 9),
+    "opset17_replicate_1d": (lambda: nn.Sequential(
+        nn.Conv1d(2, 3, 4, padding=3, padding_mode="replicate"), nn.Tanh(),
+        nn.Conv1d(3, 3, 3, padding=1, padding_mode="reflect"), nn.SiLU()), (2, 2, 16), 17),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_MODELS))
+def test_exported_pytorch_models_match_pytorch(client, name):
+    torch.manual_seed(hash(name) % 1000)
+    build, shape, opset = TORCH_MODELS[name]
+    net = build()
+    check_parity(client, name, export(net, shape, opset), net, shape,
+                 np.random.default_rng(SEED))
+
+
+def test_a_wrong_model_fails_the_comparison(client):
+    """The comparison can fail: the served model of one net against another."""
+    torch.manual_seed(1)
+    build, shape, opset = TORCH_MODELS["conv1d_relu"]
+    served, other = build(), build()
+    with pytest.raises(AssertionError):
+        check_parity(client, "wrong", export(served, shape, opset), other, shape,
+                     np.random.default_rng(SEED))
+
+
+def test_circular_padding_is_refused_naming_the_nodes(client):
+    """PyTorch 1.13 exports padding_mode="circular" as Slice and Concat of the
+    data tensor (no Pad node), and off by one: its Slice ends at -1, so the
+    graph wraps x[n - p - 1 : n - 1] instead of x[n - p : n] and means
+    something else than the module. Refused, listing the nodes."""
+    net = nn.Sequential(nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular"))
+    with pytest.raises(convserve.ConvServeError) as error:
+        client.load_onnx("circular", export(net, (1, 2, 8)))
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "onnx: unsupported nodes: Slice (/0/Slice), Slice (/0/Slice_1), Concat (/0/Concat)" \
+        in error.value.details
+
+
+def test_unsupported_nodes_are_listed(client):
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                        nn.Linear(4 * 3 * 3, 2))
+    with pytest.raises(convserve.ConvServeError) as error:
+        client.load_onnx("classifier", export(net, (1, 3, 8, 8)))
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "unsupported nodes: MaxPool (/2/MaxPool), Flatten (/3/Flatten), Gemm (/4/Gemm)" \
+        in error.value.details
+
+
+# ---------------------------------------------------------------------------
+# Graphs built with onnx.helper.
+
+def graph_model(nodes, initializers, in_shape, opset=13):
+    """Bytes of a model with input "x" of `in_shape` and output "y"."""
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None] * len(in_shape))],
+        [numpy_helper.from_array(np.asarray(value), name) for name, value in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def random_conv(rng, cout, cin, kernel, bias=True):
+    w = rng.uniform(-0.5, 0.5, [cout, cin] + list(kernel)).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, cout).astype(np.float32) if bias else None
+    return w, b
+
+
+def torch_conv(w, b, **kwargs):
+    rank = w.ndim - 2
+    conv = CONVS[rank - 1](w.shape[1] * kwargs.get("groups", 1), w.shape[0], w.shape[2:],
+                           bias=b is not None, **kwargs)
+    with torch.no_grad():
+        conv.weight.copy_(torch.from_numpy(w))
+        if b is not None:
+            conv.bias.copy_(torch.from_numpy(b))
+    return conv
+
+
+@pytest.mark.parametrize("rank,with_bias,opset", [(2, True, 13), (1, False, 9), (3, True, 15)])
+def test_batch_normalization_after_a_conv_is_folded(client, rank, with_bias, opset):
+    rng = np.random.default_rng(SEED + rank)
+    c = 4
+    w, b = random_conv(rng, c, 3, [3] * rank, with_bias)
+    scale = rng.uniform(0.5, 2.0, c).astype(np.float32)
+    beta = rng.uniform(-1, 1, c).astype(np.float32)
+    mean = rng.uniform(-0.5, 0.5, c).astype(np.float32)
+    var = rng.uniform(0.1, 2.0, c).astype(np.float32)
+    epsilon = 1e-3
+    inits = dict(w=w, scale=scale, beta=beta, mean=mean, var=var)
+    conv_inputs = ["x", "w"]
+    if with_bias:
+        inits["b"] = b
+        conv_inputs.append("b")
+    nodes = [helper.make_node("Conv", conv_inputs, ["c"], name="conv", pads=[1] * (2 * rank)),
+             helper.make_node("BatchNormalization", ["c", "scale", "beta", "mean", "var"], ["n"],
+                              name="bn", epsilon=epsilon),
+             helper.make_node("Relu", ["n"], ["y"], name="relu")]
+    shape = [2, 3] + [7, 6, 5][:rank]
+    model = graph_model(nodes, inits, shape, opset)
+    norm = [nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d][rank - 1](c, eps=epsilon)
+    with torch.no_grad():
+        norm.weight.copy_(torch.from_numpy(scale))
+        norm.bias.copy_(torch.from_numpy(beta))
+        norm.running_mean.copy_(torch.from_numpy(mean))
+        norm.running_var.copy_(torch.from_numpy(var))
+    net = nn.Sequential(torch_conv(w, b, padding=1), norm.eval(), nn.ReLU())
+    # The bound's magnitudes with the folded weights, in float64.
+    factor = scale.astype(np.float64) / np.sqrt(var.astype(np.float64) + epsilon)
+    folded_w = w * factor.reshape([-1] + [1] * (rank + 1))
+    folded_b = ((b if with_bias else 0.0) - mean.astype(np.float64)) * factor + beta
+    bound_net = nn.Sequential(torch_conv(folded_w, folded_b, padding=1).double(), nn.ReLU())
+    check_parity(client, "bn%d" % rank, model, net, shape, rng, relative=1e-5 + 2.0**-24,
+                 bound_net=bound_net)
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+def test_pad_before_a_conv_is_merged(client, mode):
+    rng = np.random.default_rng(SEED + len(mode))
+    w, b = random_conv(rng, 3, 2, [3, 2])
+    # ONNX pads: [N, C, H, W] begins, then ends; asymmetric on purpose.
+    pads = np.array([0, 0, 1, 2, 0, 0, 2, 0], dtype=np.int64)
+    nodes = [helper.make_node("Pad", ["x", "pads"], ["p"], name="pad", mode=mode)]
+    conv_pads = [0, 1, 1, 0] if mode == "constant" else [0, 0, 0, 0]
+    nodes.append(helper.make_node("Conv", ["p", "w", "b"], ["c"], name="conv", pads=conv_pads,
+                                  strides=[2, 1]))
+    nodes.append(helper.make_node("Sigmoid", ["c"], ["s"], name="sigmoid"))
+    nodes.append(helper.make_node("Mul", ["c", "s"], ["y"], name="silu"))
+    shape = [2, 2, 6, 5]
+    model = graph_model(nodes, dict(w=w, b=b, pads=pads), shape)
+    # torch pads are (W begin, W end, H begin, H end).
+    torch_pad = {"constant": nn.ConstantPad2d((2, 0, 1, 2), 0.0),
+                 "reflect": nn.ReflectionPad2d((2, 0, 1, 2)),
+                 "edge": nn.ReplicationPad2d((2, 0, 1, 2))}[mode]
+    layers = [torch_pad]
+    if mode == "constant":
+        layers.append(nn.ConstantPad2d((1, 0, 0, 1), 0.0))
+    layers += [torch_conv(w, b, stride=(2, 1)), nn.SiLU()]
+    check_parity(client, "pad_" + mode, model, nn.Sequential(*layers), shape, rng)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_auto_pad(client, auto_pad):
+    """PyTorch 1.13 cannot export padding="same" (aten::_convolution_mode):
+    auto_pad as other exporters write it, with an even kernel and stride 2."""
+    rng = np.random.default_rng(SEED)
+    w, b = random_conv(rng, 3, 2, [4])
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", auto_pad=auto_pad,
+                              strides=[2])]
+    shape = [1, 2, 9]
+    model = graph_model(nodes, dict(w=w, b=b), shape)
+    # n = 9, s = 2, span 4: output 5, total pad (5 - 1) * 2 + 4 - 9 = 3.
+    begin, end = {"SAME_UPPER": (1, 2), "SAME_LOWER": (2, 1), "VALID": (0, 0)}[auto_pad]
+    net = nn.Sequential(nn.ConstantPad1d((begin, end), 0.0), torch_conv(w, b, stride=2))
+    y, _ = check_parity(client, "auto_pad", model, net, shape, rng)
+    assert y.shape == ((1, 3, 5) if auto_pad != "VALID" else (1, 3, 3))
+
+
+def test_erf_gelu_pattern_is_fused(client):
+    rng = np.random.default_rng(SEED)
+    w, b = random_conv(rng, 3, 2, [3, 3])
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("Div", ["c", "root2"], ["d"], name="div"),
+             helper.make_node("Erf", ["d"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["a"], name="add"),
+             helper.make_node("Mul", ["c", "a"], ["m"], name="mul"),
+             helper.make_node("Mul", ["m", "half"], ["y"], name="half")]
+    inits = dict(w=w, b=b, root2=np.array(np.sqrt(2.0), np.float32),
+                 one=np.array(1.0, np.float32), half=np.array(0.5, np.float32))
+    shape = [1, 2, 5, 5]
+    net = nn.Sequential(torch_conv(w, b, padding=1), nn.GELU())
+    check_parity(client, "gelu", graph_model(nodes, inits, shape), net, shape, rng)
+
+
+# ---------------------------------------------------------------------------
+# Bad requests.
+
+def error_of(call):
+    with pytest.raises(convserve.ConvServeError) as error:
+        call()
+    return error.value
+
+
+def test_layers_and_onnx_together_are_refused(client):
+    net = nn.Sequential(nn.Conv1d(1, 1, 1))
+    request = convserve.client.pb.LoadModelRequest(name="both", onnx=export(net, (1, 1, 4)))
+    layer = request.layers.add()
+    layer.layer.CopyFrom(convserve.client.pb.ConvLayer(spatial_rank=1, in_channels=1,
+                                                       out_channels=1, kernel=[1]))
+    error = error_of(lambda: client._call(client.stub.LoadModel, request, 30))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "layers, onnx: expected either layers or an ONNX model, got both" in error.details
+    error = error_of(lambda: client._call(
+        client.stub.LoadModel, convserve.client.pb.LoadModelRequest(name="neither"), 30))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "or an ONNX model in onnx" in error.details
+
+
+@pytest.mark.parametrize("data", [b"\xff" * 64, b"garbage that is not protobuf", b"\x0a"])
+def test_garbage_bytes_are_refused(client, data):
+    error = error_of(lambda: client.load_onnx("garbage", data))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details.startswith("onnx: ")
+
+
+def test_truncated_model_is_refused(client):
+    data = export(nn.Sequential(nn.Conv2d(3, 8, 3)), (1, 3, 8, 8))
+    error = error_of(lambda: client.load_onnx("truncated", data[: len(data) // 2]))
+    assert error.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_model_above_max_model_bytes_is_refused(start_server):
+    server = start_server("--max_model_bytes=2000")
+    data = export(nn.Sequential(nn.Conv2d(3, 32, 3)), (1, 3, 8, 8))
+    assert len(data) > 2000
+    with convserve.Client(server.target, timeout=30) as connection:
+        error = error_of(lambda: connection.load_onnx("big", data))
+    assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "more than the limit of 2000 bytes for a model (--max_model_bytes)" in error.details
+
+
+def test_load_onnx_reads_a_path_and_lists_the_layers(client, tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(export(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()),
+                            (1, 3, 8, 8)))
+    info = client.load_onnx("from_path", str(path), replace=True)
+    assert len(info.layers) == 1
+    assert info.layers[0].activation == convserve.client.pb.ACTIVATION_RELU
+    assert info.parameters == 4 * 3 * 9 + 4
+
+
+def test_refused_models_log_nothing_above_warn(server):
+    """Runs last in this module: the refusals above are a client's mistakes,
+    not the server's (docs/RELIABILITY.md)."""
+    assert server.lines_above_warn() == []

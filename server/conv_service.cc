@@ -36,11 +36,11 @@ int64_t CopiedElements(const FloatTensor& tensor) {
 // The layers of the ONNX model in `bytes` (LoadModelRequest.onnx), whose
 // tensors view the weights `imported` keeps; adds their bytes to
 // `weight_bytes`.
-absl::Status DecodeOnnxLayers(const std::string& bytes, const ServiceOptions& options,
-                              ImportedModel* imported, std::vector<DecodedLayer>* layers,
-                              int64_t* weight_bytes) {
+absl::Status DecodeOnnxLayers(const std::string& source, const std::string& bytes,
+                              const ServiceOptions& options, ImportedModel* imported,
+                              std::vector<DecodedLayer>* layers, int64_t* weight_bytes) {
   OnnxImportOptions import_options;
-  import_options.source = "onnx";
+  import_options.source = source;
   import_options.max_bytes = std::min(options.max_model_bytes, options.max_message_bytes);
   import_options.max_bytes_name = options.max_model_bytes <= options.max_message_bytes
                                       ? "--max_model_bytes"
@@ -245,8 +245,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
           budget_.Reserve("LoadModel", 2 * static_cast<int64_t>(request->onnx().size()));
       if (!import_memory.ok()) return import_memory.status();
       call->HoldUntilDone(*std::move(import_memory));
-      absl::Status onnx =
-          DecodeOnnxLayers(request->onnx(), options_, imported.get(), layers.get(), &weight_bytes);
+      absl::Status onnx = DecodeOnnxLayers("onnx", request->onnx(), options_, imported.get(),
+                                           layers.get(), &weight_bytes);
       if (!onnx.ok()) return onnx;
     } else if (request->layers_size() == 0) {
       return absl::InvalidArgumentError(
@@ -440,8 +440,65 @@ void ConvServiceImpl::HandleListModels(UnaryCall* call, const v1::ListModelsRequ
   for (const std::shared_ptr<const Model>& model : models_.List()) {
     ToProtoModelInfo(*model, response->add_models());
   }
+  if (repository_ != nullptr) {
+    for (const RefusedModel& refused : repository_->Refused()) {
+      v1::ModelInfo* info = response->add_models();
+      info->set_name(refused.name);
+      info->set_version(refused.version);
+      info->set_source(refused.path);
+      info->set_ready(false);
+      info->set_status(refused.reason);
+    }
+    // Sorted by name; a name's serving version before its refused one.
+    std::stable_sort(response->mutable_models()->begin(), response->mutable_models()->end(),
+                     [](const v1::ModelInfo& a, const v1::ModelInfo& b) {
+                       return a.name() != b.name() ? a.name() < b.name() : a.ready() > b.ready();
+                     });
+  }
   call->Complete(absl::OkStatus());
   return;
+}
+
+absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
+    const std::string& source, const std::string& bytes) const {
+  ImportedModel imported;
+  std::vector<DecodedLayer> layers;
+  int64_t weight_bytes = 0;
+  absl::Status decoded =
+      DecodeOnnxLayers(source, bytes, options_, &imported, &layers, &weight_bytes);
+  if (!decoded.ok()) return decoded;
+  absl::Status count = CheckLayerCount(static_cast<int64_t>(layers.size()));
+  if (!count.ok()) return count;
+  auto model = std::make_shared<Model>();
+  model->weight_bytes = weight_bytes;
+  model->charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers.size()));
+  for (const DecodedLayer& layer : layers) {
+    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+        ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
+    if (!op.ok()) return op.status();
+    model->parameters +=
+        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
+    model->layers.push_back(*std::move(op));
+  }
+  // The shapes the file fixes, and what they give through the layers.
+  const bool fixed = !imported.input_shape.empty() &&
+                     std::all_of(imported.input_shape.begin(), imported.input_shape.end(),
+                                 [](int64_t extent) { return extent > 0; });
+  if (fixed) {
+    std::vector<int64_t> shape = imported.input_shape;
+    for (const std::unique_ptr<ConvOperator>& layer : model->layers) {
+      absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(layer->layer(), shape);
+      if (!geometry.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            Printable(source), ": the graph's input shape ", ShapeToString(imported.input_shape),
+            " does not run through its layers: ", geometry.status().message()));
+      }
+      shape = OutputShape(*geometry);
+    }
+    model->input_shape = imported.input_shape;
+    model->output_shape = shape;
+  }
+  return model;
 }
 
 void ConvServiceImpl::HandleGetServerInfo(UnaryCall* call,

@@ -28,6 +28,7 @@
 #include "server/limits.h"
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
+#include "server/model_repository.h"
 #include "server/tls.h"
 #include "server/unary_call.h"
 #include "server/wire_scan.h"
@@ -132,6 +133,17 @@ class ConvServiceImpl final : public RawConvService {
 
   const MemoryBudget& memory_budget() const { return budget_; }
   const ModelRegistry& models() const { return models_; }
+  ModelRegistry* mutable_models() { return &models_; }
+
+  // A model built from the ONNX file `bytes` (the model repository's
+  // builder): imported, checked against --max_layers_per_model and
+  // --max_model_bytes, its weights packed. `source` names the file in errors.
+  absl::StatusOr<std::shared_ptr<Model>> BuildOnnxModel(const std::string& source,
+                                                        const std::string& bytes) const;
+
+  // ListModels also lists the files `repository` refused (ready false); it
+  // must outlive this. Call before serving.
+  void set_model_repository(const ModelRepository* repository) { repository_ = repository; }
 
  private:
   // Creates the call, parses its request and hands it to `handler`, which
@@ -244,6 +256,7 @@ class ConvServiceImpl final : public RawConvService {
   CallObserver* const observer_;
   MemoryBudget budget_;
   ModelRegistry models_;
+  const ModelRepository* repository_ = nullptr;
 };
 
 }  // namespace convserve

@@ -67,7 +67,7 @@ constexpr EnumPair<v1::Framework, std::optional<Framework>> kWireFrameworks[] = 
 struct WireElementType {
   v1::ElementType proto;
   size_t bytes;
-  const char* name;        // for payload size messages
+  const char* name;              // for payload size messages
   std::optional<HalfType> half;  // how it converts to float32; none: it is float32
 };
 constexpr WireElementType kWireElementTypes[] = {
@@ -88,7 +88,10 @@ const WireElementType* FindElementType(v1::ElementType type) {
 absl::Status BadElementType(const std::string& field, v1::ElementType type) {
   std::string expected;
   for (size_t i = 0; i < std::size(kWireElementTypes); ++i) {
-    absl::StrAppend(&expected, i == 0 ? "" : i + 1 == std::size(kWireElementTypes) ? " or " : ", ",
+    absl::StrAppend(&expected,
+                    i == 0                                  ? ""
+                    : i + 1 == std::size(kWireElementTypes) ? " or "
+                                                            : ", ",
                     v1::ElementType_Name(kWireElementTypes[i].proto));
   }
   const std::string& name = v1::ElementType_Name(type);
@@ -413,6 +416,11 @@ void ToProtoModelInfo(const Model& model, v1::ModelInfo* out) {
   for (const std::unique_ptr<ConvOperator>& layer : model.layers) {
     *out->add_layers() = ToProtoLayer(layer->spec());
   }
+  out->set_version(model.version);
+  out->set_source(model.source.empty() ? "LoadModel" : model.source);
+  out->set_ready(true);
+  for (int64_t extent : model.input_shape) out->add_input_shape(extent);
+  for (int64_t extent : model.output_shape) out->add_output_shape(extent);
 }
 
 }  // namespace convserve

@@ -11,8 +11,8 @@
 // health turns NOT_SERVING -> after --drain_grace_ms, and once the calls in
 // flight have finished (at most --shutdown_timeout_s), the server shuts down.
 // A second SIGINT/SIGTERM during the drain exits at once (code 128 + signal);
-// SIGHUP is logged and ignored; SIGPIPE is ignored (server/process.h). A
-// listener that stopped accepting drains the server, exit code 3
+// SIGHUP reads --model_repository again (logged only without one); SIGPIPE
+// is ignored (server/process.h). A listener that stopped accepting drains the server, exit code 3
 // (server/listener_watch.h).
 // Every flag is checked before serving (server/server_flags.h; the
 // connection flags are in server/transport_options.h): exit code 2.
@@ -81,6 +81,13 @@ ABSL_FLAG(int64_t, max_model_bytes, int64_t{1} << 30,
           "Weight bytes all loaded models may hold together.");
 ABSL_FLAG(int64_t, max_models, 1024, "Models that may be loaded at once.");
 ABSL_FLAG(int64_t, max_layers_per_model, 1024, "Most layers one model may have.");
+ABSL_FLAG(std::string, model_repository, "",
+          "Directory of models to serve, in Triton's layout: DIR/<model name>/<version>/"
+          "model.onnx, the highest version of each served. Loaded before the server reports "
+          "SERVING; read again on SIGHUP and every --model_repository_poll_s seconds, a changed "
+          "model swapped in atomically (a model that fails to load leaves the old one serving).");
+ABSL_FLAG(int64_t, model_repository_poll_s, 0,
+          "Seconds between rescans of --model_repository (0: only at start and on SIGHUP).");
 ABSL_FLAG(int64_t, max_queued_calls, 256,
           "Calls that may wait for the compute threads at once, in each of the large and the "
           "small-call queue; more get RESOURCE_EXHAUSTED at once (their memory is bounded by "
@@ -257,6 +264,25 @@ int Serve(const std::vector<FlagOrigin>& configured) {
       return 2;
     }
   }
+  const std::string repository_root = absl::GetFlag(FLAGS_model_repository);
+  const int64_t repository_poll_s = absl::GetFlag(FLAGS_model_repository_poll_s);
+  if (repository_poll_s < 0 || repository_poll_s > 86400) {
+    spdlog::critical("--model_repository_poll_s: expected 0 (off) to 86400 (a day), got {}",
+                     repository_poll_s);
+    return 2;
+  }
+  if (repository_poll_s > 0 && repository_root.empty()) {
+    spdlog::critical("--model_repository_poll_s: expected only with --model_repository, got {}",
+                     repository_poll_s);
+    return 2;
+  }
+  if (!repository_root.empty()) {
+    absl::StatusOr<RepositoryScan> scan = ScanModelRepository(repository_root);
+    if (!scan.ok()) {
+      spdlog::critical("{}", std::string(scan.status().message()));
+      return 2;
+    }
+  }
   ComputePool pool(threads, max_queued_calls);
   AccessLog access_log;
   MetricsRegistry metrics;
@@ -271,6 +297,16 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   if (tls->mode != TlsMode::kOff && !options.auth_token.empty()) {
     tls->credentials->SetAuthMetadataProcessor(
         MakeBearerTokenProcessor(options.auth_token, &observers));
+  }
+  std::unique_ptr<ModelRepository> repository;
+  if (!repository_root.empty()) {
+    repository = std::make_unique<ModelRepository>(
+        repository_root, options.max_model_bytes, service.mutable_models(),
+        [&service](const std::string& /*name*/, const std::string& bytes,
+                   const std::string& model_dir) {
+          return service.BuildOnnxModel(model_dir + "/" + kModelFileName, bytes);
+        });
+    service.set_model_repository(repository.get());
   }
   AddServerMetrics(&metrics, &service, &pool);
   AddProcessMetrics(&metrics);
@@ -317,8 +353,9 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     return 1;
   }
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus(kServiceName, true);
-  health->SetServingStatus(true);
+  // With a model repository, SERVING waits until its models are loaded.
+  health->SetServingStatus(kServiceName, repository == nullptr);
+  health->SetServingStatus(repository == nullptr);
 
   std::vector<std::string> origins;
   for (const FlagOrigin& origin : configured) {
@@ -358,6 +395,19 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     write_port_file(health_port_file, health_port);  // before --port_file, which readers await
   }
   write_port_file(absl::GetFlag(FLAGS_port_file), port);
+  if (repository != nullptr) {
+    absl::StatusOr<RepositorySyncReport> report = repository->Sync();
+    if (!report.ok()) {  // the directory went away since the start-up check
+      spdlog::critical("{}", std::string(report.status().message()));
+      server->Shutdown();
+      return 2;
+    }
+    spdlog::info("model repository {}: {} models loaded, {} refused (see the lines above); serving",
+                 repository_root, report->loaded, report->refused.size());
+    repository->StartBackground(repository_poll_s);
+    health->SetServingStatus(kServiceName, true);
+    health->SetServingStatus(true);
+  }
   // A listener gRPC stopped accepting on does not come back: drain, exit 3.
   std::atomic<bool> listener_dead{false};
   std::unique_ptr<ListenerWatch> listener_watch;
@@ -376,8 +426,13 @@ int Serve(const std::vector<FlagOrigin>& configured) {
         });
   }
 
-  const int signal_number = WaitForStopSignal(server_signals, [] {
-    spdlog::info("received SIGHUP: nothing to reload yet; still serving");
+  const int signal_number = WaitForStopSignal(server_signals, [&repository] {
+    if (repository == nullptr) {
+      spdlog::info("received SIGHUP: no --model_repository to read again; still serving");
+      return;
+    }
+    spdlog::info("received SIGHUP: reading the model repository again");
+    repository->RequestSync();
   });
   spdlog::info("received signal {}: draining (health NOT_SERVING, new calls UNAVAILABLE)",
                signal_number);

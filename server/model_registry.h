@@ -42,6 +42,8 @@ struct Model {
   int64_t charged_bytes = 0;  // what it counts against the limit: ModelBytes()
   int64_t version = 0;        // the model repository's version folder; 0 from LoadModel
   std::string source;         // the model file it was read from; empty from LoadModel
+  std::vector<int64_t> input_shape;   // the fixed input shape its file declares, if any
+  std::vector<int64_t> output_shape;  // the output for input_shape; empty when that is
 };
 
 class ModelRegistry {

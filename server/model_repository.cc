@@ -211,33 +211,43 @@ absl::StatusOr<RepositorySyncReport> ModelRepository::Sync() {
       ++report.unchanged;
       continue;
     }
-    auto refused_before = refused_files_.find(entry.name);
-    if (refused_before != refused_files_.end() && refused_before->second == file) {
-      ++report.unchanged;
-      continue;
+    {
+      std::lock_guard<std::mutex> refused_lock(refused_mutex_);
+      auto refused_before = refused_.find(entry.name);
+      if (refused_before != refused_.end() && refused_before->second.file == file) {
+        ++report.unchanged;
+        continue;
+      }
     }
-    if (!ours && registry_->Find(entry.name).ok()) {
-      report.refused.push_back(absl::StrCat(entry.name,
-                                            ": a model of that name was loaded through LoadModel; "
-                                            "unload it to serve ",
-                                            Printable(entry.path)));
-      continue;
-    }
-    absl::Status loaded = Load(entry, file);
+    // A name taken through LoadModel is tried again at every Sync(): it may
+    // be unloaded meanwhile.
+    const bool taken = !ours && registry_->Find(entry.name).ok();
+    absl::Status loaded =
+        taken ? absl::AlreadyExistsError(
+                    "a model of that name was loaded through LoadModel; unload it to serve this "
+                    "file")
+              : Load(entry, file);
     if (loaded.ok()) {
-      refused_files_.erase(entry.name);
+      std::lock_guard<std::mutex> refused_lock(refused_mutex_);
+      refused_.erase(entry.name);
       ++report.loaded;
       spdlog::info("model repository: serving {} version {} from {}", entry.name, entry.version,
                    Printable(entry.path));
     } else {
-      refused_files_[entry.name] = file;
-      report.refused.push_back(absl::StrCat(
-          entry.name, ": ", loaded.message(),
-          ours ? absl::StrCat(" (version ", served->second.file.version, " stays)") : ""));
+      const std::string reason = absl::StrCat(
+          loaded.message(),
+          ours ? absl::StrCat(" (version ", served->second.file.version, " stays)") : "");
+      std::lock_guard<std::mutex> refused_lock(refused_mutex_);
+      refused_[entry.name] = Refusal{taken ? FileIdentity{} : file,
+                                     RefusedModel{entry.name, entry.version, entry.path, reason}};
+      report.refused.push_back(absl::StrCat(entry.name, ": ", reason));
     }
   }
-  for (auto it = refused_files_.begin(); it != refused_files_.end();) {
-    it = present.count(it->first) == 0 ? refused_files_.erase(it) : std::next(it);
+  {
+    std::lock_guard<std::mutex> refused_lock(refused_mutex_);
+    for (auto it = refused_.begin(); it != refused_.end();) {
+      it = present.count(it->first) == 0 ? refused_.erase(it) : std::next(it);
+    }
   }
   for (auto it = served_.begin(); it != served_.end();) {
     if (present.count(it->first) == 0) {
@@ -256,20 +266,46 @@ absl::StatusOr<RepositorySyncReport> ModelRepository::Sync() {
   return report;
 }
 
-void ModelRepository::StartPolling(int64_t interval_s) {
+void ModelRepository::StartBackground(int64_t interval_s) {
   poller_ = std::thread([this, interval_s] {
     std::unique_lock<std::mutex> lock(poll_mutex_);
-    while (!poll_wake_.wait_for(lock, std::chrono::seconds(interval_s),
-                                [this] { return stopping_; })) {
+    for (;;) {
+      auto woken = [this] { return stopping_ || sync_requested_; };
+      if (interval_s > 0) {
+        poll_wake_.wait_for(lock, std::chrono::seconds(interval_s), woken);
+      } else {
+        poll_wake_.wait(lock, woken);
+      }
+      if (stopping_) return;
+      sync_requested_ = false;
       lock.unlock();
       absl::StatusOr<RepositorySyncReport> report = Sync();
-      if (!report.ok()) {
+      if (report.ok()) {
+        spdlog::info("model repository {}: {} loaded, {} unchanged, {} unloaded, {} refused",
+                     Printable(root_), report->loaded, report->unchanged, report->unloaded,
+                     report->refused.size());
+      } else {
         spdlog::warn("model repository: {}; the models served stay",
                      std::string(report.status().message()));
       }
       lock.lock();
     }
   });
+}
+
+void ModelRepository::RequestSync() {
+  {
+    std::lock_guard<std::mutex> lock(poll_mutex_);
+    sync_requested_ = true;
+  }
+  poll_wake_.notify_all();
+}
+
+std::vector<RefusedModel> ModelRepository::Refused() const {
+  std::lock_guard<std::mutex> lock(refused_mutex_);
+  std::vector<RefusedModel> refused;
+  for (const auto& [name, refusal] : refused_) refused.push_back(refusal.model);
+  return refused;
 }
 
 }  // namespace convserve

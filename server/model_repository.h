@@ -68,6 +68,14 @@ absl::StatusOr<RepositoryScan> ScanModelRepository(const std::string& root);
 // regular file, or is larger than `max_bytes` (checked before reading).
 absl::StatusOr<std::string> ReadModelFile(const std::string& path, int64_t max_bytes);
 
+// A model file the repository could not serve, as ListModels shows it.
+struct RefusedModel {
+  std::string name;
+  int64_t version = 0;
+  std::string path;
+  std::string reason;
+};
+
 // What one Sync() did.
 struct RepositorySyncReport {
   int loaded = 0;                    // new models and new versions swapped in
@@ -98,9 +106,17 @@ class ModelRepository {
   // itself cannot be listed (the models served stay then).
   absl::StatusOr<RepositorySyncReport> Sync();
 
-  // Calls Sync() every `interval_s` seconds on a thread of its own until
-  // destruction. REQUIRES: interval_s >= 1; called at most once.
-  void StartPolling(int64_t interval_s);
+  // Runs Sync() on a thread of its own until destruction: every
+  // `interval_s` seconds (--model_repository_poll_s; 0: never by itself) and
+  // whenever RequestSync() asks. REQUIRES: interval_s >= 0; called at most once.
+  void StartBackground(int64_t interval_s);
+
+  // Wakes the background thread for one Sync() (SIGHUP); returns at once.
+  void RequestSync();
+
+  // The model files refused by the last Sync() that are still in the
+  // directory, sorted by name.
+  std::vector<RefusedModel> Refused() const;
 
   const std::string& root() const { return root_; }
 
@@ -135,11 +151,17 @@ class ModelRepository {
   std::mutex sync_mutex_;                 // one Sync() at a time
   std::map<std::string, Served> served_;  // guarded by sync_mutex_
   // Files that failed to load, not retried (nor logged again) until they change.
-  std::map<std::string, FileIdentity> refused_files_;  // guarded by sync_mutex_
+  struct Refusal {
+    FileIdentity file;
+    RefusedModel model;
+  };
+  mutable std::mutex refused_mutex_;        // taken inside sync_mutex_, never around it
+  std::map<std::string, Refusal> refused_;  // guarded by refused_mutex_
 
   std::mutex poll_mutex_;
   std::condition_variable poll_wake_;
-  bool stopping_ = false;  // guarded by poll_mutex_
+  bool stopping_ = false;        // guarded by poll_mutex_
+  bool sync_requested_ = false;  // guarded by poll_mutex_
   std::thread poller_;
 };
 

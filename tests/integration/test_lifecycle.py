@@ -204,7 +204,7 @@ def test_sighup_is_logged_and_the_server_keeps_serving(start_server):
         while "SIGHUP" not in process.log() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert process.process.poll() is None, "SIGHUP ended the server"
-        assert "received SIGHUP: nothing to reload yet; still serving" in process.log()
+        assert "received SIGHUP: no --model_repository to read again; still serving" in process.log()
         assert connection.health() == "SERVING"
         assert small_conv(connection).shape == (1, 1, 5)
     assert process.stop() == 0

@@ -135,6 +135,10 @@ TEST_F(ModelRepositoryTest, AFailingNewVersionLeavesTheOldOneServingAndIsTriedOn
   EXPECT_THAT(report->refused[0], HasSubstr("broken"));
   EXPECT_THAT(report->refused[0], HasSubstr("version 1 stays"));
   EXPECT_EQ((*registry_.Find("m"))->version, 1);
+  std::vector<RefusedModel> refused = repository.Refused();
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0].version, 2);
+  EXPECT_THAT(refused[0].reason, HasSubstr("broken"));
   const int builds = builds_;
   report = repository.Sync();  // the same broken file: not built again, not logged again
   ASSERT_TRUE(report.ok());
@@ -143,6 +147,7 @@ TEST_F(ModelRepositoryTest, AFailingNewVersionLeavesTheOldOneServingAndIsTriedOn
   Write("m", "2", "fixed");
   ASSERT_TRUE(repository.Sync().ok());
   EXPECT_EQ((*registry_.Find("m"))->version, 2);
+  EXPECT_TRUE(repository.Refused().empty());
 }
 
 TEST_F(ModelRepositoryTest, AModelWhoseFolderIsGoneIsUnloaded) {
@@ -169,6 +174,12 @@ TEST_F(ModelRepositoryTest, ModelsLoadedThroughLoadModelAreLeftAlone) {
   ASSERT_EQ(report->refused.size(), 1u);
   EXPECT_THAT(report->refused[0], HasSubstr("LoadModel"));
   EXPECT_EQ(*registry_.Find("m"), rpc_model);
+  // Tried again at every Sync(): once the name is free, the file is served.
+  ASSERT_TRUE(registry_.Remove("m").ok());
+  ASSERT_TRUE(repository.Sync().ok());
+  EXPECT_EQ((*registry_.Find("m"))->version, 1);
+  ASSERT_TRUE(registry_.Remove("m").ok());
+  ASSERT_TRUE(registry_.Add(rpc_model, false).ok());
   // Nor unloaded when the repository's folder goes.
   fs::remove_all(root_ / "m");
   ASSERT_TRUE(repository.Sync().ok());
@@ -200,6 +211,19 @@ TEST_F(ModelRepositoryTest, ReadModelFileRefusesWhatIsNotARegularFile) {
   EXPECT_EQ(*bytes, "hello");
 }
 
+TEST_F(ModelRepositoryTest, RequestSyncRunsOneSyncInTheBackground) {
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  repository.StartBackground(0);  // no polling: only on request
+  Write("m", "1", "a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(registry_.Find("m").ok());
+  repository.RequestSync();
+  for (int i = 0; i < 100 && !registry_.Find("m").ok(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(registry_.Find("m").ok());
+}
+
 TEST_F(ModelRepositoryTest, AMissingRootIsAnError) {
   ModelRepository repository((root_ / "missing").string(), 1000, &registry_, builder());
   absl::StatusOr<RepositorySyncReport> report = repository.Sync();
@@ -210,7 +234,7 @@ TEST_F(ModelRepositoryTest, AMissingRootIsAnError) {
 TEST_F(ModelRepositoryTest, PollingPicksUpANewModel) {
   ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
   ASSERT_TRUE(repository.Sync().ok());
-  repository.StartPolling(1);
+  repository.StartBackground(1);
   Write("m", "1", "a");
   for (int i = 0; i < 100 && !registry_.Find("m").ok(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

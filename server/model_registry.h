@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "core/conv.h"
+#include "server/batcher.h"
 
 namespace convserve {
 
@@ -42,6 +43,8 @@ struct Model {
   int64_t charged_bytes = 0;  // what it counts against the limit: ModelBytes()
   int64_t version = 0;        // the model repository's version folder; 0 from LoadModel
   std::string source;         // the model file it was read from; empty from LoadModel
+  // Dynamic batching of its RunModel calls (batcher.h); off by default.
+  BatchingOptions batching;
 };
 
 class ModelRegistry {

@@ -10,14 +10,14 @@ namespace convserve {
 
 absl::Status CheckBatchingOptions(const std::string& field_prefix, const BatchingOptions& options) {
   if (options.max_batch_size < 0 || options.max_batch_size > kMaxBatchSizeLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field_prefix, "max_batch_size: expected 0 (batching off) to ", kMaxBatchSizeLimit,
-        " samples, got ", options.max_batch_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field_prefix, "max_batch_size: expected 0 (batching off) to ",
+                     kMaxBatchSizeLimit, " samples, got ", options.max_batch_size));
   }
   if (options.max_queue_delay_us < 0 || options.max_queue_delay_us > kMaxQueueDelayUsLimit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field_prefix, "max_queue_delay_us: expected 0 to ", kMaxQueueDelayUsLimit,
-        " microseconds (1 s), got ", options.max_queue_delay_us));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field_prefix, "max_queue_delay_us: expected 0 to ", kMaxQueueDelayUsLimit,
+                     " microseconds (1 s), got ", options.max_queue_delay_us));
   }
   return absl::OkStatus();
 }
@@ -45,7 +45,9 @@ void RunAlone(std::unique_ptr<BatchItem> item, const Batcher::RunFunction& run) 
 }  // namespace
 
 Batcher::Batcher(SubmitFunction submit)
-    : submit_(std::move(submit)), state_(std::make_shared<State>()), timer_([this] { TimerLoop(); }) {}
+    : submit_(std::move(submit)),
+      state_(std::make_shared<State>()),
+      timer_([this] { TimerLoop(); }) {}
 
 Batcher::~Batcher() {
   Shutdown();
@@ -62,7 +64,8 @@ void Batcher::Add(BatchKey key, const BatchingOptions& options, std::unique_ptr<
   if (item->samples() > options.max_batch_size) {
     // Already a batch by itself: no reason to wait for others.
     auto alone = std::make_shared<std::unique_ptr<BatchItem>>(std::move(item));
-    absl::Status queued = submit_([alone, run = std::move(run)] { RunAlone(std::move(*alone), run); });
+    absl::Status queued =
+        submit_([alone, run = std::move(run)] { RunAlone(std::move(*alone), run); });
     if (!queued.ok() && *alone != nullptr) (*alone)->Fail(queued);
     return;
   }
@@ -101,8 +104,8 @@ void Batcher::SubmitDue(const std::shared_ptr<State>& state, const SubmitFunctio
     // samples; a batch is due for the samples beyond those.
     const int64_t unclaimed = group->waiting_samples - group->submitted * max_batch;
     const bool full = unclaimed >= max_batch;
-    const bool timed_out = group->submitted == 0 &&
-                           (state->shutdown || now - group->waiting.front().since >= delay);
+    const bool timed_out =
+        group->submitted == 0 && (state->shutdown || now - group->waiting.front().since >= delay);
     if (!full && !timed_out) return;
     ++group->submitted;
     absl::Status queued =

@@ -40,11 +40,11 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <string>
-#include <tuple>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -140,10 +140,10 @@ class Batcher {
   // What the work items share with the batcher, alive as long as either.
   struct State {
     std::mutex mutex;
-    std::condition_variable wake;               // a group's delay or shutdown changed
+    std::condition_variable wake;                       // a group's delay or shutdown changed
     std::map<BatchKey, std::shared_ptr<Group>> groups;  // guarded by mutex
-    bool shutdown = false;                      // guarded by mutex
-    bool stop_timer = false;                    // guarded by mutex
+    bool shutdown = false;                              // guarded by mutex
+    bool stop_timer = false;                            // guarded by mutex
   };
 
   // Submits work items for `group` while one is due. Items that cannot be

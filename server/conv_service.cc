@@ -113,8 +113,8 @@ absl::Status RunLayers(const Model& model, const std::vector<ConvGeometry>& geom
 
 // Runs one RunModel call by itself; the last layer writes straight into the
 // response's bytes.
-absl::Status RunModelAlone(UnaryCall* call, const RunModelJob& job,
-                           v1::RunModelResponse* response, const StopToken& stop) {
+absl::Status RunModelAlone(UnaryCall* call, const RunModelJob& job, v1::RunModelResponse* response,
+                           const StopToken& stop) {
   const Clock::time_point start = Clock::now();
   absl::Status run = RunLayers(
       *job.model, job.geometries, job.input.values.data(),
@@ -498,10 +498,9 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     BatchKey key{job->model.get(),
                  std::vector<int64_t>(job->input.shape.begin() + 1, job->input.shape.end())};
     const BatchingOptions options = job->model->batching;
-    batcher_.Add(std::move(key), options, std::make_unique<RunModelItem>(this, call, job, response),
-                 [this](std::vector<std::unique_ptr<BatchItem>> batch) {
-                   RunModelBatch(std::move(batch));
-                 });
+    batcher_.Add(
+        std::move(key), options, std::make_unique<RunModelItem>(this, call, job, response),
+        [this](std::vector<std::unique_ptr<BatchItem>> batch) { RunModelBatch(std::move(batch)); });
     return;
   }
   RunIfAdmitted(call, status, [call, job, response](const StopToken& stop) -> absl::Status {
@@ -592,9 +591,8 @@ void ConvServiceImpl::RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batc
   // merged input and output are extra. Without room for them, or if the
   // merged run fails, the calls run one by one: no call fails for having
   // been batched.
-  absl::StatusOr<MemoryBudget::Reservation> reservation =
-      budget_.Reserve("RunModel batch", (input_elements + output_elements) *
-                                            static_cast<int64_t>(sizeof(float)));
+  absl::StatusOr<MemoryBudget::Reservation> reservation = budget_.Reserve(
+      "RunModel batch", (input_elements + output_elements) * static_cast<int64_t>(sizeof(float)));
   if (!reservation.ok()) {
     run_each_alone();
     return;
@@ -611,8 +609,9 @@ void ConvServiceImpl::RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batc
       to = std::copy(values.begin(), values.end(), to);
     }
     output.resize(static_cast<size_t>(output_elements));
-    return RunLayers(*first.model, geometries, input.data(), [&] { return output.data(); },
-                     StopToken(&stop_all_work_));
+    return RunLayers(
+        *first.model, geometries, input.data(), [&] { return output.data(); },
+        StopToken(&stop_all_work_));
   });
   const int64_t compute_time_ns = ElapsedNs(start);
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {

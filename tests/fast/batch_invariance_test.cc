@@ -69,9 +69,9 @@ std::vector<Case> Cases() {
     c.groups = 24;
     c.padding = PaddingPreset::kSameUpper;
     c.padding_mode = PaddingMode::kReplicate;
-    cases.push_back({"depthwise 3x3", c,
-                     layout == kFirst ? std::vector<int64_t>{24, 10, 21}
-                                      : std::vector<int64_t>{10, 21, 24}});
+    cases.push_back(
+        {"depthwise 3x3", c,
+         layout == kFirst ? std::vector<int64_t>{24, 10, 21} : std::vector<int64_t>{10, 21, 24}});
   }
   c = Layer(2, 16, 32, {3, 3}, kFirst);  // grouped
   c.groups = 4;

@@ -196,9 +196,9 @@ TEST_F(BatcherTest, DifferentShapesOrModelsDoNotMerge) {
   EXPECT_EQ(batcher_->waiting(), 2);
   batcher_->Shutdown();
   pool_.RunAll();
-  EXPECT_THAT(outcomes_.batches, ::testing::UnorderedElementsAre(
-                                     ElementsAre("a", "d", "e", "f"), ElementsAre("b"),
-                                     ElementsAre("c")));
+  EXPECT_THAT(outcomes_.batches,
+              ::testing::UnorderedElementsAre(ElementsAre("a", "d", "e", "f"), ElementsAre("b"),
+                                              ElementsAre("c")));
 }
 
 TEST_F(BatcherTest, AbandonedCallsAreFailedAndLeftOut) {

@@ -3,7 +3,8 @@
 // Concurrent RunModel calls on the same model whose inputs agree in every
 // dimension but N (dimension 0) can run as one call of their inputs
 // concatenated along N: one pass over the weights and one compute pool item
-// instead of many, which is where small calls spend their time. Each sample's
+// instead of many (gRPC's own per-call work is not merged; what that buys on
+// 2 cores is in bench/RPC_RESULTS.md, "Dynamic batching"). Each sample's
 // values do not depend on its neighbours in the batch (the kernels partition
 // their work per sample and reduce each output over the same taps in the
 // same order whatever N is), so every call gets exactly the bits it would

@@ -104,6 +104,36 @@ def test_concurrent_calls_merge_and_equal_unbatched_runs(client):
     client.unload_model("unbatched")
 
 
+def test_merged_calls_keep_their_own_wire_types(client):
+    # float16 / bfloat16 inputs and outputs merge with float32 ones: inputs are
+    # decoded to float32 before batching, each output is encoded as its call asked.
+    rng = np.random.default_rng(9)
+    layers = model_layers(rng)
+    client.load_model("typed-unbatched", layers, replace=True)
+    client.load_model("typed-batched", layers, replace=True, max_batch_size=MAX_BATCH,
+                      max_queue_delay_us=DELAY_US)
+    types = [(None, None), ("float16", "float16"), ("bfloat16", None), (None, "bfloat16")] * 2
+    inputs = [rng.uniform(-1, 1, (1, CHANNELS, 32, 32)).astype(np.float32) for _ in types]
+    start = threading.Barrier(len(inputs))
+
+    def run(args):
+        x, (element_type, output_type) = args
+        start.wait()
+        return client.run_model("typed-batched", x, element_type=element_type,
+                                output_type=output_type)
+
+    with concurrent.futures.ThreadPoolExecutor(len(inputs)) as pool:
+        replies = list(pool.map(run, zip(inputs, types)))
+    for x, (element_type, output_type), (y, _) in zip(inputs, types, replies):
+        alone, _ = client.run_model("typed-unbatched", x, element_type=element_type,
+                                    output_type=output_type)
+        assert y.dtype == alone.dtype and y.shape == alone.shape
+        assert np.array_equal(y.view(np.uint8), alone.view(np.uint8)), (element_type, output_type)
+    assert len({ns for _, ns in replies}) < len(replies), "no two calls shared a run"
+    client.unload_model("typed-batched")
+    client.unload_model("typed-unbatched")
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("max_batch_size", 1025, "batching.max_batch_size: expected 0 (batching off) to 1024 "
                              "samples, got 1025"),

@@ -4,8 +4,8 @@
 // path picks the same kernel and the same reduction order for a batch of N as
 // for one sample. Here each layer runs on a batch and on each of its samples
 // alone, on every path (indirect GEMM tiles, pointwise GEMM, depthwise,
-// reference), every ISA this CPU has, at one and two threads, and the bits
-// must be equal.
+// reference), every ISA this CPU has, at one and two threads (and each
+// sample alone also on one thread), and the bits must be equal.
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -116,16 +116,29 @@ void CheckBatchInvariance(const ConvOperator& op, const Case& c, std::mt19937* r
     ASSERT_FALSE(batched.empty());
     const size_t sample_outputs = batched.size() / static_cast<size_t>(n);
     shape[0] = 1;
+    // Alone on the batch's threads, and alone on one thread (where the
+    // server's small-call lane runs a call that was not batched).
+    tbb::task_arena one_thread(1);
     for (int64_t i = 0; i < n; ++i) {
-      std::string alone_kernel;
-      const std::vector<float> alone =
-          RunOn(op, shape, input.data() + i * sample_elements, &alone_kernel);
-      ASSERT_EQ(alone.size(), sample_outputs);
-      EXPECT_EQ(alone_kernel, batch_kernel);
-      EXPECT_EQ(std::memcmp(alone.data(), batched.data() + i * sample_outputs,
-                            sample_outputs * sizeof(float)),
-                0)
-          << "sample " << i << " differs from its run alone (kernel " << batch_kernel << ")";
+      for (bool single : {false, true}) {
+        std::string alone_kernel;
+        std::vector<float> alone;
+        const auto run_alone = [&] {
+          alone = RunOn(op, shape, input.data() + i * sample_elements, &alone_kernel);
+        };
+        if (single) {
+          one_thread.execute(run_alone);
+        } else {
+          run_alone();
+        }
+        ASSERT_EQ(alone.size(), sample_outputs);
+        EXPECT_EQ(alone_kernel, batch_kernel);
+        EXPECT_EQ(std::memcmp(alone.data(), batched.data() + i * sample_outputs,
+                              sample_outputs * sizeof(float)),
+                  0)
+            << "sample " << i << " differs from its run alone" << (single ? " on one thread" : "")
+            << " (kernel " << batch_kernel << ")";
+      }
     }
   }
 }

@@ -66,6 +66,82 @@ absl::Status DecodeOnnxLayers(const std::string& source, const std::string& byte
   return absl::OkStatus();
 }
 
+// A RunModel call's work, checked and resolved on the gRPC thread; shared so
+// that the pool's copyable std::function can carry it.
+struct RunModelJob {
+  std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
+  FloatTensor input;
+  std::vector<ConvGeometry> geometries;  // one per layer
+  v1::ElementType output_type = v1::ELEMENT_TYPE_FLOAT32;
+};
+
+BatchingOptions ToBatchingOptions(const v1::LoadModelRequest& request) {
+  return {request.batching().max_batch_size(), request.batching().max_queue_delay_us()};
+}
+
+int64_t ElapsedNs(Clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+}
+
+// Runs `model`'s layers (`geometries`, one per layer) on `input`. The last
+// layer writes into what `last_output` returns, called once before it runs.
+absl::Status RunLayers(const Model& model, const std::vector<ConvGeometry>& geometries,
+                       const float* input, const std::function<float*()>& last_output,
+                       const StopToken& stop) {
+  std::vector<float> current;  // the previous layer's output
+  std::vector<float> next;
+  const size_t last = geometries.size() - 1;
+  for (size_t i = 0; i <= last; ++i) {
+    const ConvGeometry& geometry = geometries[i];
+    float* output = nullptr;
+    if (i == last) {
+      output = last_output();
+    } else {
+      next.resize(static_cast<size_t>(geometry.output_elements()));
+      output = next.data();
+    }
+    // Run() checks `stop` between its work items, and so between layers.
+    absl::Status run = model.layers[i]->Run(geometry, input, output, stop);
+    if (!run.ok()) return run;
+    if (i != last) {
+      current.swap(next);
+      input = current.data();
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Runs one RunModel call by itself; the last layer writes straight into the
+// response's bytes.
+absl::Status RunModelAlone(UnaryCall* call, const RunModelJob& job, v1::RunModelResponse* response,
+                           const StopToken& stop) {
+  const Clock::time_point start = Clock::now();
+  absl::Status run = RunLayers(
+      *job.model, job.geometries, job.input.values.data(),
+      [&] {
+        return call->PrepareOutputPayload(OutputShape(job.geometries.back()),
+                                          response->mutable_output());
+      },
+      stop);
+  if (!run.ok()) return run;
+  call->ConvertOutputPayload(job.output_type, response->mutable_output());
+  response->set_compute_time_ns(ElapsedNs(start));
+  return absl::OkStatus();
+}
+
+// `work`'s status, or the error an exception escaping it stands for.
+absl::Status CatchExceptions(const std::function<absl::Status()>& work) {
+  try {
+    return work();
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("the server ran out of memory for this call");
+  } catch (const std::exception& error) {
+    return absl::InternalError(absl::StrCat("unexpected exception: ", error.what()));
+  } catch (...) {
+    return absl::InternalError("unexpected exception");
+  }
+}
+
 }  // namespace
 
 ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool,
@@ -74,7 +150,8 @@ ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* poo
       pool_(pool),
       observer_(observer),
       budget_(options.memory_budget_bytes),
-      models_(options.max_model_bytes, options.max_models) {}
+      models_(options.max_model_bytes, options.max_models),
+      batcher_([pool](std::function<void()> work) { return pool->Submit(std::move(work)); }) {}
 
 absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const {
   const char* const when =
@@ -234,6 +311,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
   absl::Status status = [&]() -> absl::Status {
     absl::Status name_ok = CheckModelName(request->name());
     if (!name_ok.ok()) return name_ok;
+    absl::Status batching_ok = CheckBatchingOptions("batching.", ToBatchingOptions(*request));
+    if (!batching_ok.ok()) return batching_ok;
     if (!request->onnx().empty()) {
       if (request->layers_size() > 0) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -313,6 +392,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                   model->name = request->name();
                   model->weight_bytes = weight_bytes;
                   model->charged_bytes = charged_bytes;
+                  model->batching = ToBatchingOptions(*request);
                   for (const DecodedLayer& layer : *layers) {
                     if (stop.StopRequested()) return StoppedError();
                     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
@@ -338,15 +418,36 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                 });
 }
 
+class ConvServiceImpl::RunModelItem final : public BatchItem {
+ public:
+  RunModelItem(ConvServiceImpl* service, UnaryCall* call, std::shared_ptr<RunModelJob> job,
+               v1::RunModelResponse* response)
+      : service_(service), call_(call), job_(std::move(job)), response_(response) {}
+
+  int64_t samples() const override { return job_->input.shape[0]; }
+  absl::Status Abandoned() const override {
+    if (!call_->context()->IsCancelled() && !call_->cancelled() &&
+        !call_->MakeStopToken(&service_->stop_all_work_).StopRequested()) {
+      return absl::OkStatus();
+    }
+    return service_->Stopped(*call_, /*during=*/false);
+  }
+  void Fail(const absl::Status& status) override { call_->Complete(status); }
+
+  UnaryCall* call() const { return call_; }
+  const RunModelJob& job() const { return *job_; }
+  v1::RunModelResponse* response() const { return response_; }
+
+ private:
+  ConvServiceImpl* const service_;
+  UnaryCall* const call_;
+  const std::shared_ptr<RunModelJob> job_;
+  v1::RunModelResponse* const response_;
+};
+
 void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest* request,
                                      v1::RunModelResponse* response) {
-  struct Job {
-    std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
-    FloatTensor input;
-    std::vector<ConvGeometry> geometries;  // one per layer
-    v1::ElementType output_type = v1::ELEMENT_TYPE_FLOAT32;
-  };
-  auto job = std::make_shared<Job>();
+  auto job = std::make_shared<RunModelJob>();
   call->set_model(request->name());
   absl::Status status = [&]() -> absl::Status {
     absl::StatusOr<std::shared_ptr<const Model>> model = models_.Find(request->name());
@@ -392,34 +493,18 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
     call->HoldUntilDone(*std::move(reservation));
     return absl::OkStatus();
   }();
+  if (status.ok() && job->model->batching.enabled()) {
+    call->MarkQueued();
+    BatchKey key{job->model.get(),
+                 std::vector<int64_t>(job->input.shape.begin() + 1, job->input.shape.end())};
+    const BatchingOptions options = job->model->batching;
+    batcher_.Add(
+        std::move(key), options, std::make_unique<RunModelItem>(this, call, job, response),
+        [this](std::vector<std::unique_ptr<BatchItem>> batch) { RunModelBatch(std::move(batch)); });
+    return;
+  }
   RunIfAdmitted(call, status, [call, job, response](const StopToken& stop) -> absl::Status {
-    const Clock::time_point start = Clock::now();
-    std::vector<float> current;  // the previous layer's output
-    std::vector<float> next;
-    const float* input = job->input.values.data();
-    const size_t last = job->geometries.size() - 1;
-    for (size_t i = 0; i <= last; ++i) {
-      const ConvGeometry& geometry = job->geometries[i];
-      float* output = nullptr;
-      if (i == last) {
-        // The last layer writes straight into the response's bytes.
-        output = call->PrepareOutputPayload(OutputShape(geometry), response->mutable_output());
-      } else {
-        next.resize(static_cast<size_t>(geometry.output_elements()));
-        output = next.data();
-      }
-      // Run() checks `stop` between its work items, and so between layers.
-      absl::Status run = job->model->layers[i]->Run(geometry, input, output, stop);
-      if (!run.ok()) return run;
-      if (i != last) {
-        current.swap(next);
-        input = current.data();
-      }
-    }
-    call->ConvertOutputPayload(job->output_type, response->mutable_output());
-    response->set_compute_time_ns(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count());
-    return absl::OkStatus();
+    return RunModelAlone(call, *job, response, stop);
   });
 }
 
@@ -517,6 +602,101 @@ void ConvServiceImpl::HandleGetServerInfo(UnaryCall* call,
   limits->set_max_model_bytes(options_.max_model_bytes);
   response->set_auth_required(!options_.auth_token.empty());
   call->Complete(absl::OkStatus());
+}
+
+void ConvServiceImpl::RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batch) {
+  std::vector<RunModelItem*> items;
+  for (const std::unique_ptr<BatchItem>& item : batch) {
+    items.push_back(static_cast<RunModelItem*>(item.get()));
+    items.back()->call()->MarkComputeStarted();
+  }
+  // Each call by itself, as RunIfAdmitted() runs it: with one call, and when
+  // the merged run cannot be made.
+  const auto run_each_alone = [&] {
+    for (RunModelItem* item : items) {
+      UnaryCall* call = item->call();
+      absl::Status status = item->Abandoned();
+      if (status.ok()) {
+        const StopToken stop = call->MakeStopToken(&stop_all_work_);
+        status = CatchExceptions(
+            [&] { return RunModelAlone(call, item->job(), item->response(), stop); });
+        if (status.code() == absl::StatusCode::kCancelled) status = Stopped(*call, /*during=*/true);
+      }
+      call->MarkComputeEnded();
+      call->Complete(status);
+    }
+  };
+  if (items.size() == 1) {
+    run_each_alone();
+    return;
+  }
+  // The merged run: the inputs concatenated along N (every layout has N
+  // first, so each call's samples are one contiguous run of values), the
+  // layers run once, the output split back at the same boundaries.
+  const RunModelJob& first = items.front()->job();
+  int64_t samples = 0;
+  int64_t input_elements = 0;
+  int64_t output_elements = 0;
+  for (RunModelItem* item : items) {
+    samples += item->samples();
+    input_elements += item->job().geometries.front().input_elements();
+    output_elements += item->job().geometries.back().output_elements();
+  }
+  std::vector<ConvGeometry> geometries = first.geometries;
+  for (ConvGeometry& geometry : geometries) geometry.batch = samples;
+  // Each call's reservation covers its own intermediates and output; the
+  // merged input and output are extra. Without room for them, or if the
+  // merged run fails, the calls run one by one: no call fails for having
+  // been batched.
+  absl::StatusOr<MemoryBudget::Reservation> reservation = budget_.Reserve(
+      "RunModel batch", (input_elements + output_elements) * static_cast<int64_t>(sizeof(float)));
+  if (!reservation.ok()) {
+    run_each_alone();
+    return;
+  }
+  std::vector<float> output;
+  const Clock::time_point start = Clock::now();
+  // Only the server's stop stops the merged run: a call cancelled or past
+  // its deadline meanwhile fails after it, and its batch mates do not notice.
+  absl::Status status = CatchExceptions([&] {
+    std::vector<float> input(static_cast<size_t>(input_elements));
+    float* to = input.data();
+    for (RunModelItem* item : items) {
+      const absl::Span<const float> values = item->job().input.values;
+      to = std::copy(values.begin(), values.end(), to);
+    }
+    output.resize(static_cast<size_t>(output_elements));
+    return RunLayers(
+        *first.model, geometries, input.data(), [&] { return output.data(); },
+        StopToken(&stop_all_work_));
+  });
+  const int64_t compute_time_ns = ElapsedNs(start);
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+    run_each_alone();
+    return;
+  }
+  const float* from = output.data();
+  for (RunModelItem* item : items) {
+    UnaryCall* call = item->call();
+    const ConvGeometry& last = item->job().geometries.back();
+    absl::Status result;
+    if (!status.ok() || !item->Abandoned().ok()) {
+      result = Stopped(*call, /*during=*/true);
+    } else {
+      result = CatchExceptions([&] {
+        float* payload =
+            call->PrepareOutputPayload(OutputShape(last), item->response()->mutable_output());
+        std::copy(from, from + last.output_elements(), payload);
+        call->ConvertOutputPayload(item->job().output_type, item->response()->mutable_output());
+        // The merged run's time: what this call's computation took.
+        item->response()->set_compute_time_ns(compute_time_ns);
+        return absl::OkStatus();
+      });
+    }
+    from += last.output_elements();
+    call->MarkComputeEnded();
+    call->Complete(result);
+  }
 }
 
 }  // namespace convserve

@@ -19,11 +19,13 @@
 #include <new>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "convserve/v1/convserve.grpc.pb.h"
 #include "core/conv_spec.h"
 #include "server/auth.h"
+#include "server/batcher.h"
 #include "server/compute_pool.h"
 #include "server/limits.h"
 #include "server/memory_budget.h"
@@ -120,14 +122,17 @@ class ConvServiceImpl final : public RawConvService {
 
   // From now on every new call fails with UNAVAILABLE; calls already
   // accepted run to completion. Called when the server starts draining.
-  void StartDraining() { draining_.store(true); }
+  void StartDraining() {
+    draining_.store(true);
+    batcher_.Shutdown();  // calls waiting for batch mates go to the pool now
+  }
 
   // Stops the computations running and queued (within a work item, about a
   // millisecond): their calls end with UNAVAILABLE and free their memory.
   // Called when the drain's --shutdown_timeout_s has passed. Implies
   // StartDraining().
   void StopAllWork() {
-    draining_.store(true);
+    StartDraining();
     stop_all_work_.store(true);
   }
 
@@ -244,6 +249,12 @@ class ConvServiceImpl final : public RawConvService {
     RunIfAdmitted(call, admitted, INT64_MAX, std::move(work));
   }
 
+  // One RunModel call waiting in batcher_, and the runner of its batches
+  // (conv_service.cc). Runs the calls of `batch` as one computation on
+  // their concatenated inputs, or one by one when that cannot be done.
+  class RunModelItem;
+  void RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batch);
+
   // Why `call`'s computation stops (before it started, or `during` it):
   // UNAVAILABLE when the server stops all work, DEADLINE_EXCEEDED when the
   // call's deadline has passed, CANCELLED otherwise.
@@ -257,6 +268,7 @@ class ConvServiceImpl final : public RawConvService {
   MemoryBudget budget_;
   ModelRegistry models_;
   const ModelRepository* repository_ = nullptr;
+  Batcher batcher_;  // RunModel calls of models with batching on
 };
 
 }  // namespace convserve

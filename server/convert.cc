@@ -413,6 +413,11 @@ void ToProtoModelInfo(const Model& model, v1::ModelInfo* out) {
   out->set_name(model.name);
   out->set_parameters(model.parameters);
   out->set_weight_bytes(model.weight_bytes);
+  if (model.batching.enabled()) {
+    out->mutable_batching()->set_max_batch_size(
+        static_cast<int32_t>(model.batching.max_batch_size));
+    out->mutable_batching()->set_max_queue_delay_us(model.batching.max_queue_delay_us);
+  }
   for (const std::unique_ptr<ConvOperator>& layer : model.layers) {
     *out->add_layers() = ToProtoLayer(layer->spec());
   }

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "core/conv.h"
+#include "server/batcher.h"
 
 namespace convserve {
 
@@ -44,6 +45,8 @@ struct Model {
   std::string source;         // the model file it was read from; empty from LoadModel
   std::vector<int64_t> input_shape;   // the fixed input shape its file declares, if any
   std::vector<int64_t> output_shape;  // the output for input_shape; empty when that is
+  // Dynamic batching of its RunModel calls (batcher.h); off by default.
+  BatchingOptions batching;
 };
 
 class ModelRegistry {

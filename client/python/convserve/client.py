@@ -61,10 +61,17 @@ ModelLayer = collections.namedtuple("ModelLayer", ["layer", "weight", "bias"])
 REQUEST_ID_KEY = "x-request-id"
 
 
-def load_model_request(name, layers, replace=False, element_type=None):
+def load_model_request(name, layers, replace=False, element_type=None, max_batch_size=0,
+                       max_queue_delay_us=0):
     """The LoadModelRequest of `layers` (ModelLayer tuples) as model `name`,
-    their tensors sent as `element_type` (see to_tensor)."""
+    their tensors sent as `element_type` (see to_tensor). max_batch_size > 0
+    turns on dynamic batching of the model's RunModel calls: up to that many
+    samples per merged run, the oldest call waiting at most max_queue_delay_us
+    for others."""
     request = pb.LoadModelRequest(name=name, replace=replace)
+    if max_batch_size or max_queue_delay_us:
+        request.batching.max_batch_size = max_batch_size
+        request.batching.max_queue_delay_us = max_queue_delay_us
     for layer in layers:
         model_layer = request.layers.add()
         model_layer.layer.CopyFrom(layer.layer)
@@ -332,11 +339,14 @@ class Client:
                 "FRAMEWORK_" + enforce_framework.upper())
         return self._call(self.stub.ValidateShape, request, timeout).report
 
-    def load_model(self, name, layers, replace=False, timeout=None, element_type=None):
+    def load_model(self, name, layers, replace=False, timeout=None, element_type=None,
+                   max_batch_size=0, max_queue_delay_us=0):
         """Loads `layers` (ModelLayer tuples) as model `name`, their weights sent
-        as `element_type` (see to_tensor). Returns ModelInfo."""
-        return self._call(self.stub.LoadModel,
-                          load_model_request(name, layers, replace, element_type), timeout).model
+        as `element_type` (see to_tensor), with dynamic batching when
+        max_batch_size > 0 (see load_model_request). Returns ModelInfo."""
+        request = load_model_request(name, layers, replace, element_type, max_batch_size,
+                                     max_queue_delay_us)
+        return self._call(self.stub.LoadModel, request, timeout).model
 
     def load_onnx(self, name, onnx_model, replace=False, timeout=None):
         """Loads an ONNX model as model `name`: `onnx_model` is the file's bytes,

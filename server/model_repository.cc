@@ -2,6 +2,8 @@
 #include "server/model_repository.h"
 
 #include <fcntl.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,12 +21,16 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "convserve/v1/convserve.pb.h"
 #include "core/printable.h"
 
 namespace convserve {
 namespace {
 
 namespace fs = std::filesystem;
+
+constexpr char kModelConfigName[] = "config.pbtxt";
+constexpr int64_t kMaxConfigBytes = 1 << 20;  // Triton's configs are a few KB
 
 // A version folder's name as a number: 1 to 18 decimal digits, above 0.
 bool ParseVersion(const std::string& text, int64_t* version) {
@@ -94,6 +100,10 @@ absl::StatusOr<RepositoryScan> ScanModelRepository(const std::string& root) {
       best.path = file.string();
       best.model_dir = (model_path / folder).string();
     }
+    std::error_code config_error;
+    if (fs::exists(model_path / kModelConfigName, config_error)) {
+      best.config = (model_path / kModelConfigName).string();
+    }
     if (best.version == 0) {
       scan.skipped.push_back(absl::StrCat(Printable(model_path.string()),
                                           ": no version folder (a number above 0) holds a ",
@@ -103,6 +113,38 @@ absl::StatusOr<RepositoryScan> ScanModelRepository(const std::string& root) {
     scan.entries.push_back(std::move(best));
   }
   return scan;
+}
+
+absl::StatusOr<BatchingOptions> ParseRepositoryConfig(const std::string& path,
+                                                      const std::string& text) {
+  // Triton's configs hold many fields ConvServe does not read: skipped.
+  class Collector : public google::protobuf::io::ErrorCollector {
+   public:
+    void AddError(int line, google::protobuf::io::ColumnNumber column,
+                  const std::string& message) override {
+      if (first.empty())
+        first = absl::StrCat("line ", line + 1, ", column ", column + 1, ": ", message);
+    }
+    std::string first;
+  } errors;
+  google::protobuf::TextFormat::Parser parser;
+  parser.AllowUnknownField(true);
+  parser.AllowUnknownExtension(true);
+  parser.RecordErrorsTo(&errors);
+  v1::RepositoryModelConfig config;
+  if (!parser.ParseFromString(text, &config)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        Printable(path), ": expected a model configuration in protobuf text format, got ",
+        Printable(errors.first)));
+  }
+  BatchingOptions options;
+  if (config.has_dynamic_batching() && config.max_batch_size() > 0) {
+    options.max_batch_size = config.max_batch_size();
+    options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_microseconds();
+  }
+  absl::Status valid = CheckBatchingOptions(absl::StrCat(Printable(path), ": "), options);
+  if (!valid.ok()) return valid;
+  return options;
 }
 
 absl::StatusOr<std::string> ReadModelFile(const std::string& path, int64_t max_bytes) {
@@ -172,8 +214,17 @@ bool ModelRepository::StillOurs(const std::string& name, const Served& served) c
 absl::Status ModelRepository::Load(const RepositoryEntry& entry, const FileIdentity& file) {
   absl::StatusOr<std::string> bytes = ReadModelFile(entry.path, max_file_bytes_);
   if (!bytes.ok()) return bytes.status();
+  BatchingOptions batching;
+  if (!entry.config.empty()) {
+    absl::StatusOr<std::string> config = ReadModelFile(entry.config, kMaxConfigBytes);
+    if (!config.ok()) return config.status();
+    absl::StatusOr<BatchingOptions> parsed = ParseRepositoryConfig(entry.config, *config);
+    if (!parsed.ok()) return parsed.status();
+    batching = *parsed;
+  }
   absl::StatusOr<std::shared_ptr<Model>> model = builder_(entry.name, *bytes, entry.model_dir);
   if (!model.ok()) return model.status();
+  (*model)->batching = batching;
   (*model)->name = entry.name;
   (*model)->version = entry.version;
   (*model)->source = entry.path;
@@ -204,6 +255,11 @@ absl::StatusOr<RepositorySyncReport> ModelRepository::Sync() {
       file.mtime_ns =
           static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
       file.inode = info.st_ino;
+    }
+    struct stat config_info {};
+    if (!entry.config.empty() && ::stat(entry.config.c_str(), &config_info) == 0) {
+      file.config = absl::StrCat(config_info.st_size, ":", config_info.st_mtim.tv_sec, ".",
+                                 config_info.st_mtim.tv_nsec, ":", config_info.st_ino);
     }
     auto served = served_.find(entry.name);
     const bool ours = served != served_.end() && StillOurs(entry.name, served->second);

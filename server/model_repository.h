@@ -51,6 +51,7 @@ struct RepositoryEntry {
   int64_t version = 0;
   std::string path;       // DIR/<name>/<version>/model.onnx
   std::string model_dir;  // DIR/<name>/<version>: external data must stay inside it
+  std::string config;     // DIR/<name>/config.pbtxt if there is one, else empty
 };
 
 // What the directory holds now, and what in it was skipped and why.
@@ -75,6 +76,13 @@ struct RefusedModel {
   std::string path;
   std::string reason;
 };
+
+// The dynamic batching a Triton config.pbtxt (`text`, from `path`) sets:
+// on when it has `dynamic_batching` and max_batch_size > 0. Fields ConvServe
+// does not read are ignored; INVALID_ARGUMENT naming the file for text that
+// does not parse or values out of CheckBatchingOptions' bounds.
+absl::StatusOr<BatchingOptions> ParseRepositoryConfig(const std::string& path,
+                                                      const std::string& text);
 
 // What one Sync() did.
 struct RepositorySyncReport {
@@ -128,9 +136,10 @@ class ModelRepository {
     int64_t size = 0;
     int64_t mtime_ns = 0;
     ino_t inode = 0;
+    std::string config;  // the config file's size, mtime and inode, or empty
     bool operator==(const FileIdentity& other) const {
       return version == other.version && path == other.path && size == other.size &&
-             mtime_ns == other.mtime_ns && inode == other.inode;
+             mtime_ns == other.mtime_ns && inode == other.inode && config == other.config;
     }
   };
   struct Served {

@@ -224,6 +224,55 @@ TEST_F(ModelRepositoryTest, RequestSyncRunsOneSyncInTheBackground) {
   EXPECT_TRUE(registry_.Find("m").ok());
 }
 
+TEST(ParseRepositoryConfigTest, ReadsTritonsBatchingFieldsAndIgnoresTheRest) {
+  absl::StatusOr<BatchingOptions> options = ParseRepositoryConfig("c", R"(
+      name: "resnet"
+      platform: "onnxruntime_onnx"
+      max_batch_size: 16
+      input [ { name: "x" data_type: TYPE_FP32 dims: [ 3, 224, 224 ] } ]
+      dynamic_batching { max_queue_delay_microseconds: 500 preferred_batch_size: [ 4, 8 ] }
+      instance_group [ { count: 2 kind: KIND_CPU } ])");
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(options->max_batch_size, 16);
+  EXPECT_EQ(options->max_queue_delay_us, 500);
+  // No dynamic_batching block: off, as in Triton.
+  options = ParseRepositoryConfig("c", "max_batch_size: 16");
+  ASSERT_TRUE(options.ok());
+  EXPECT_FALSE(options->enabled());
+  options = ParseRepositoryConfig("c", "dynamic_batching { }");
+  ASSERT_TRUE(options.ok());
+  EXPECT_FALSE(options->enabled());
+  EXPECT_THAT(
+      std::string(ParseRepositoryConfig("m/config.pbtxt", "max_batch_size: {").status().message()),
+      HasSubstr("m/config.pbtxt: expected a model configuration"));
+  EXPECT_THAT(std::string(ParseRepositoryConfig("m/config.pbtxt",
+                                                "max_batch_size: 5000 dynamic_batching { }")
+                              .status()
+                              .message()),
+              HasSubstr("5000"));
+}
+
+TEST_F(ModelRepositoryTest, AConfigSetsBatchingAndItsChangeReloads) {
+  Write("m", "1", "a");
+  std::ofstream(root_ / "m" / "config.pbtxt")
+      << "max_batch_size: 8 dynamic_batching { max_queue_delay_microseconds: 100 }";
+  ModelRepository repository(root_.string(), 1 << 20, &registry_, builder());
+  ASSERT_TRUE(repository.Sync().ok());
+  EXPECT_EQ((*registry_.Find("m"))->batching.max_batch_size, 8);
+  EXPECT_EQ((*registry_.Find("m"))->batching.max_queue_delay_us, 100);
+  std::ofstream(root_ / "m" / "config.pbtxt", std::ios::trunc) << "max_batch_size: 0";
+  absl::StatusOr<RepositorySyncReport> report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->loaded, 1);
+  EXPECT_FALSE((*registry_.Find("m"))->batching.enabled());
+  std::ofstream(root_ / "m" / "config.pbtxt", std::ios::trunc) << "not { a config";
+  report = repository.Sync();
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->refused.size(), 1u);
+  EXPECT_THAT(report->refused[0], HasSubstr("config.pbtxt"));
+  EXPECT_TRUE(registry_.Find("m").ok());  // the version loaded before stays
+}
+
 TEST_F(ModelRepositoryTest, AMissingRootIsAnError) {
   ModelRepository repository((root_ / "missing").string(), 1000, &registry_, builder());
   absl::StatusOr<RepositorySyncReport> report = repository.Sync();

@@ -54,7 +54,9 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
     if (finished_) return;
     if (!ok) {
       // The client closed its side (the normal end), or went away.
-      return FinishLocked(absl::OkStatus());
+      // Logged once done: a client that cancels may first be seen closing
+      // its side, and gRPC calls OnCancel() before OnDone().
+      return FinishLocked(absl::OkStatus(), /*caller_fault=*/false, /*log_now=*/false);
     }
     record_.request_bytes += static_cast<int64_t>(request_bytes_.Length());
     absl::Status status;
@@ -83,12 +85,12 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
     // Whoever finished the call has released the lock before this returns.
     { std::lock_guard<std::mutex> lock(mutex_); }
     services_.streams->Remove(this);
-    // A client that cancels may first be seen closing its side (a read
-    // that fails): gRPC tells OnCancel() before OnDone().
-    if (status_.ok() && cancelled_.load()) {
-      status_ = absl::CancelledError("the client cancelled the stream");
+    if (!logged_) {
+      if (status_.ok() && cancelled_.load()) {
+        status_ = absl::CancelledError("the client cancelled the stream");
+      }
+      LogEnd();
     }
-    LogEnd();
     delete this;
   }
 
@@ -272,21 +274,30 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
     return absl::CancelledError("the stream was cancelled during a chunk's computation");
   }
 
-  // Ends the call with `status`. Under mutex_.
-  void FinishLocked(const absl::Status& status, bool caller_fault = false) {
+  // Ends the call with `status`, logged now or (!log_now) in OnDone().
+  // Under mutex_.
+  void FinishLocked(const absl::Status& status, bool caller_fault = false, bool log_now = true) {
     finished_ = true;
     status_ = status;
     caller_fault_ = caller_fault;
+    // Nothing computes now (a chunk's work ends before it finishes the call):
+    // the tails go back to the budget at once, not once gRPC is done.
+    if (stream_) {
+      samples_in_ = stream_->samples_in();
+      samples_out_ = stream_->samples_out();
+      stream_.reset();
+    }
+    state_reservation_.Release();
+    if (log_now) LogEnd();
     Finish(ToGrpcStatus(status));
   }
 
   // Logs the stream's end and tells the observer.
   void LogEnd() {
+    logged_ = true;
     const absl::Status& status = status_;
     const bool client = !status.ok() && (caller_fault_ || IsClientError(status.code()));
     const std::string peer = context_->peer();
-    const int64_t samples_in = stream_ ? stream_->samples_in() : 0;
-    const int64_t samples_out = stream_ ? stream_->samples_out() : 0;
     LogEvent(
         status.ok() || status.code() == absl::StatusCode::kCancelled ? spdlog::level::info
         : client                                                     ? spdlog::level::warn
@@ -295,8 +306,8 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
                      status.ok() ? "" : ": ", status.ok() ? "" : BoundedStatusMessage(status)),
         {{"request_id", record_.request_id},
          {"messages", messages_},
-         {"samples_in", samples_in},
-         {"samples_out", samples_out}});
+         {"samples_in", samples_in_},
+         {"samples_out", samples_out_}});
     if (services_.observer != nullptr) {
       record_.peer = peer;
       record_.code = status.code();
@@ -331,6 +342,9 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
   absl::Status request_id_status_;
   absl::Status status_;  // what the call ended with
   bool caller_fault_ = false;
+  bool logged_ = false;     // LogEnd() ran
+  int64_t samples_in_ = 0;  // the stream's, once it has ended
+  int64_t samples_out_ = 0;
 };
 
 StreamRegistry::StreamRegistry(std::chrono::milliseconds idle_timeout)

@@ -3,7 +3,10 @@ equals RunModel on the whole signal (bitwise) and PyTorch in float64 (within
 the parity bound); non-causal models are refused naming the layer; idle
 streams are closed; a client cancelling mid-stream leaves the server serving."""
 
+import re
+import threading
 import time
+import urllib.request
 
 import grpc
 import numpy as np
@@ -199,3 +202,99 @@ def test_flag_is_validated():
     with pytest.raises(RuntimeError) as error:
         ServerProcess("--stream_idle_timeout_s=0")
     assert "--stream_idle_timeout_s: expected a value in 1..86400" in str(error.value)
+
+
+def _reserved_bytes(process):
+    """convserve_memory_budget_bytes{state="reserved"}, from --metrics_listen."""
+    port = int(re.search(r"serving GET /metrics on \S+:(\d+)", process.log()).group(1))
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10) as page:
+        text = page.read().decode()
+    return float(re.search(r'^convserve_memory_budget_bytes\{state="reserved"\} (\S+)$', text,
+                           re.M).group(1))
+
+
+def _open_stream(client, name, chunk):
+    """Starts a stream that sends `chunk` and then waits: (thread, outputs,
+    errors, release) -- set `release` to let the client close its side."""
+    release = threading.Event()
+    outputs, errors = [], []
+
+    def chunks():
+        yield chunk
+        release.wait(60)
+
+    def run():
+        try:
+            for y in client.stream(name, chunks()):
+                outputs.append(y)
+        except convserve.ConvServeError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outputs, errors, release
+
+
+def test_stream_state_is_counted_in_the_memory_budget():
+    server = ServerProcess("--drain_grace_ms=0", "--metrics_listen=127.0.0.1:0")
+    try:
+        with convserve.Client(server.target, timeout=60) as client:
+            rng = np.random.default_rng(7)
+            client.load_model("causal-budget", _model(rng, "channels_first"))
+            assert _reserved_bytes(server) == 0
+            thread, outputs, errors, release = _open_stream(
+                client, "causal-budget", np.zeros((8, 2, 4), np.float32))
+            deadline = time.monotonic() + 30
+            while not outputs:
+                assert time.monotonic() < deadline and not errors, (errors, server.log())
+                time.sleep(0.02)
+            # The tails: 8 x (2 x 2 + 4 x 8 + 4 x 4) floats, and the stream's overhead.
+            reserved = _reserved_bytes(server)
+            assert 8 * (2 * 2 + 4 * 8 + 4 * 4) * 4 <= reserved <= 64 * 1024, reserved
+            release.set()
+            thread.join(60)
+            assert not errors, errors
+            deadline = time.monotonic() + 10
+            while _reserved_bytes(server) != 0:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.02)
+        assert server.stop() == 0, server.log()
+    finally:
+        server.cleanup()
+    small = ServerProcess("--drain_grace_ms=0", "--memory_budget_bytes=4096")
+    try:
+        with convserve.Client(small.target, timeout=60) as client:
+            client.load_model("causal-budget", _model(np.random.default_rng(7), "channels_first"))
+            with pytest.raises(convserve.ConvServeError) as error:
+                list(client.stream("causal-budget", [np.zeros((1, 2, 4), np.float32)]))
+            assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "StreamModel (the stream's state)" in error.value.details
+            assert "--memory_budget_bytes=4096" in error.value.details
+        assert small.stop() == 0, small.log()
+    finally:
+        small.cleanup()
+
+
+def test_drain_ends_open_streams():
+    server = ServerProcess("--drain_grace_ms=0")
+    try:
+        with convserve.Client(server.target, timeout=60) as client:
+            rng = np.random.default_rng(8)
+            client.load_model("causal-drain", _model(rng, "channels_first"))
+            thread, outputs, errors, release = _open_stream(
+                client, "causal-drain", np.zeros((1, 2, 4), np.float32))
+            deadline = time.monotonic() + 30
+            while not outputs:
+                assert time.monotonic() < deadline and not errors, (errors, server.log())
+                time.sleep(0.02)
+            started = time.monotonic()
+            server.signal()
+            thread.join(30)
+            assert errors and errors[0].code == grpc.StatusCode.UNAVAILABLE, errors
+            assert "shutting down" in errors[0].details
+            release.set()
+            assert server.process.wait(timeout=30) == 0, server.log()
+            assert time.monotonic() - started < 20
+            assert "ended: UNAVAILABLE" in server.log()
+    finally:
+        server.cleanup()

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "core/checked_math.h"
 #include "core/tensor_shape.h"
 
@@ -122,16 +123,21 @@ absl::StatusOr<ConvStream> ConvStream::Create(std::vector<const ConvOperator*> l
     layer.stride = resolved.stride[kTime];
     layer.pad_begin = *pad_begin;
     layer.input_shape = shape;
-    // One window's worth of time checks everything but the time extent.
-    layer.input_shape[stream.time_axis_] = layer.span;
+    // One window's worth of time (or the chunk's, to show it in messages)
+    // checks everything but the time extent.
+    layer.input_shape[stream.time_axis_] =
+        i == 0 ? std::max(layer.span, chunk_shape[stream.time_axis_]) : layer.span;
     absl::StatusOr<ConvGeometry> probe = ResolveGeometry(resolved, layer.input_shape);
     if (!probe.ok()) {
-      return absl::Status(
-          probe.status().code(),
-          i == 0
-              ? std::string(probe.status().message())
-              : absl::StrCat(name, " on the previous layer's output: ", probe.status().message()));
+      absl::string_view message = probe.status().message();
+      if (i > 0) {
+        return absl::Status(probe.status().code(),
+                            absl::StrCat(name, " on the previous layer's output: ", message));
+      }
+      absl::ConsumePrefix(&message, "input: ");  // the chunk is the first layer's input
+      return absl::Status(probe.status().code(), absl::StrCat("chunk: ", message));
     }
+    layer.input_shape[stream.time_axis_] = layer.span;
     layer.output_shape = OutputShape(*probe);
     const std::vector<int64_t>& output_shape = layer.output_shape;
     const auto split = [&](const std::vector<int64_t>& dims, int64_t* outer, int64_t* inner) {

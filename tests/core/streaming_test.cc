@@ -320,7 +320,8 @@ TEST(ConvStreamTest, RefusesChunksOfAnotherShape) {
   EXPECT_THAT(ConvStream::Create(stack.pointers(), {1, 2}).status().message(),
               HasSubstr("chunk.shape: expected 3 dimensions for the 1-D model, got [1, 2]"));
   EXPECT_THAT(ConvStream::Create(stack.pointers(), {1, 4, 3}).status().message(),
-              HasSubstr("channels"));
+              HasSubstr("chunk: expected 2 channels (in_channels) at dim 2 of (N, L, C), got 3 "
+                        "in [1, 4, 3]"));
   absl::StatusOr<ConvStream> stream = ConvStream::Create(stack.pointers(), {1, 4, 2});
   ASSERT_TRUE(stream.ok()) << stream.status();
   std::vector<float> out;

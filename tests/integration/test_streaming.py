@@ -3,7 +3,10 @@ equals RunModel on the whole signal (bitwise) and PyTorch in float64 (within
 the parity bound); non-causal models are refused naming the layer; idle
 streams are closed; a client cancelling mid-stream leaves the server serving."""
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -15,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import convserve
-from conftest import ServerProcess
+from conftest import CONVCTL, REPO, ServerProcess
 
 # (C_in, C_out, kernel, dilation, stride, activation) of the model's layers.
 LAYERS = [(2, 4, 3, 1, 1, "relu"), (4, 4, 5, 2, 2, "tanh"), (4, 3, 2, 4, 1, None)]
@@ -298,3 +301,34 @@ def test_drain_ends_open_streams():
             assert "ended: UNAVAILABLE" in server.log()
     finally:
         server.cleanup()
+
+
+@pytest.mark.parametrize("data_format", ["channels_first", "channels_last"])
+def test_both_clis_stream_a_npy_file(server, client, tmp_path, data_format):
+    rng = np.random.default_rng(9)
+    name = "causal-cli-" + data_format
+    client.load_model(name, _model(rng, data_format), replace=True)
+    axis = 2 if data_format == "channels_first" else 1
+    x = rng.standard_normal((1, 2, 45) if axis == 2 else (1, 45, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    whole, _ = client.run_model(name, x)
+    for cli, command in (("convctl", [str(CONVCTL)]),
+                         ("python", [sys.executable, "-m", "convserve"])):
+        output = tmp_path / (cli + ".npy")
+        result = subprocess.run(
+            command + ["--target=%s" % server.target, "stream", "--model=" + name,
+                       "--input=%s" % (tmp_path / "x.npy"), "--output=%s" % output,
+                       "--chunk=7", "--data_format=" + data_format],
+            capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, PYTHONPATH=str(REPO / "client" / "python")))
+        assert result.returncode == 0, result.stderr
+        assert "(7 chunks)" in result.stdout, result.stdout
+        assert np.array_equal(np.load(output), whole), cli
+        result = subprocess.run(
+            command + ["--target=%s" % server.target, "stream", "--model=" + name,
+                       "--input=%s" % (tmp_path / "x.npy"), "--output=%s" % output,
+                       "--chunk=0"],
+            capture_output=True, text=True, timeout=60,
+            env=dict(os.environ, PYTHONPATH=str(REPO / "client" / "python")))
+        assert result.returncode == 1 and "--chunk: expected at least 1 cell, got 0" in \
+            result.stderr, (cli, result.stderr)

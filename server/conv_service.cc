@@ -164,9 +164,9 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ConvServiceImpl::St
   if (admitted.ok() && draining_.load()) {
     admitted = absl::UnavailableError("the server is shutting down; retry on another replica");
   }
-  return StartStreamCall(
-      {&options_, &models_, &budget_, pool_, observer_, &stop_all_work_, &streams_}, context,
-      admitted);
+  return StartStreamCall({&options_, &models_, &budget_, pool_, observer_, &stop_all_work_,
+                          &streams_, options_.small_call_macs},
+                         context, admitted);
 }
 
 absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const {

@@ -194,7 +194,9 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
     absl::StatusOr<StreamChunkPlan> plan = stream_->PlanChunk(chunk_.shape[stream_->time_axis()]);
     if (!plan.ok()) return plan.status();
     int64_t output_elements = 0;
+    int64_t macs = 0;  // over all layers, to choose the compute pool's lane
     for (size_t i = 0; i < plan->geometries.size(); ++i) {
+      macs = CheckedAdd(macs, plan->geometries[i].macs()).value_or(INT64_MAX);
       absl::Status limits =
           CheckLimits(absl::StrCat("layers[", i, "]."), plan->geometries[i], *services_.limits);
       if (!limits.ok()) return limits;
@@ -212,7 +214,9 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
     if (!reserved.ok()) return reserved.status();
     chunk_reservation_ = *std::move(reserved);
     queued_ = Clock::now();
-    return services_.pool->Submit([this] { Compute(); });
+    return services_.pool->Submit(
+        macs < services_.small_call_macs ? ComputePool::Lane::kSmall : ComputePool::Lane::kLarge,
+        [this] { Compute(); });
   }
 
   // Runs the chunk on the compute pool and writes its output.

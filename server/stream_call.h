@@ -83,6 +83,9 @@ struct StreamServices {
   CallObserver* observer = nullptr;        // may be null
   const std::atomic<bool>* stop_all_work;  // the service's StopAllWork flag
   StreamRegistry* streams = nullptr;
+  // Chunks of fewer multiply-accumulates (over all layers) run on the
+  // compute pool's small lane (--small_call_macs).
+  int64_t small_call_macs = 0;
 };
 
 // Memory a stream holds besides its tails: its messages, ConvStream and

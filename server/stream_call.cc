@@ -292,6 +292,7 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
       stream_.reset();
     }
     state_reservation_.Release();
+    chunk_reservation_.Release();  // no write is outstanding
     if (log_now) LogEnd();
     Finish(ToGrpcStatus(status));
   }

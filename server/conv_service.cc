@@ -151,7 +151,23 @@ ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* poo
       observer_(observer),
       budget_(options.memory_budget_bytes),
       models_(options.max_model_bytes, options.max_models),
-      batcher_([pool](std::function<void()> work) { return pool->Submit(std::move(work)); }) {}
+      batcher_([pool](std::function<void()> work) { return pool->Submit(std::move(work)); }),
+      streams_(std::chrono::seconds(options.stream_idle_timeout_s)) {}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ConvServiceImpl::StreamModel(
+    grpc::CallbackServerContext* context) {
+  absl::Status admitted;
+  if (options_.require_tls) admitted = RequireTlsTransport(TransportSecurityType(*context));
+  if (admitted.ok() && !options_.auth_token.empty()) {
+    admitted = CheckBearerToken(context->client_metadata(), options_.auth_token);
+  }
+  if (admitted.ok() && draining_.load()) {
+    admitted = absl::UnavailableError("the server is shutting down; retry on another replica");
+  }
+  return StartStreamCall({&options_, &models_, &budget_, pool_, observer_, &stop_all_work_,
+                          &streams_, options_.small_call_macs},
+                         context, admitted);
+}
 
 absl::Status ConvServiceImpl::Stopped(const UnaryCall& call, bool during) const {
   const char* const when =

@@ -31,6 +31,7 @@
 #include "server/memory_budget.h"
 #include "server/model_registry.h"
 #include "server/model_repository.h"
+#include "server/stream_call.h"
 #include "server/tls.h"
 #include "server/unary_call.h"
 #include "server/wire_scan.h"
@@ -56,6 +57,9 @@ struct ServiceOptions : RequestLimits {
   // Conv calls of fewer multiply-accumulates run on the compute pool's small
   // lane (compute_pool.h); 0: every call runs on the large lane (--small_call_macs).
   int64_t small_call_macs = kDefaultSmallCallMacs;
+  // A StreamModel stream that gets no message for this long is ended
+  // (--stream_idle_timeout_s).
+  int64_t stream_idle_timeout_s = 300;
 };
 
 // The generated service with every method registered as a raw callback
@@ -67,7 +71,8 @@ using RawConvService = v1::ConvService::WithRawCallbackMethod_Conv<
                 v1::ConvService::WithRawCallbackMethod_UnloadModel<
                     v1::ConvService::WithRawCallbackMethod_ListModels<
                         v1::ConvService::WithRawCallbackMethod_GetServerInfo<
-                            v1::ConvService::Service>>>>>>>;
+                            v1::ConvService::WithRawCallbackMethod_StreamModel<
+                                v1::ConvService::Service>>>>>>>>;
 
 class ConvServiceImpl final : public RawConvService {
  public:
@@ -120,11 +125,17 @@ class ConvServiceImpl final : public RawConvService {
         "GetServerInfo", context, request, response, &ConvServiceImpl::HandleGetServerInfo);
   }
 
+  // A StreamModel call (stream_call.h).
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* StreamModel(
+      grpc::CallbackServerContext* context) override;
+
   // From now on every new call fails with UNAVAILABLE; calls already
-  // accepted run to completion. Called when the server starts draining.
+  // accepted run to completion, streams end once their current chunk's
+  // output is sent. Called when the server starts draining.
   void StartDraining() {
     draining_.store(true);
     batcher_.Shutdown();  // calls waiting for batch mates go to the pool now
+    streams_.StartDraining();
   }
 
   // Stops the computations running and queued (within a work item, about a
@@ -269,6 +280,7 @@ class ConvServiceImpl final : public RawConvService {
   ModelRegistry models_;
   const ModelRepository* repository_ = nullptr;
   Batcher batcher_;  // RunModel calls of models with batching on
+  StreamRegistry streams_;  // waits for the streams when destroyed
 };
 
 }  // namespace convserve

@@ -124,6 +124,9 @@ ABSL_FLAG(int, drain_grace_ms, 500,
 ABSL_FLAG(int, shutdown_timeout_s, 30,
           "After the drain grace: how long calls in flight may take to finish before the "
           "server shuts down and cancels them.");
+ABSL_FLAG(int64_t, stream_idle_timeout_s, 300,
+          "A StreamModel stream whose client sends no message for this many seconds is ended "
+          "with DEADLINE_EXCEEDED (1 to 86400).");
 ABSL_FLAG(std::string, metrics_listen, "",
           "If set, HOST:PORT where GET /metrics serves Prometheus metrics over plain HTTP "
           "(e.g. 0.0.0.0:9090; port 0 picks a free one). Empty: no metrics endpoint.");
@@ -196,6 +199,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   flags.small_call_macs = absl::GetFlag(FLAGS_small_call_macs);
   flags.drain_grace_ms = absl::GetFlag(FLAGS_drain_grace_ms);
   flags.shutdown_timeout_s = absl::GetFlag(FLAGS_shutdown_timeout_s);
+  flags.stream_idle_timeout_s = absl::GetFlag(FLAGS_stream_idle_timeout_s);
   flags.port_file = absl::GetFlag(FLAGS_port_file);
   flags.health_listen = absl::GetFlag(FLAGS_health_listen);
   flags.health_port_file = absl::GetFlag(FLAGS_health_port_file);
@@ -217,6 +221,7 @@ int Serve(const std::vector<FlagOrigin>& configured) {
   options.memory_budget_bytes = flags.memory_budget_bytes;
   options.max_model_bytes = flags.max_model_bytes;
   options.small_call_macs = flags.small_call_macs;
+  options.stream_idle_timeout_s = flags.stream_idle_timeout_s;
 
   const std::string token_file = absl::GetFlag(FLAGS_auth_token_file);
   if (!token_file.empty()) {

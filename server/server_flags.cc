@@ -126,7 +126,9 @@ absl::Status ValidateServerFlags(const ServerFlagValues& values, int usable_cpus
                    " (0: no small-call lane; at most --max_macs)"),
         CheckRange("drain_grace_ms", values.drain_grace_ms, 0, kMaxDrainGraceMs, " (10 minutes)"),
         CheckRange("shutdown_timeout_s", values.shutdown_timeout_s, 0, kMaxShutdownTimeoutS,
-                   " (an hour)")}) {
+                   " (an hour)"),
+        CheckRange("stream_idle_timeout_s", values.stream_idle_timeout_s, 1,
+                   kMaxStreamIdleTimeoutS, " (a day)")}) {
     if (!status.ok()) return status;
   }
   if (!values.health_listen.empty()) {

@@ -28,6 +28,9 @@ inline constexpr int kMaxComputeThreads = 512;
 inline constexpr int kMaxDrainGraceMs = 10 * 60 * 1000;
 inline constexpr int kMaxShutdownTimeoutS = 60 * 60;
 
+// The longest --stream_idle_timeout_s: a day.
+inline constexpr int64_t kMaxStreamIdleTimeoutS = 24 * 60 * 60;
+
 // The flag values main() reads (defaults as the flags').
 struct ServerFlagValues {
   std::string listen = "0.0.0.0:50051";
@@ -40,6 +43,7 @@ struct ServerFlagValues {
   int64_t small_call_macs = int64_t{1} << 20;
   int drain_grace_ms = 500;
   int shutdown_timeout_s = 30;
+  int64_t stream_idle_timeout_s = 300;
   std::string port_file;
   std::string health_listen;  // empty: none
   std::string health_port_file;

@@ -17,6 +17,7 @@
 // Layer flags (shape and conv) follow the Python client: channel counts and
 // kernel come from the shapes; --padding is valid, same, same_lower, causal,
 // P, P1,P2 or B1:E1,B2:E2.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -73,6 +74,9 @@ ABSL_FLAG(std::string, input, "", "conv: input .npy (float32).");
 ABSL_FLAG(std::string, weight, "", "conv: weight .npy (float32).");
 ABSL_FLAG(std::string, bias, "", "conv: bias .npy (float32), optional.");
 ABSL_FLAG(std::string, output, "", "conv: output .npy to write.");
+ABSL_FLAG(std::string, model, "", "stream: name of a loaded causal model.");
+ABSL_FLAG(int64_t, chunk, 160,
+          "stream: cells per chunk along the time axis (the input's last spatial axis).");
 ABSL_FLAG(std::string, stride, "1", "Stride: one value or one per axis.");
 ABSL_FLAG(std::string, dilation, "1", "Dilation: one value or one per axis.");
 ABSL_FLAG(std::string, padding, "0",
@@ -202,6 +206,78 @@ int Conv(Client& client) {
   return 0;
 }
 
+// Cells [begin, begin + length) of `array` along `axis`.
+FloatArray SliceAxis(const FloatArray& array, size_t axis, int64_t begin, int64_t length) {
+  int64_t outer = 1;
+  int64_t inner = 1;
+  for (size_t d = 0; d < array.shape.size(); ++d) {
+    if (d < axis) outer *= array.shape[d];
+    if (d > axis) inner *= array.shape[d];
+  }
+  FloatArray slice{array.shape, {}};
+  slice.shape[axis] = length;
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* row = array.values.data() + (o * array.shape[axis] + begin) * inner;
+    slice.values.insert(slice.values.end(), row, row + length * inner);
+  }
+  return slice;
+}
+
+// Runs a loaded causal model over --input in chunks of --chunk cells along
+// its time axis (StreamModel) and writes the concatenated outputs.
+int Stream(Client& client) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  const int64_t chunk = absl::GetFlag(FLAGS_chunk);
+  const std::string data_format = absl::GetFlag(FLAGS_data_format);
+  if (model.empty() || absl::GetFlag(FLAGS_input).empty() || absl::GetFlag(FLAGS_output).empty()) {
+    return Fail(absl::InvalidArgumentError("stream: --model, --input and --output are required"));
+  }
+  if (chunk < 1) {
+    return Fail(
+        absl::InvalidArgumentError(absl::StrCat("--chunk: expected at least 1 cell, got ", chunk)));
+  }
+  if (data_format != "channels_first" && data_format != "channels_last") {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--data_format: expected channels_first or channels_last, got '", data_format, "'")));
+  }
+  absl::StatusOr<FloatArray> input = ReadNpy(absl::GetFlag(FLAGS_input));
+  if (!input.ok()) return Fail(input.status());
+  if (input->shape.size() < 3 || input->shape.size() > 5) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--input: expected (N, C, *S) or (N, *S, C) with 1 to 3 spatial axes, got "
+                     "shape [",
+                     absl::StrJoin(input->shape, ", "), "]")));
+  }
+  const size_t axis = input->shape.size() - (data_format == "channels_first" ? 1 : 2);
+  std::unique_ptr<ModelStream> stream = client.StreamModel(model);
+  std::vector<FloatArray> outputs;
+  for (int64_t at = 0; at < input->shape[axis]; at += chunk) {
+    absl::StatusOr<FloatArray> output =
+        stream->Push(SliceAxis(*input, axis, at, std::min(chunk, input->shape[axis] - at)));
+    if (!output.ok()) return Fail(output.status());
+    outputs.push_back(*std::move(output));
+  }
+  absl::Status finished = stream->Finish();
+  if (!finished.ok()) return Fail(finished);
+  FloatArray joined{outputs.front().shape, {}};
+  joined.shape[axis] = 0;
+  for (const FloatArray& output : outputs) joined.shape[axis] += output.shape[axis];
+  int64_t outer = 1;
+  for (size_t d = 0; d < axis; ++d) outer *= joined.shape[d];
+  for (int64_t o = 0; o < outer; ++o) {
+    for (const FloatArray& output : outputs) {
+      const size_t row = output.values.size() / static_cast<size_t>(outer);
+      joined.values.insert(joined.values.end(), output.values.begin() + o * row,
+                           output.values.begin() + (o + 1) * row);
+    }
+  }
+  absl::Status written = WriteNpy(absl::GetFlag(FLAGS_output), joined);
+  if (!written.ok()) return Fail(written);
+  std::cout << "output [" << absl::StrJoin(joined.shape, ", ") << "] written to "
+            << absl::GetFlag(FLAGS_output) << " (" << outputs.size() << " chunks)\n";
+  return 0;
+}
+
 int PrintServiceConfig(const ClientOptions& options) {
   absl::StatusOr<std::string> json = ServiceConfigJson(options);
   if (!json.ok()) return Fail(json.status());
@@ -254,10 +330,13 @@ std::string FlagOrEnvironment(const absl::Flag<std::string>& flag, const char* v
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Talks to a ConvServe server or its replicas.\n"
-      "Usage: convctl [--target=host:port] health|shape|conv|models|info|service_config [flags]\n"
+      "Usage: convctl [--target=host:port] health|shape|conv|stream|models|info|service_config "
+      "[flags]\n"
       "  health          print the serving status (exit 0 iff SERVING)\n"
       "  shape           explain a layer: --input_shape --weight_shape [layer flags]\n"
       "  conv            run a layer: --input x.npy --weight w.npy [--bias b.npy] --output y.npy\n"
+      "  stream          run a loaded causal model over a signal in chunks: --model NAME\n"
+      "                  --input x.npy --output y.npy [--chunk 160] [--data_format]\n"
       "  models          list loaded models\n"
       "  info            print the server's version, build, kernel tiers and limits\n"
       "  service_config  print the gRPC service config (--lb_policy, --retries) and exit");
@@ -304,6 +383,7 @@ int main(int argc, char** argv) {
   if (command == "health") run = convserve::client::Health;
   if (command == "shape") run = convserve::client::Shape;
   if (command == "conv") run = convserve::client::Conv;
+  if (command == "stream") run = convserve::client::Stream;
   if (command == "models") run = convserve::client::Models;
   if (command == "info") run = convserve::client::Info;
   if (run == nullptr) {

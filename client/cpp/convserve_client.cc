@@ -404,6 +404,48 @@ absl::StatusOr<ConvResult> Client::RunModel(const std::string& name, const Float
   return ConvResult{*std::move(output), response.compute_time_ns(), ""};
 }
 
+std::unique_ptr<ModelStream> Client::StreamModel(const std::string& name) {
+  std::unique_ptr<ModelStream> stream(new ModelStream());
+  stream->request_id_ = Prepare(&stream->context_);
+  stream->name_ = name;
+  stream->call_ = stub_->StreamModel(&stream->context_);
+  return stream;
+}
+
+absl::StatusOr<FloatArray> ModelStream::Push(const FloatArray& chunk) {
+  if (finished_) {
+    return absl::FailedPreconditionError("the stream is over: Finish() says how it ended");
+  }
+  v1::StreamModelRequest request;
+  request.set_name(name_);
+  name_.clear();  // only the first message names the model
+  ToProto(chunk, request.mutable_chunk());
+  v1::StreamModelResponse response;
+  if (!call_->Write(request) || !call_->Read(&response)) {
+    absl::Status status = Finish();
+    return status.ok() ? absl::InternalError("the server ended the stream without an answer")
+                       : status;
+  }
+  return FromProto(response.output());
+}
+
+absl::Status ModelStream::Finish() {
+  if (finished_) return absl::FailedPreconditionError("the stream was already finished");
+  finished_ = true;
+  call_->WritesDone();
+  v1::StreamModelResponse extra;
+  while (call_->Read(&extra)) {
+  }
+  return WithRequestId(context_, request_id_, call_->Finish());
+}
+
+ModelStream::~ModelStream() {
+  if (!finished_) {
+    context_.TryCancel();
+    (void)Finish();
+  }
+}
+
 absl::Status Client::UnloadModel(const std::string& name) {
   grpc::ClientContext context;
   const std::string request_id = Prepare(&context);

@@ -71,6 +71,33 @@ struct ConvResult {
   std::string kernel;
 };
 
+// One StreamModel call (Client::StreamModel): Push() each chunk of the
+// signal and get the output cells it completes, in turn; Finish() at the
+// end. The Client's timeout bounds the whole stream. Not thread-safe.
+class ModelStream {
+ public:
+  // Sends the next chunk (in the model's data layout; every axis but the
+  // last spatial one as in the first chunk) and waits for its output, whose
+  // time extent may be 0. After an error the stream is over: Finish() says
+  // why the server ended it.
+  absl::StatusOr<FloatArray> Push(const FloatArray& chunk);
+  // Closes the sending side and returns how the call ended (OK, or the
+  // server's error with the request ID, as every Client call does).
+  absl::Status Finish();
+  // Cancels the call (e.g. from another thread, or instead of Finish()).
+  void Cancel() { context_.TryCancel(); }
+  ~ModelStream();
+
+ private:
+  friend class Client;
+  ModelStream() = default;
+  grpc::ClientContext context_;
+  std::string request_id_;
+  std::string name_;  // sent with the first chunk
+  std::unique_ptr<grpc::ClientReaderWriter<v1::StreamModelRequest, v1::StreamModelResponse>> call_;
+  bool finished_ = false;
+};
+
 // How a Client's channel reaches the server or its replicas.
 struct ClientOptions {
   // Largest request and response, in bytes (the server's --max_message_bytes).
@@ -140,6 +167,8 @@ class Client {
 
   absl::StatusOr<v1::ModelInfo> LoadModel(const v1::LoadModelRequest& request);
   absl::StatusOr<ConvResult> RunModel(const std::string& name, const FloatArray& input);
+  // Starts a StreamModel call on the loaded causal model `name`.
+  std::unique_ptr<ModelStream> StreamModel(const std::string& name);
   absl::Status UnloadModel(const std::string& name);
   absl::StatusOr<std::vector<v1::ModelInfo>> ListModels();
   // The server's version, build, kernel tiers, compute threads and limits.

@@ -272,6 +272,51 @@ TEST(CppClientOfflineTest, HalfTensorsRoundToNearestEvenAndBack) {
   EXPECT_EQ(FromProto(tensor).status().code(), absl::StatusCode::kInternal);
 }
 
+TEST_F(CppClientTest, StreamModelEqualsTheWholeSignal) {
+  // y[t] = x[t] + x[t - 1] (causal, x[-1] = 0), then every other cell.
+  v1::LoadModelRequest request;
+  request.set_name("cpp-stream");
+  LayerArgs sum;
+  sum.input_shape = {1, 1, 9};
+  sum.weight_shape = {1, 1, 2};
+  sum.padding = "causal";
+  v1::ModelLayer* layer = request.add_layers();
+  *layer->mutable_layer() = Layer(sum);
+  ToProto(FloatArray{{1, 1, 2}, {1, 1}}, layer->mutable_weight());
+  LayerArgs pick;
+  pick.input_shape = {1, 1, 9};
+  pick.weight_shape = {1, 1, 1};
+  pick.stride = {2};
+  layer = request.add_layers();
+  *layer->mutable_layer() = Layer(pick);
+  ToProto(FloatArray{{1, 1, 1}, {1}}, layer->mutable_weight());
+  ASSERT_TRUE(client_->LoadModel(request).ok());
+
+  std::unique_ptr<ModelStream> stream = client_->StreamModel("cpp-stream");
+  std::vector<float> streamed;
+  std::vector<int64_t> lengths;
+  float next = 1;
+  for (int64_t length : {1, 1, 3, 4}) {
+    FloatArray chunk{{1, 1, length}, {}};
+    for (int64_t i = 0; i < length; ++i) chunk.values.push_back(next++);
+    absl::StatusOr<FloatArray> output = stream->Push(chunk);
+    ASSERT_TRUE(output.ok()) << output.status();
+    EXPECT_EQ(output->shape.size(), 3u);
+    lengths.push_back(output->shape[2]);
+    streamed.insert(streamed.end(), output->values.begin(), output->values.end());
+  }
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_THAT(lengths, ElementsAre(1, 0, 2, 2));  // cells 0 | - | 2, 4 | 6, 8
+  EXPECT_EQ(streamed, (std::vector<float>{1, 5, 9, 13, 17}));
+
+  // An unknown model: refused, with the request ID.
+  stream = client_->StreamModel("no-such-model");
+  absl::StatusOr<FloatArray> output = stream->Push(FloatArray{{1, 1, 1}, {1}});
+  ASSERT_FALSE(output.ok());
+  EXPECT_EQ(output.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(RequestIdOf(output.status()), ::testing::MatchesRegex("[0-9a-f]{32}"));
+}
+
 TEST_F(CppClientTest, FailuresNameTheirRequestId) {
   // A new ID per call, named in the message and carried as the payload.
   absl::Status first = client_->UnloadModel("no-such-model");

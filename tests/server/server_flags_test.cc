@@ -89,6 +89,10 @@ TEST(ValidateServerFlagsTest, NamesTheFlagOutOfRange) {
             "--shutdown_timeout_s: expected a value in 0..3600 (an hour), got -5");
   EXPECT_THAT(error_with([](ServerFlagValues& v) { v.shutdown_timeout_s = 3601; }),
               HasSubstr("--shutdown_timeout_s"));
+  EXPECT_EQ(error_with([](ServerFlagValues& v) { v.stream_idle_timeout_s = 0; }),
+            "--stream_idle_timeout_s: expected a value in 1..86400 (a day), got 0");
+  EXPECT_THAT(error_with([](ServerFlagValues& v) { v.stream_idle_timeout_s = 86401; }),
+              HasSubstr("--stream_idle_timeout_s"));
   EXPECT_EQ(error_with([](ServerFlagValues& v) { v.max_message_bytes = 10; }),
             "--max_message_bytes: expected a value in 1024..2147483647, got 10");
   EXPECT_THAT(error_with([](ServerFlagValues& v) { v.max_elements = 0; }),

@@ -137,10 +137,18 @@ def main(argv=None):
     _option(conv, "bias", default=None, help="bias .npy (float32), optional")
     _option(conv, "output", required=True, help="output .npy to write")
     _layer_options(conv)
+    stream = commands.add_parser(
+        "stream", help="run a loaded causal model over a .npy signal in chunks (StreamModel)")
+    _option(stream, "model", required=True, help="name of a loaded causal model")
+    _option(stream, "input", required=True, help="input .npy (float32)")
+    _option(stream, "output", required=True, help="output .npy to write")
+    _option(stream, "chunk", type=int, default=160,
+            help="cells per chunk along the time axis (the input's last spatial axis)")
+    _option(stream, "data-format", default="channels_first", choices=DATA_FORMATS)
     models = commands.add_parser("models", help="list loaded models")
     info = commands.add_parser("info",
                                help="print the server's version, build, kernel tiers and limits")
-    for command in (health, shape, conv, models, info):
+    for command in (health, shape, conv, stream, models, info):
         _connection_options(command, suppress=True)
     args = parser.parse_args(argv)
 
@@ -177,6 +185,24 @@ def main(argv=None):
                 y = function(x, w, b, client=client, **_layer_kwargs(args))
                 np.save(args.output, y)
                 print("output %s written to %s" % (list(y.shape), args.output))
+                return 0
+            if args.command == "stream":
+                if args.chunk < 1:
+                    print("error: --chunk: expected at least 1 cell, got %d" % args.chunk,
+                          file=sys.stderr)
+                    return 1
+                x = np.load(args.input)
+                if not 3 <= x.ndim <= 5:
+                    print("error: --input: expected (N, C, *S) or (N, *S, C) with 1 to 3 spatial "
+                          "axes, got shape %s" % (list(x.shape),), file=sys.stderr)
+                    return 1
+                axis = x.ndim - (1 if args.data_format == "channels_first" else 2)
+                chunks = [x[(slice(None),) * axis + (slice(at, at + args.chunk),)]
+                          for at in range(0, x.shape[axis], args.chunk)]
+                y = np.concatenate(list(client.stream(args.model, chunks)), axis=axis)
+                np.save(args.output, y)
+                print("output %s written to %s (%d chunks)" % (list(y.shape), args.output,
+                                                                len(chunks)))
                 return 0
             if args.command == "info":
                 info = client.server_info()

@@ -374,6 +374,44 @@ class Client:
         response = self._call(self.stub.RunModel, request, timeout)
         return from_tensor(response.output), response.compute_time_ns
 
+    def stream(self, name, chunks, timeout=None):
+        """Streams a signal through the causal model `name` (StreamModel).
+
+        chunks: an iterable of numpy arrays (float32 or convertible), each the
+        next cells of the signal along the last spatial axis, in the model's
+        data layout, every other axis the same as in the first. Yields, for
+        each chunk in turn, the output cells it completes (a numpy array whose
+        time extent may be 0); concatenated along the time axis, they equal
+        run_model() on the concatenated chunks. The chunks are sent as the
+        caller's iterable produces them, so it may be an endless generator.
+        timeout: for the whole stream (default: the client's). A failure
+        raises ConvServeError, as the other methods do; closing the generator
+        early cancels the stream.
+        """
+        request_id = self.request_id if self.request_id is not None else uuid.uuid4().hex
+
+        def requests():
+            first = True
+            for chunk in chunks:
+                request = pb.StreamModelRequest(name=name if first else "")
+                to_tensor(chunk, request.chunk)
+                first = False
+                yield request
+            if first:  # no chunk: the model is still named (and checked)
+                yield pb.StreamModelRequest(name=name)
+
+        responses = self.stub.StreamModel(
+            requests(), timeout=timeout if timeout is not None else self.timeout,
+            metadata=self._metadata + ((REQUEST_ID_KEY, request_id),))
+        try:
+            for response in responses:
+                yield from_tensor(response.output)
+        except grpc.RpcError as error:
+            raise ConvServeError(error.code(), error.details(),
+                                 _answered_request_id(error, request_id)) from None
+        finally:
+            responses.cancel()  # a no-op once the stream has ended
+
     def unload_model(self, name, timeout=None):
         self._call(self.stub.UnloadModel, pb.UnloadModelRequest(name=name), timeout)
 

@@ -78,6 +78,8 @@ class ComputePool {
 
   // The large lane's threads (the arena's).
   int threads() const { return threads_; }
+  // --max_queued_calls: the bound of each lane's queue.
+  int64_t max_queued() const { return max_queued_; }
   int small_threads() const { return static_cast<int>(small_workers_.size()); }
 
   // Work items submitted and not started yet, in both lanes or in one

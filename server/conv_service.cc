@@ -616,6 +616,11 @@ void ConvServiceImpl::HandleGetServerInfo(UnaryCall* call,
   limits->set_max_macs(options_.max_macs);
   limits->set_memory_budget_bytes(options_.memory_budget_bytes);
   limits->set_max_model_bytes(options_.max_model_bytes);
+  limits->set_max_queued_calls(pool_->max_queued());
+  limits->set_max_models(options_.max_models);
+  limits->set_max_layers_per_model(options_.max_layers_per_model);
+  limits->set_small_call_macs(options_.small_call_macs);
+  limits->set_stream_idle_timeout_s(options_.stream_idle_timeout_s);
   response->set_auth_required(!options_.auth_token.empty());
   call->Complete(absl::OkStatus());
 }

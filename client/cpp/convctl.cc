@@ -17,6 +17,9 @@
 // Layer flags (shape and conv) follow the Python client: channel counts and
 // kernel come from the shapes; --padding is valid, same, same_lower, causal,
 // P, P1,P2 or B1:E1,B2:E2.
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -305,12 +308,13 @@ int Info(Client& client) {
             << "build_type: " << info->build_type() << "\n"
             << "kernel_tiers: " << absl::StrJoin(info->kernel_tiers(), ", ") << "\n"
             << "compute_threads: " << info->compute_threads() << "\n"
-            << "auth_required: " << (info->auth_required() ? "true" : "false") << "\n"
-            << "max_message_bytes: " << limits.max_message_bytes() << "\n"
-            << "max_elements: " << limits.max_elements() << "\n"
-            << "max_macs: " << limits.max_macs() << "\n"
-            << "memory_budget_bytes: " << limits.memory_budget_bytes() << "\n"
-            << "max_model_bytes: " << limits.max_model_bytes() << "\n";
+            << "auth_required: " << (info->auth_required() ? "true" : "false") << "\n";
+  // Every limit, in the proto's order (all int64): new ones print themselves.
+  const google::protobuf::Descriptor* descriptor = limits.GetDescriptor();
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* field = descriptor->field(i);
+    std::cout << field->name() << ": " << limits.GetReflection()->GetInt64(limits, field) << "\n";
+  }
   return 0;
 }
 

@@ -65,6 +65,11 @@ def test_server_info_reports_version_build_tiers_threads_and_limits(start_server
     assert info.limits.max_message_bytes == 256 << 20  # the default
     assert info.limits.max_elements == 1 << 28
     assert info.limits.max_model_bytes == 1 << 30
+    assert info.limits.max_queued_calls == 256
+    assert info.limits.max_models == 1024
+    assert info.limits.max_layers_per_model == 1024
+    assert info.limits.small_call_macs == 1 << 20
+    assert info.limits.stream_idle_timeout_s == 300
     assert not info.auth_required
 
 
@@ -78,6 +83,8 @@ def test_both_clis_print_the_same_server_info(start_server):
     assert cpp.stdout == python.stdout
     assert "kernel_tiers: %s\n" % ", ".join(expected_tiers()) in cpp.stdout
     assert "version: %s\n" % project_version() in cpp.stdout
+    assert "max_queued_calls: 256\n" in cpp.stdout
+    assert "stream_idle_timeout_s: 300\n" in cpp.stdout
 
 
 def test_environment_sets_flags_and_an_explicit_flag_wins(start_server):

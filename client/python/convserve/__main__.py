@@ -212,11 +212,10 @@ def main(argv=None):
                         ("build_type", info.build_type),
                         ("kernel_tiers", ", ".join(info.kernel_tiers)),
                         ("compute_threads", info.compute_threads),
-                        ("auth_required", "true" if info.auth_required else "false"),
-                        ("max_message_bytes", limits.max_message_bytes),
-                        ("max_elements", limits.max_elements), ("max_macs", limits.max_macs),
-                        ("memory_budget_bytes", limits.memory_budget_bytes),
-                        ("max_model_bytes", limits.max_model_bytes)]:
+                        ("auth_required", "true" if info.auth_required else "false")] + [
+                        # Every limit, in the proto's order, as convctl prints them.
+                        (field.name, getattr(limits, field.name))
+                        for field in limits.DESCRIPTOR.fields]:
                     print("%s: %s" % (name, value))
                 return 0
             if args.command == "models":

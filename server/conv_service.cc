@@ -142,6 +142,22 @@ absl::Status CatchExceptions(const std::function<absl::Status()>& work) {
   }
 }
 
+// Packs `layers` into `model`'s operators (the expensive part of a load),
+// counting their parameters; checks `stop` between layers.
+absl::Status PackLayers(const std::vector<DecodedLayer>& layers, const StopToken& stop,
+                        Model* model) {
+  for (const DecodedLayer& layer : layers) {
+    if (stop.StopRequested()) return StoppedError();
+    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
+        ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
+    if (!op.ok()) return op.status();
+    model->parameters +=
+        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
+    model->layers.push_back(*std::move(op));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 ConvServiceImpl::ConvServiceImpl(const ServiceOptions& options, ComputePool* pool,
@@ -409,15 +425,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                   model->weight_bytes = weight_bytes;
                   model->charged_bytes = charged_bytes;
                   model->batching = ToBatchingOptions(*request);
-                  for (const DecodedLayer& layer : *layers) {
-                    if (stop.StopRequested()) return StoppedError();
-                    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-                        ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
-                    if (!op.ok()) return op.status();
-                    model->parameters +=
-                        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
-                    model->layers.push_back(*std::move(op));
-                  }
+                  absl::Status packed = PackLayers(*layers, stop, model.get());
+                  if (!packed.ok()) return packed;
                   ToProtoModelInfo(*model, response->mutable_model());
                   const std::string name = model->name;
                   const int64_t parameters = model->parameters;
@@ -573,14 +582,8 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
   auto model = std::make_shared<Model>();
   model->weight_bytes = weight_bytes;
   model->charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers.size()));
-  for (const DecodedLayer& layer : layers) {
-    absl::StatusOr<std::unique_ptr<ConvOperator>> op =
-        ConvOperator::Create(layer.layer, layer.weight.values, layer.bias.values);
-    if (!op.ok()) return op.status();
-    model->parameters +=
-        static_cast<int64_t>(layer.weight.values.size() + layer.bias.values.size());
-    model->layers.push_back(*std::move(op));
-  }
+  absl::Status packed = PackLayers(layers, StopToken(), model.get());
+  if (!packed.ok()) return packed;
   // The shapes the file fixes, and what they give through the layers.
   const bool fixed = !imported.input_shape.empty() &&
                      std::all_of(imported.input_shape.begin(), imported.input_shape.end(),

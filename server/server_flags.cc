@@ -122,8 +122,10 @@ absl::Status ValidateServerFlags(const ServerFlagValues& values, int usable_cpus
         CheckRange("max_macs", values.max_macs, 1, INT64_MAX),
         CheckRange("memory_budget_bytes", values.memory_budget_bytes, 0, INT64_MAX),
         CheckRange("max_model_bytes", values.max_model_bytes, 0, INT64_MAX),
-        CheckRange("small_call_macs", values.small_call_macs, 0, values.max_macs,
-                   " (0: no small-call lane; at most --max_macs)"),
+        // Above --max_macs it only means every admitted call is small: a
+        // server started with a tiny --max_macs keeps the default.
+        CheckRange("small_call_macs", values.small_call_macs, 0, INT64_MAX,
+                   " (0: no small-call lane)"),
         CheckRange("drain_grace_ms", values.drain_grace_ms, 0, kMaxDrainGraceMs, " (10 minutes)"),
         CheckRange("shutdown_timeout_s", values.shutdown_timeout_s, 0, kMaxShutdownTimeoutS,
                    " (an hour)"),

@@ -22,8 +22,9 @@ from convserve.client import Client, ConvServeError, ModelLayer  # noqa: E402
 from convserve.functional import (  # noqa: E402
     conv1d, conv2d, conv3d, make_layer, validate)
 from convserve.report import format_report  # noqa: E402
+from convserve.torch_bridge import RemoteModel, from_torch  # noqa: E402
 
 __all__ = [
     "Client", "ConvServeError", "ModelLayer", "conv1d", "conv2d", "conv3d", "make_layer",
-    "validate", "format_report",
+    "validate", "format_report", "from_torch", "RemoteModel",
 ]

@@ -139,8 +139,55 @@ def bfloat16_bits_to_float32(bits):
     return (np.ascontiguousarray(bits, dtype="<u2").astype("<u4") << 16).view("<f4")
 
 
-def to_tensor(array, tensor=None, element_type=None):
-    """numpy array -> convserve.v1.Tensor (little-endian, C order).
+def _is_torch(value):
+    """Whether `value` is a torch.Tensor (without importing torch for those who do not use it)."""
+    return type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach")
+
+
+def as_array(value, name="tensor", element_type=None):
+    """(numpy array, the element type it travels as by default) for a numpy array, anything
+    np.asarray takes, or a torch tensor (detached, moved to the CPU, made contiguous; its
+    gradient is not needed). Only real floating point is accepted: float16, bfloat16 (torch),
+    float32 and float64 (sent as float32, or as element_type says); complex, integer and
+    boolean values raise TypeError naming `name` rather than being converted silently. A
+    uint16 array is taken as bfloat16 bit patterns when element_type is bfloat16."""
+    if _is_torch(value):
+        import torch
+        tensor = value.detach().cpu().contiguous()
+        if tensor.dtype == torch.bfloat16:
+            return tensor.view(torch.int16).numpy().view(np.uint16), pb.ELEMENT_TYPE_BFLOAT16
+        if not tensor.is_floating_point():
+            raise TypeError("%s: expected a real floating-point tensor (float16, bfloat16, float32 "
+                            "or float64), got %s; convert it explicitly, e.g. x.float()"
+                            % (name, tensor.dtype))
+        array = tensor.numpy()
+    else:
+        array = np.asarray(value)
+        if array.dtype == np.uint16 and element_type == pb.ELEMENT_TYPE_BFLOAT16:
+            return array, pb.ELEMENT_TYPE_BFLOAT16
+        if array.dtype.kind != "f":
+            raise TypeError("%s: expected a real floating-point array (float16, float32 or "
+                            "float64; bfloat16 bit patterns as uint16 with "
+                            "element_type='bfloat16'), got %s; convert it explicitly, e.g. "
+                            "x.astype(np.float32)" % (name, array.dtype))
+    return array, (pb.ELEMENT_TYPE_FLOAT16 if array.dtype == np.float16 else None)
+
+
+def like_input(y, reference):
+    """`y` (as from_tensor returns it) as a torch tensor on `reference`'s device when
+    `reference` is one (bfloat16 answers as torch.bfloat16); `y` unchanged otherwise."""
+    if not _is_torch(reference):
+        return y
+    import torch
+    if y.dtype == np.uint16:  # bfloat16 bit patterns
+        result = torch.from_numpy(y.astype(np.int16)).view(torch.bfloat16)
+    else:
+        result = torch.from_numpy(y)
+    return result.to(reference.device)
+
+
+def to_tensor(array, tensor=None, element_type=None, name="tensor"):
+    """numpy array or torch tensor -> convserve.v1.Tensor (little-endian, C order).
 
     element_type: "float32", "float16", "bfloat16" (or a pb.ElementType).
     None, the default: FLOAT16 for a float16 array, FLOAT32 for anything
@@ -150,10 +197,9 @@ def to_tensor(array, tensor=None, element_type=None):
     other arrays to nearest even, as torch does.
     """
     element_type = _element_type("element_type", element_type)
-    array = np.asarray(array)
+    array, natural = as_array(array, name, element_type)
     if element_type is None:
-        element_type = (pb.ELEMENT_TYPE_FLOAT16 if array.dtype == np.float16
-                        else pb.ELEMENT_TYPE_FLOAT32)
+        element_type = natural if natural is not None else pb.ELEMENT_TYPE_FLOAT32
     if element_type == pb.ELEMENT_TYPE_BFLOAT16:
         data = array.astype("<u2") if array.dtype == np.uint16 else float32_to_bfloat16_bits(array)
     else:
@@ -316,15 +362,15 @@ class Client:
         The server computes in float32 either way.
         """
         request = pb.ConvRequest(layer=layer)
-        to_tensor(x, request.input, element_type)
-        to_tensor(w, request.weight, element_type)
+        to_tensor(x, request.input, element_type, "x")
+        to_tensor(w, request.weight, element_type, "w")
         if b is not None:
-            to_tensor(b, request.bias, element_type)
+            to_tensor(b, request.bias, element_type, "b")
         output_type = _element_type("output_type", output_type)
         if output_type is not None:
             request.output_type = output_type
         response = self._call(self.stub.Conv, request, timeout)
-        y = from_tensor(response.output)
+        y = like_input(from_tensor(response.output), x)
         response.output.ClearField("data")
         return y, response
 
@@ -367,12 +413,12 @@ class Client:
 
         element_type, output_type: as for conv()."""
         request = pb.RunModelRequest(name=name)
-        to_tensor(x, request.input, element_type)
+        to_tensor(x, request.input, element_type, "x")
         output_type = _element_type("output_type", output_type)
         if output_type is not None:
             request.output_type = output_type
         response = self._call(self.stub.RunModel, request, timeout)
-        return from_tensor(response.output), response.compute_time_ns
+        return like_input(from_tensor(response.output), x), response.compute_time_ns
 
     def stream(self, name, chunks, timeout=None):
         """Streams a signal through the causal model `name` (StreamModel).
@@ -390,11 +436,15 @@ class Client:
         """
         request_id = self.request_id if self.request_id is not None else uuid.uuid4().hex
 
+        sent = []  # the first chunk: torch chunks get torch outputs
+
         def requests():
             first = True
             for chunk in chunks:
                 request = pb.StreamModelRequest(name=name if first else "")
-                to_tensor(chunk, request.chunk)
+                to_tensor(chunk, request.chunk, name="chunk")
+                if first:
+                    sent.append(chunk)
                 first = False
                 yield request
             if first:  # no chunk: the model is still named (and checked)
@@ -405,7 +455,7 @@ class Client:
             metadata=self._metadata + ((REQUEST_ID_KEY, request_id),))
         try:
             for response in responses:
-                yield from_tensor(response.output)
+                yield like_input(from_tensor(response.output), sent[0] if sent else None)
         except grpc.RpcError as error:
             raise ConvServeError(error.code(), error.details(),
                                  _answered_request_id(error, request_id)) from None

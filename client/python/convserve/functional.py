@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 
-from convserve.client import DEFAULT_TARGET, Client, pb
+from convserve.client import DEFAULT_TARGET, Client, _element_type, _is_torch, as_array, pb
 
 _PADDING_PRESETS = {
     "valid": pb.PADDING_PRESET_VALID,
@@ -160,19 +160,22 @@ def _client(client, target):
         return _default_clients[target]
 
 
-def _as_sent(array):
-    """float16 and uint16 (bfloat16 bit patterns) arrays as they are, anything else as float32."""
-    array = np.asarray(array)
-    return array if array.dtype in (np.float16, np.uint16) else array.astype(np.float32)
+def _as_sent(value, name, element_type):
+    """float16 arrays, and bfloat16 tensors or bit patterns, as they are; other real
+    floating-point values as float32 (as_array refuses the rest)."""
+    if _is_torch(value):
+        return value  # to_tensor converts it, and the answer comes back as torch
+    array, natural = as_array(value, name, _element_type("element_type", element_type))
+    return array if natural is not None else array.astype(np.float32)
 
 
 def _conv(rank, x, w, b, stride, padding, padding_mode, dilation, groups, data_format,
           weight_format, activation, activation_alpha, client, target, timeout,
           element_type=None, output_type=None):
-    x = _as_sent(x)
-    w = _as_sent(w)
-    layer = make_layer(rank, x.shape, w.shape, b is not None, stride, padding, padding_mode,
-                       dilation, groups, data_format, weight_format, activation,
+    x = _as_sent(x, "x", element_type)
+    w = _as_sent(w, "w", element_type)
+    layer = make_layer(rank, tuple(x.shape), tuple(w.shape), b is not None, stride, padding,
+                       padding_mode, dilation, groups, data_format, weight_format, activation,
                        activation_alpha)
     y, _ = _client(client, target).conv(layer, x, w, b, timeout=timeout,
                                         element_type=element_type, output_type=output_type)

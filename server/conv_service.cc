@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <exception>
 #include <new>
 #include <string>
@@ -574,8 +575,11 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
   ImportedModel imported;
   std::vector<DecodedLayer> layers;
   int64_t weight_bytes = 0;
+  // A file is not a message: only --max_model_bytes bounds it.
+  ServiceOptions file_options = options_;
+  file_options.max_message_bytes = INT64_MAX;
   absl::Status decoded =
-      DecodeOnnxLayers(source, bytes, options_, &imported, &layers, &weight_bytes);
+      DecodeOnnxLayers(source, bytes, file_options, &imported, &layers, &weight_bytes);
   if (!decoded.ok()) return decoded;
   absl::Status count = CheckLayerCount(static_cast<int64_t>(layers.size()));
   if (!count.ok()) return count;

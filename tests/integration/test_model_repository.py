@@ -197,6 +197,20 @@ def test_a_file_above_max_model_bytes_is_refused(start_server, tmp_path):
         assert "--max_model_bytes" in refused.status
 
 
+def test_a_file_larger_than_a_message_is_served(start_server, tmp_path):
+    # Files are bounded by --max_model_bytes only: --max_message_bytes is about the wire.
+    root = tmp_path / "models"
+    data = export(net(1), SHAPE)
+    assert len(data) > 1024
+    write(root, "net", 1, data)
+    process = start_server("--model_repository=%s" % root, "--max_message_bytes=1024",
+                           "--drain_grace_ms=0")
+    with convserve.Client(process.target, timeout=60) as client:
+        wait_serving(client)
+        (served,) = client.list_models()
+        assert served.ready, served.status
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--model_repository=/nonexistent/models"], "--model_repository: expected a directory"),
     (["--model_repository_poll_s=5"], "--model_repository_poll_s: expected only with"),

@@ -1,6 +1,8 @@
 // half.cc: the scalar loops and the choice of ISA.
 #include "core/half.h"
 
+#include <cpuid.h>
+
 #include <cstring>
 
 #include "core/fast/fast_conv.h"
@@ -9,7 +11,13 @@
 namespace convserve {
 namespace {
 
-bool CpuHasAvx2F16c() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"); }
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does
+// not know "f16c", and the fuzzers are built with clang.
+bool CpuHasAvx2F16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return false;
+  return __builtin_cpu_supports("avx2") && (ecx & bit_F16C) != 0;
+}
 
 // Loads and stores through memcpy, so that FloatToHalf may narrow in place.
 template <typename Convert>

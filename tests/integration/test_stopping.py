@@ -26,6 +26,8 @@ LAYERS = 40
 SHAPE = (1, 64, 256, 256)
 # How long after a call starts its 16 MiB request has arrived and its computation runs.
 COMPUTING = 1.5
+# server/main.cc gives gRPC's Shutdown() this long once the calls have been stopped.
+SHUTDOWN_GRACE_S = 1.0
 
 
 def cpu_seconds(pid):
@@ -175,10 +177,11 @@ def test_row12_shutdown_timeout_stops_the_computation(long_model):
         exited = time.monotonic() - start
         call.join(timeout=60)
         assert model.process.process.returncode == 0, model.process.log()
-        # --shutdown_timeout_s=1, then the computation stops within a work item; without
-        # stopping, the exit waits for the rest of the run (full run - COMPUTING).
+        # --shutdown_timeout_s=1, then the computation stops within a work item, then gRPC's
+        # Shutdown gets its fixed second (server/main.cc) to send what is in flight; without
+        # stopping, the exit also waits for the rest of the run (full run - COMPUTING).
         left = long_model.full_wall - COMPUTING
-        assert exited < 1.0 + left / 2, (
+        assert exited < 1.0 + SHUTDOWN_GRACE_S + left / 2, (
             "exited %.2f s after SIGTERM (the rest of a full run: %.2f s)" % (exited, left))
         assert outcome.get("code") == grpc.StatusCode.UNAVAILABLE, outcome
         assert "--shutdown_timeout_s" in outcome["details"]

@@ -279,7 +279,7 @@ class ConvServiceImpl final : public RawConvService {
   MemoryBudget budget_;
   ModelRegistry models_;
   const ModelRepository* repository_ = nullptr;
-  Batcher batcher_;  // RunModel calls of models with batching on
+  Batcher batcher_;         // RunModel calls of models with batching on
   StreamRegistry streams_;  // waits for the streams when destroyed
 };
 

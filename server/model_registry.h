@@ -40,9 +40,9 @@ struct Model {
   std::vector<std::unique_ptr<ConvOperator>> layers;  // applied in order
   int64_t parameters = 0;
   int64_t weight_bytes = 0;
-  int64_t charged_bytes = 0;  // what it counts against the limit: ModelBytes()
-  int64_t version = 0;        // the model repository's version folder; 0 from LoadModel
-  std::string source;         // the model file it was read from; empty from LoadModel
+  int64_t charged_bytes = 0;          // what it counts against the limit: ModelBytes()
+  int64_t version = 0;                // the model repository's version folder; 0 from LoadModel
+  std::string source;                 // the model file it was read from; empty from LoadModel
   std::vector<int64_t> input_shape;   // the fixed input shape its file declares, if any
   std::vector<int64_t> output_shape;  // the output for input_shape; empty when that is
   // Dynamic batching of its RunModel calls (batcher.h); off by default.

@@ -129,8 +129,8 @@ absl::Status ValidateServerFlags(const ServerFlagValues& values, int usable_cpus
         CheckRange("drain_grace_ms", values.drain_grace_ms, 0, kMaxDrainGraceMs, " (10 minutes)"),
         CheckRange("shutdown_timeout_s", values.shutdown_timeout_s, 0, kMaxShutdownTimeoutS,
                    " (an hour)"),
-        CheckRange("stream_idle_timeout_s", values.stream_idle_timeout_s, 1,
-                   kMaxStreamIdleTimeoutS, " (a day)")}) {
+        CheckRange("stream_idle_timeout_s", values.stream_idle_timeout_s, 1, kMaxStreamIdleTimeoutS,
+                   " (a day)")}) {
     if (!status.ok()) return status;
   }
   if (!values.health_listen.empty()) {

@@ -172,9 +172,9 @@ absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor) {
   const uint64_t element_bytes = half ? sizeof(uint16_t) : sizeof(float);
   if ((!half && tensor.element_type() != v1::ELEMENT_TYPE_FLOAT32) ||
       tensor.data().size() != count * element_bytes) {
-    return absl::InternalError(absl::StrCat(
-        "response tensor: expected ", count * element_bytes, " bytes of ",
-        v1::ElementType_Name(tensor.element_type()), ", got ", tensor.data().size()));
+    return absl::InternalError(
+        absl::StrCat("response tensor: expected ", count * element_bytes, " bytes of ",
+                     v1::ElementType_Name(tensor.element_type()), ", got ", tensor.data().size()));
   }
   array.values.resize(count);
   if (!half) {
@@ -185,7 +185,7 @@ absl::StatusOr<FloatArray> FromProto(const v1::Tensor& tensor) {
     uint16_t bits;
     std::memcpy(&bits, tensor.data().data() + i * sizeof(bits), sizeof(bits));
     array.values[i] = tensor.element_type() == v1::ELEMENT_TYPE_FLOAT16 ? Float16ToFloat32(bits)
-                                                                       : Bfloat16ToFloat32(bits);
+                                                                        : Bfloat16ToFloat32(bits);
   }
   return array;
 }

@@ -259,10 +259,10 @@ v1::Tensor HalfTensorProto(v1::ElementType type, const std::vector<int64_t>& sha
 
 TEST(DecodeTensorTest, ConvertsHalfTypesToFloat32Exactly) {
   // float16: 1, -2, 65504 (largest), 2^-24 (smallest subnormal), -0, Inf.
-  absl::StatusOr<FloatTensor> decoded = DecodeTensor(
-      "input", true,
-      HalfTensorProto(v1::ELEMENT_TYPE_FLOAT16, {2, 3},
-                      {0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000, 0x7c00}));
+  absl::StatusOr<FloatTensor> decoded =
+      DecodeTensor("input", true,
+                   HalfTensorProto(v1::ELEMENT_TYPE_FLOAT16, {2, 3},
+                                   {0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000, 0x7c00}));
   ASSERT_TRUE(decoded.ok()) << decoded.status();
   EXPECT_EQ(decoded->wire_type, v1::ELEMENT_TYPE_FLOAT16);
   EXPECT_THAT(decoded->shape, ElementsAre(2, 3));
@@ -297,8 +297,8 @@ TEST(DecodeTensorTest, HalfTypesTwoBytesPerElement) {
 
 TEST(DecodeTensorTest, RefusesUnsupportedTypesNamingTheAccepted) {
   v1::Tensor tensor = FloatTensorProto({2}, {1, 2});
-  for (v1::ElementType type : {v1::ELEMENT_TYPE_FLOAT64, v1::ELEMENT_TYPE_INT8,
-                               v1::ELEMENT_TYPE_UNSPECIFIED}) {
+  for (v1::ElementType type :
+       {v1::ELEMENT_TYPE_FLOAT64, v1::ELEMENT_TYPE_INT8, v1::ELEMENT_TYPE_UNSPECIFIED}) {
     tensor.set_element_type(type);
     absl::Status status = DecodeTensor("input", true, tensor).status();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
@@ -310,9 +310,9 @@ TEST(DecodeTensorTest, RefusesUnsupportedTypesNamingTheAccepted) {
 }
 
 TEST(DecodeOutputTypeTest, DefaultsToTheInputTypeAndRefusesOthers) {
-  EXPECT_EQ(*DecodeOutputType("output_type", v1::ELEMENT_TYPE_UNSPECIFIED,
-                              v1::ELEMENT_TYPE_BFLOAT16),
-            v1::ELEMENT_TYPE_BFLOAT16);
+  EXPECT_EQ(
+      *DecodeOutputType("output_type", v1::ELEMENT_TYPE_UNSPECIFIED, v1::ELEMENT_TYPE_BFLOAT16),
+      v1::ELEMENT_TYPE_BFLOAT16);
   EXPECT_EQ(*DecodeOutputType("output_type", v1::ELEMENT_TYPE_FLOAT32, v1::ELEMENT_TYPE_FLOAT16),
             v1::ELEMENT_TYPE_FLOAT32);
   EXPECT_EQ(*DecodeOutputType("output_type", v1::ELEMENT_TYPE_FLOAT16, v1::ELEMENT_TYPE_FLOAT32),
@@ -338,7 +338,8 @@ TEST(EncodeOutputInPlaceTest, RoundsToNearestEvenIntoTheBufferStart) {
   std::vector<float> buffer = values;
   EXPECT_EQ(EncodeOutputInPlace(v1::ELEMENT_TYPE_FLOAT16, buffer.data(), buffer.size()), 38u);
   const uint16_t* bits = reinterpret_cast<const uint16_t*>(buffer.data());
-  EXPECT_THAT(std::vector<uint16_t>(bits, bits + 5), ElementsAre(0x3c00, 0x3c02, 0x7c00, 0xc100, 0x3800));
+  EXPECT_THAT(std::vector<uint16_t>(bits, bits + 5),
+              ElementsAre(0x3c00, 0x3c02, 0x7c00, 0xc100, 0x3800));
   EXPECT_EQ(bits[18], 0x3800);
 
   buffer = values;

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <climits>
 #include <exception>
 #include <new>
 #include <string>
@@ -37,15 +36,9 @@ int64_t CopiedElements(const FloatTensor& tensor) {
 // The layers of the ONNX model in `bytes` (LoadModelRequest.onnx), whose
 // tensors view the weights `imported` keeps; adds their bytes to
 // `weight_bytes`.
-absl::Status DecodeOnnxLayers(const std::string& source, const std::string& bytes,
-                              const ServiceOptions& options, ImportedModel* imported,
-                              std::vector<DecodedLayer>* layers, int64_t* weight_bytes) {
-  OnnxImportOptions import_options;
-  import_options.source = source;
-  import_options.max_bytes = std::min(options.max_model_bytes, options.max_message_bytes);
-  import_options.max_bytes_name = options.max_model_bytes <= options.max_message_bytes
-                                      ? "--max_model_bytes"
-                                      : "--max_message_bytes";
+absl::Status DecodeOnnxLayers(const std::string& bytes, const OnnxImportOptions& import_options,
+                              ImportedModel* imported, std::vector<DecodedLayer>* layers,
+                              int64_t* weight_bytes) {
   absl::StatusOr<ImportedModel> model = ImportOnnx(bytes, import_options);
   if (!model.ok()) return model.status();
   *imported = *std::move(model);
@@ -217,17 +210,9 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
     if (call->context()->IsCancelled() || stop.StopRequested()) {
       status = Stopped(*call, /*during=*/false);
     } else {
-      try {
-        status = work(stop);
-        // Only a stop token makes the core return CANCELLED.
-        if (status.code() == absl::StatusCode::kCancelled) status = Stopped(*call, /*during=*/true);
-      } catch (const std::bad_alloc&) {
-        status = absl::ResourceExhaustedError("the server ran out of memory for this call");
-      } catch (const std::exception& error) {
-        status = absl::InternalError(absl::StrCat("unexpected exception: ", error.what()));
-      } catch (...) {
-        status = absl::InternalError("unexpected exception");
-      }
+      status = CatchExceptions([&work, &stop] { return work(stop); });
+      // Only a stop token makes the core return CANCELLED.
+      if (status.code() == absl::StatusCode::kCancelled) status = Stopped(*call, /*during=*/true);
     }
     call->MarkComputeEnded();
     call->Complete(status);
@@ -357,7 +342,14 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
           budget_.Reserve("LoadModel", 2 * static_cast<int64_t>(request->onnx().size()));
       if (!import_memory.ok()) return import_memory.status();
       call->HoldUntilDone(*std::move(import_memory));
-      absl::Status onnx = DecodeOnnxLayers("onnx", request->onnx(), options_, imported.get(),
+      // A message: the smaller of the model and message limits bounds it.
+      OnnxImportOptions import_options;
+      import_options.source = "onnx";
+      import_options.max_bytes = std::min(options_.max_model_bytes, options_.max_message_bytes);
+      import_options.max_bytes_name = options_.max_model_bytes <= options_.max_message_bytes
+                                          ? "--max_model_bytes"
+                                          : "--max_message_bytes";
+      absl::Status onnx = DecodeOnnxLayers(request->onnx(), import_options, imported.get(),
                                            layers.get(), &weight_bytes);
       if (!onnx.ok()) return onnx;
     } else if (request->layers_size() == 0) {
@@ -576,10 +568,11 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
   std::vector<DecodedLayer> layers;
   int64_t weight_bytes = 0;
   // A file is not a message: only --max_model_bytes bounds it.
-  ServiceOptions file_options = options_;
-  file_options.max_message_bytes = INT64_MAX;
-  absl::Status decoded =
-      DecodeOnnxLayers(source, bytes, file_options, &imported, &layers, &weight_bytes);
+  OnnxImportOptions import_options;
+  import_options.source = source;
+  import_options.max_bytes = options_.max_model_bytes;
+  import_options.max_bytes_name = "--max_model_bytes";
+  absl::Status decoded = DecodeOnnxLayers(bytes, import_options, &imported, &layers, &weight_bytes);
   if (!decoded.ok()) return decoded;
   absl::Status count = CheckLayerCount(static_cast<int64_t>(layers.size()));
   if (!count.ok()) return count;

@@ -206,6 +206,18 @@ ModelRepository::~ModelRepository() {
   if (poller_.joinable()) poller_.join();
 }
 
+ModelRepository::FileStat ModelRepository::StatOf(const std::string& path) {
+  struct stat info {};
+  FileStat stat;
+  if (::stat(path.c_str(), &info) == 0) {
+    stat.size = info.st_size;
+    stat.mtime_ns =
+        static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
+    stat.inode = info.st_ino;
+  }
+  return stat;
+}
+
 bool ModelRepository::StillOurs(const std::string& name, const Served& served) const {
   absl::StatusOr<std::shared_ptr<const Model>> current = registry_->Find(name);
   return current.ok() && *current == served.model;
@@ -246,21 +258,11 @@ absl::StatusOr<RepositorySyncReport> ModelRepository::Sync() {
   std::set<std::string> present;
   for (const RepositoryEntry& entry : scan->entries) {
     present.insert(entry.name);
-    struct stat info {};
     FileIdentity file;
     file.version = entry.version;
     file.path = entry.path;
-    if (::stat(entry.path.c_str(), &info) == 0) {
-      file.size = info.st_size;
-      file.mtime_ns =
-          static_cast<int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 + info.st_mtim.tv_nsec;
-      file.inode = info.st_ino;
-    }
-    struct stat config_info {};
-    if (!entry.config.empty() && ::stat(entry.config.c_str(), &config_info) == 0) {
-      file.config = absl::StrCat(config_info.st_size, ":", config_info.st_mtim.tv_sec, ".",
-                                 config_info.st_mtim.tv_nsec, ":", config_info.st_ino);
-    }
+    file.model = StatOf(entry.path);
+    if (!entry.config.empty()) file.config = StatOf(entry.config);
     auto served = served_.find(entry.name);
     const bool ours = served != served_.end() && StillOurs(entry.name, served->second);
     if (ours && served->second.file == file) {

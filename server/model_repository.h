@@ -129,17 +129,25 @@ class ModelRepository {
   const std::string& root() const { return root_; }
 
  private:
-  // What identifies the file a served model was built from.
-  struct FileIdentity {
-    int64_t version = 0;
-    std::string path;
+  // A file's size, modification time and inode; all 0 when it is absent.
+  struct FileStat {
     int64_t size = 0;
     int64_t mtime_ns = 0;
     ino_t inode = 0;
-    std::string config;  // the config file's size, mtime and inode, or empty
+    bool operator==(const FileStat& other) const {
+      return size == other.size && mtime_ns == other.mtime_ns && inode == other.inode;
+    }
+  };
+  static FileStat StatOf(const std::string& path);
+  // What identifies the files a served model was built from.
+  struct FileIdentity {
+    int64_t version = 0;
+    std::string path;
+    FileStat model;
+    FileStat config;  // of config.pbtxt; all 0 without one
     bool operator==(const FileIdentity& other) const {
-      return version == other.version && path == other.path && size == other.size &&
-             mtime_ns == other.mtime_ns && inode == other.inode && config == other.config;
+      return version == other.version && path == other.path && model == other.model &&
+             config == other.config;
     }
   };
   struct Served {

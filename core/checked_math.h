@@ -8,6 +8,8 @@
 #include <initializer_list>
 #include <optional>
 
+#include "absl/types/span.h"
+
 namespace convserve {
 
 // a * b, or nullopt if the product does not fit in int64_t.
@@ -25,7 +27,7 @@ inline std::optional<int64_t> CheckedAdd(int64_t a, int64_t b) {
 }
 
 // The product of all factors, or nullopt on overflow.
-inline std::optional<int64_t> CheckedProduct(std::initializer_list<int64_t> factors) {
+inline std::optional<int64_t> CheckedProduct(absl::Span<const int64_t> factors) {
   int64_t product = 1;
   for (int64_t factor : factors) {
     std::optional<int64_t> next = CheckedMul(product, factor);
@@ -33,6 +35,9 @@ inline std::optional<int64_t> CheckedProduct(std::initializer_list<int64_t> fact
     product = *next;
   }
   return product;
+}
+inline std::optional<int64_t> CheckedProduct(std::initializer_list<int64_t> factors) {
+  return CheckedProduct(absl::Span<const int64_t>(factors.begin(), factors.size()));
 }
 
 }  // namespace convserve

@@ -37,7 +37,7 @@ bool IsChainOp(const std::string& op) {
                                      "Relu", "LeakyRelu", "Clip",
                                      "Elu",  "Sigmoid",   "Tanh",
                                      "Mul",  "Div",       "Erf",
-                                     "Add"};
+                                     "Add",  "Concat"};
   for (const char* known : kOps) {
     if (op == known) return true;
   }
@@ -94,9 +94,12 @@ class Importer {
   absl::Status ImportConv(const NodeProto& conv, const NodeProto* pad, ImportedLayer* layer);
   absl::Status MergePad(const NodeProto& pad, const NodeProto& conv, ConvSpec* spec);
   absl::Status FoldBatchNorm(const NodeProto& norm, ImportedLayer* layer);
-  // Fuses the activation reading `*tensor` (if any) into `layer`, moving
-  // `*tensor` to its output.
-  absl::Status FuseActivation(std::string* tensor, ImportedLayer* layer);
+  // Fuses the activation reading `*tensor` (if any) into `*activation` and
+  // `*alpha`, moving `*tensor` to its output.
+  absl::Status FuseActivation(std::string* tensor, Activation* activation, float* alpha);
+  // If `node` is a one-node activation (Relu, Clip 0..6, ...): true, with
+  // `*activation` (and `*alpha` if the node sets it) filled in.
+  absl::StatusOr<bool> ParseActivation(const NodeProto& node, Activation* activation, float* alpha);
   absl::StatusOr<double> ScalarConstant(const NodeProto& node, const std::string& name,
                                         const std::string& role);
   // For a two-input node with `tensor` as one input: the other input's name.
@@ -552,55 +555,61 @@ absl::StatusOr<double> Importer::ScalarConstant(const NodeProto& node, const std
   return (*value)->real(0);
 }
 
-absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer) {
+absl::StatusOr<bool> Importer::ParseActivation(const NodeProto& node, Activation* activation,
+                                               float* alpha) {
+  const std::string& op = node.op_type();
+  if (op == "Relu") {
+    *activation = Activation::kRelu;
+  } else if (op == "Sigmoid") {
+    *activation = Activation::kSigmoid;
+  } else if (op == "Tanh") {
+    *activation = Activation::kTanh;
+  } else if (op == "LeakyRelu" || op == "Elu") {
+    *activation = op == "Elu" ? Activation::kElu : Activation::kLeakyRelu;
+    const onnx::AttributeProto* given = FindAttribute(node, "alpha");
+    *alpha = given != nullptr ? given->f() : DefaultActivationAlpha(*activation);
+  } else if (op == "Clip") {
+    double low = -INFINITY, high = INFINITY;
+    if (opset_ < 11) {
+      const onnx::AttributeProto* min = FindAttribute(node, "min");
+      const onnx::AttributeProto* max = FindAttribute(node, "max");
+      if (min != nullptr) low = min->f();
+      if (max != nullptr) high = max->f();
+    } else {
+      if (node.input_size() > 1 && !node.input(1).empty()) {
+        absl::StatusOr<double> value = ScalarConstant(node, node.input(1), "input 1 (min)");
+        if (!value.ok()) return value.status();
+        low = *value;
+      }
+      if (node.input_size() > 2 && !node.input(2).empty()) {
+        absl::StatusOr<double> value = ScalarConstant(node, node.input(2), "input 2 (max)");
+        if (!value.ok()) return value.status();
+        high = *value;
+      }
+    }
+    if (low == 0.0 && high == 6.0) {
+      *activation = Activation::kRelu6;
+    } else if (low == 0.0 && high == INFINITY) {
+      *activation = Activation::kRelu;
+    } else {
+      return NodeError(node, absl::StrCat("min, max: expected 0 and 6 (relu6) or 0 and none "
+                                          "(relu), got ",
+                                          low, " and ", high));
+    }
+  } else {
+    return false;
+  }
+  return true;
+}
+
+absl::Status Importer::FuseActivation(std::string* tensor, Activation* activation, float* alpha) {
   if (outputs_.count(*tensor) != 0) return absl::OkStatus();
   std::vector<const NodeProto*> readers = Consumers(*tensor);
-  ConvSpec& spec = layer->spec;
   if (readers.size() == 1) {
     const NodeProto& node = *readers[0];
-    const std::string& op = node.op_type();
-    if (op == "Relu") {
-      spec.activation = Activation::kRelu;
-    } else if (op == "Sigmoid") {
-      spec.activation = Activation::kSigmoid;
-    } else if (op == "Tanh") {
-      spec.activation = Activation::kTanh;
-    } else if (op == "LeakyRelu" || op == "Elu") {
-      spec.activation = op == "Elu" ? Activation::kElu : Activation::kLeakyRelu;
-      const onnx::AttributeProto* alpha = FindAttribute(node, "alpha");
-      spec.activation_alpha =
-          alpha != nullptr ? alpha->f() : DefaultActivationAlpha(spec.activation);
-    } else if (op == "Clip") {
-      double low = -INFINITY, high = INFINITY;
-      if (opset_ < 11) {
-        const onnx::AttributeProto* min = FindAttribute(node, "min");
-        const onnx::AttributeProto* max = FindAttribute(node, "max");
-        if (min != nullptr) low = min->f();
-        if (max != nullptr) high = max->f();
-      } else {
-        if (node.input_size() > 1 && !node.input(1).empty()) {
-          absl::StatusOr<double> value = ScalarConstant(node, node.input(1), "input 1 (min)");
-          if (!value.ok()) return value.status();
-          low = *value;
-        }
-        if (node.input_size() > 2 && !node.input(2).empty()) {
-          absl::StatusOr<double> value = ScalarConstant(node, node.input(2), "input 2 (max)");
-          if (!value.ok()) return value.status();
-          high = *value;
-        }
-      }
-      if (low == 0.0 && high == 6.0) {
-        spec.activation = Activation::kRelu6;
-      } else if (low == 0.0 && high == INFINITY) {
-        spec.activation = Activation::kRelu;
-      } else {
-        return NodeError(node, absl::StrCat("min, max: expected 0 and 6 (relu6) or 0 and none "
-                                            "(relu), got ",
-                                            low, " and ", high));
-      }
-    } else {
-      return absl::OkStatus();  // not an activation: the next block's business
-    }
+    absl::StatusOr<bool> parsed = ParseActivation(node, activation, alpha);
+    if (!parsed.ok()) return parsed.status();
+    if (!*parsed) return absl::OkStatus();  // not an activation: the next step's business
     Use(node);
     *tensor = node.output(0);
     return absl::OkStatus();
@@ -620,7 +629,7 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
     absl::StatusOr<const NodeProto*> next = OnlyConsumer(sigmoid.output(0), sigmoid);
     if (!next.ok() || *next != &mul)
       return NodeError(sigmoid, "expected to feed only the SiLU Mul");
-    spec.activation = Activation::kSilu;
+    *activation = Activation::kSilu;
     Use(sigmoid);
     Use(mul);
     *tensor = mul.output(0);
@@ -661,7 +670,7 @@ absl::Status Importer::FuseActivation(std::string* tensor, ImportedLayer* layer)
   if (*factor != 0.5) {
     return NodeError(**half, absl::StrCat("expected * 0.5 (the GELU pattern), got * ", *factor));
   }
-  spec.activation = Activation::kGelu;
+  *activation = Activation::kGelu;
   for (const NodeProto* node : {&div, *erf, *add, &mul, *half}) Use(*node);
   *tensor = (*half)->output(0);
   return absl::OkStatus();
@@ -675,83 +684,197 @@ absl::StatusOr<ImportedModel> Importer::Run() {
   ImportedModel result;
   result.opset = opset_;
   result.input_shape = shapes_[input_];
-  std::string tensor = input_;
-  const std::string& output = graph_.output(0).name();
-  while (tensor != output || result.layers.empty()) {
-    std::vector<const NodeProto*> readers = Consumers(tensor);
-    if (readers.size() != 1 || outputs_.count(tensor) != 0) {
-      std::vector<std::string> names;
-      for (const NodeProto* reader : readers) names.push_back(Describe(*reader));
-      return Error(absl::StrCat("tensor '", Printable(tensor),
-                                "': expected to feed one node (a "
-                                "Conv or a Pad before one), feeds ",
-                                names.empty() ? std::string("nothing") : absl::StrJoin(names, ", "),
-                                outputs_.count(tensor) != 0 ? " and the graph output" : "",
-                                " (only chains of layers are supported)"));
-    }
-    const NodeProto* node = readers[0];
-    const NodeProto* pad = nullptr;
-    if (node->op_type() == "Pad") {
-      pad = node;
-      if (pad->input(0) != tensor) return NodeError(*pad, "input 0: expected the data tensor");
-      absl::StatusOr<const NodeProto*> next = OnlyConsumer(pad->output(0), *pad);
-      if (!next.ok()) return next.status();
-      node = *next;
-      if (node->op_type() != "Conv") {
-        return NodeError(*pad, absl::StrCat("expected to feed a Conv, feeds ", Describe(*node)));
-      }
-      Use(*pad);
-    }
-    if (node->op_type() != "Conv" || node->input(0) != (pad ? pad->output(0) : tensor)) {
-      return NodeError(*node,
-                       "expected a Conv (or a Pad before one) here: only Conv layers with "
-                       "a BatchNormalization, an activation and a Pad merged into them "
-                       "are supported");
-    }
-    ImportedLayer layer;
-    absl::Status imported = ImportConv(*node, pad, &layer);
-    if (!imported.ok()) return imported;
-    Use(*node);
-    tensor = node->output(0);
-    std::vector<const NodeProto*> after = Consumers(tensor);
-    if (after.size() == 1 && after[0]->op_type() == "BatchNormalization" &&
-        outputs_.count(tensor) == 0) {
-      absl::Status norm = FoldBatchNorm(*after[0], &layer);
-      if (!norm.ok()) return norm;
-      Use(*after[0]);
-      tensor = after[0]->output(0);
-    }
-    absl::Status fused = FuseActivation(&tensor, &layer);
-    if (!fused.ok()) return fused;
-    if (!result.layers.empty()) {
-      const ConvSpec& previous = result.layers.back().spec;
-      if (layer.spec.in_channels != previous.out_channels ||
-          layer.spec.spatial_rank != previous.spatial_rank) {
-        return NodeError(
-            *node, absl::StrCat("input 1 (W): expected a ", previous.spatial_rank, "-D Conv of ",
-                                previous.out_channels,
-                                " input channels (the previous layer's output), got ",
-                                layer.spec.spatial_rank, "-D of ", layer.spec.in_channels));
-      }
-    } else if (!result.input_shape.empty()) {
-      const std::vector<int64_t>& shape = result.input_shape;
-      if (static_cast<int>(shape.size()) != layer.spec.spatial_rank + 2 ||
-          (shape[1] >= 0 && shape[1] != layer.spec.in_channels)) {
-        return NodeError(*node,
-                         absl::StrCat("input 0: expected (N, ", layer.spec.in_channels, ", *",
-                                      layer.spec.spatial_rank,
-                                      " spatial dims) from W, the graph input is ", Dims(shape)));
-      }
-    }
-    result.layers.push_back(std::move(layer));
-  }
+  // What is known of each value (ModelGraph's numbering): its rank and
+  // channels, -1 where the file leaves them open.
+  std::map<std::string, int> value_of{{input_, 0}};
+  std::vector<int64_t> ranks{
+      result.input_shape.empty() ? -1 : static_cast<int64_t>(result.input_shape.size())};
+  std::vector<int64_t> channels{result.input_shape.size() >= 2 ? result.input_shape[1] : -1};
+  std::vector<const NodeProto*> step_nodes;  // the node each step stands for
+  std::unordered_map<std::string, const NodeProto*> producer;
   for (const NodeProto* node : chain_nodes_) {
-    if (used_.count(node) == 0) {
+    for (const std::string& output : node->output()) producer[output] = node;
+  }
+  // The value `tensor` (input `index` of `node`) holds, or an error.
+  auto value = [&](const NodeProto& node, int index,
+                   const std::string& tensor) -> absl::StatusOr<int> {
+    auto found = value_of.find(tensor);
+    if (found != value_of.end()) return found->second;
+    if (IsConstant(tensor)) {
+      return NodeError(node, absl::StrCat("input ", index,
+                                          ": expected a tensor computed from the "
+                                          "graph input, got the constant '",
+                                          Printable(tensor), "'"));
+    }
+    return NodeError(node, absl::StrCat("input ", index,
+                                        ": expected a tensor computed from the "
+                                        "graph input by supported nodes, got '",
+                                        Printable(tensor), "'"));
+  };
+  // Adds a step whose output is `tensor`.
+  auto add_step = [&](GraphStep step, const NodeProto& node, const std::string& tensor,
+                      int64_t rank, int64_t step_channels) {
+    step.name = node.name();
+    result.graph.steps.push_back(std::move(step));
+    step_nodes.push_back(&node);
+    value_of[tensor] = static_cast<int>(result.graph.steps.size());
+    ranks.push_back(rank);
+    channels.push_back(step_channels);
+  };
+  for (const NodeProto* node : chain_nodes_) {
+    if (used_.count(node) != 0) continue;
+    const std::string& op = node->op_type();
+    if (op == "Pad") {
+      // Merged into the Conv it feeds when that Conv is reached.
+      absl::StatusOr<const NodeProto*> next = OnlyConsumer(node->output(0), *node);
+      if (!next.ok()) return next.status();
+      if ((*next)->op_type() != "Conv" || (*next)->input(0) != node->output(0)) {
+        return NodeError(*node, absl::StrCat("expected to feed a Conv, feeds ", Describe(**next)));
+      }
+      if (IsConstant(node->input(0))) return NodeError(*node, "input 0: expected the data tensor");
+      continue;
+    }
+    if (op == "Conv") {
+      const NodeProto* pad = nullptr;
+      std::string data = node->input(0);
+      auto made_by = producer.find(data);
+      if (made_by != producer.end() && made_by->second->op_type() == "Pad") {
+        pad = made_by->second;
+        data = pad->input(0);
+      }
+      absl::StatusOr<int> input = value(pad != nullptr ? *pad : *node, 0, data);
+      if (!input.ok()) return input.status();
+      ImportedLayer layer;
+      absl::Status imported = ImportConv(*node, pad, &layer);
+      if (!imported.ok()) return imported;
+      if (pad != nullptr) Use(*pad);
+      Use(*node);
+      const ConvSpec& spec = layer.spec;
+      const int64_t rank = ranks[static_cast<size_t>(*input)];
+      const int64_t in_channels = channels[static_cast<size_t>(*input)];
+      if ((rank >= 0 && rank != spec.spatial_rank + 2) ||
+          (in_channels >= 0 && in_channels != spec.in_channels)) {
+        const std::string what =
+            *input == 0 ? absl::StrCat("the graph input is ", Dims(result.input_shape))
+                        : absl::StrCat("it reads the output of ", Describe(*step_nodes[*input - 1]),
+                                       ": ", rank - 2, "-D with ", in_channels, " channels");
+        return NodeError(*node, absl::StrCat("input 0: expected (N, ", spec.in_channels, ", *",
+                                             spec.spatial_rank, " spatial dims) from W, ", what));
+      }
+      std::string tensor = node->output(0);
+      std::vector<const NodeProto*> after = Consumers(tensor);
+      if (after.size() == 1 && after[0]->op_type() == "BatchNormalization" &&
+          outputs_.count(tensor) == 0) {
+        absl::Status norm = FoldBatchNorm(*after[0], &layer);
+        if (!norm.ok()) return norm;
+        Use(*after[0]);
+        tensor = after[0]->output(0);
+      }
+      absl::Status fused =
+          FuseActivation(&tensor, &layer.spec.activation, &layer.spec.activation_alpha);
+      if (!fused.ok()) return fused;
+      GraphStep step;
+      step.op = StepOp::kConv;
+      step.inputs = {*input};
+      step.layer = static_cast<int>(result.layers.size());
+      const int64_t out_channels = layer.spec.out_channels;
+      const int64_t out_rank = layer.spec.spatial_rank + 2;
+      result.layers.push_back(std::move(layer));
+      add_step(std::move(step), *node, tensor, out_rank, out_channels);
+      continue;
+    }
+    GraphStep step;
+    Activation activation = Activation::kNone;
+    float alpha = __builtin_nanf("");
+    if (op == "Add" || op == "Concat") {
+      step.op = op == "Add" ? StepOp::kAdd : StepOp::kConcat;
+      int64_t rank = -1;
+      for (int i = 0; i < node->input_size(); ++i) {
+        absl::StatusOr<int> input = value(*node, i, node->input(i));
+        if (!input.ok()) return input.status();
+        step.inputs.push_back(*input);
+        rank = std::max(rank, ranks[static_cast<size_t>(*input)]);
+      }
+      if (step.op == StepOp::kAdd && step.inputs.size() != 2) {
+        return NodeError(*node, absl::StrCat("expected 2 inputs, got ", step.inputs.size()));
+      }
+      if (step.op == StepOp::kConcat) {
+        const onnx::AttributeProto* axis = FindAttribute(*node, "axis");
+        const int64_t given = axis != nullptr ? axis->i() : 1;
+        if (!(given == 1 || (rank >= 0 && given == 1 - rank))) {
+          return NodeError(*node, absl::StrCat("attribute axis: expected 1 (the channel axis)",
+                                               rank >= 0 ? absl::StrCat(" or ", 1 - rank) : "",
+                                               ", got ", given));
+        }
+        if (step.inputs.size() == 1) {
+          // A Concat of one tensor is that tensor.
+          value_of[node->output(0)] = step.inputs[0];
+          Use(*node);
+          continue;
+        }
+      }
+      Use(*node);
+      std::string tensor = node->output(0);
+      absl::Status fused = FuseActivation(&tensor, &activation, &alpha);
+      if (!fused.ok()) return fused;
+      int64_t sum = 0;
+      for (int input : step.inputs) {
+        const int64_t c = channels[static_cast<size_t>(input)];
+        sum = sum < 0 || c < 0 ? -1 : sum + c;
+      }
+      const int64_t out_channels =
+          step.op == StepOp::kConcat ? sum : channels[static_cast<size_t>(step.inputs[0])];
+      step.activation = activation;
+      step.activation_alpha = std::isnan(alpha) ? DefaultActivationAlpha(activation) : alpha;
+      add_step(std::move(step), *node, tensor, rank, out_channels);
+      continue;
+    }
+    absl::StatusOr<bool> parsed = ParseActivation(*node, &activation, &alpha);
+    if (!parsed.ok()) return parsed.status();
+    if (!*parsed) {
       return NodeError(*node,
-                       "not on the chain of layers from the graph input to its output "
-                       "(branches are not supported)");
+                       op == "BatchNormalization"
+                           ? "expected right after a Conv whose output it alone reads (it is "
+                             "folded into that Conv)"
+                           : "expected as part of an activation right after a Conv, an Add or a "
+                             "Concat (SiLU: x * Sigmoid(x); GELU: x * 0.5 * (1 + Erf(x / "
+                             "sqrt(2))))");
+    }
+    // An activation by itself (its input feeds other nodes too).
+    absl::StatusOr<int> input = value(*node, 0, node->input(0));
+    if (!input.ok()) return input.status();
+    Use(*node);
+    step.op = StepOp::kActivation;
+    step.inputs = {*input};
+    step.activation = activation;
+    step.activation_alpha = std::isnan(alpha) ? DefaultActivationAlpha(activation) : alpha;
+    add_step(std::move(step), *node, node->output(0), ranks[static_cast<size_t>(*input)],
+             channels[static_cast<size_t>(*input)]);
+  }
+  if (result.layers.empty()) return Error("expected at least one Conv, got none");
+  const std::string& output = graph_.output(0).name();
+  auto out = value_of.find(output);
+  if (out == value_of.end() || out->second == 0) {
+    return Error(absl::StrCat("graph output '", Printable(output),
+                              "': expected a tensor computed from the graph input by a Conv, "
+                              "an Add, a Concat or an activation"));
+  }
+  // Every step must lead to the output: the output is the last step's, and
+  // every other step's output is read by a later step.
+  std::vector<int> readers(result.graph.steps.size() + 1, 0);
+  for (const GraphStep& step : result.graph.steps) {
+    for (int input : step.inputs) ++readers[static_cast<size_t>(input)];
+  }
+  for (size_t k = 1; k <= result.graph.steps.size(); ++k) {
+    if (static_cast<int>(k) == out->second) continue;
+    if (readers[k] == 0 || static_cast<int>(k) > out->second) {
+      return NodeError(*step_nodes[k - 1],
+                       "its output does not lead to the graph output (a branch that ends "
+                       "elsewhere is not supported: the model has one output)");
     }
   }
+  absl::Status checked = result.graph.Check(static_cast<int>(result.layers.size()));
+  if (!checked.ok()) return Error(std::string(checked.message()));
   return result;
 }
 

@@ -1,9 +1,11 @@
-// onnx_import.h: an ONNX model as a stack of ConvServe layers.
+// onnx_import.h: an ONNX model as ConvServe layers and the graph that connects them.
 //
-// ImportOnnx() accepts the graphs a stack of convolution layers runs
-// exactly: a chain from the graph's one input to its one output of
+// ImportOnnx() accepts the graphs ConvServe runs exactly: from the graph's
+// one input to its one output, a graph (core/model_graph.h) of
 //   [Pad] -> Conv -> [BatchNormalization] -> [activation]
-// blocks, where the Pad (constant 0, reflect or edge) is merged into the
+// blocks, the residual Add of two tensors and the Concat of tensors on the
+// channel axis (each possibly followed by an activation), and activations by
+// themselves. The Pad (constant 0, reflect or edge) is merged into the
 // Conv's padding and padding mode, an inference-form BatchNormalization is
 // folded into the Conv's weight and bias (in double, then rounded to float),
 // and the activation (Relu, LeakyRelu, Clip 0..6, Elu, Sigmoid, Tanh, and
@@ -28,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "core/conv_spec.h"
+#include "core/model_graph.h"
 
 namespace convserve {
 
@@ -40,7 +43,8 @@ struct ImportedLayer {
 };
 
 struct ImportedModel {
-  std::vector<ImportedLayer> layers;  // applied in order.
+  std::vector<ImportedLayer> layers;  // in the graph's order.
+  ModelGraph graph;                   // how they connect; steps name the nodes.
   std::vector<int64_t> input_shape;   // as the graph declares it; -1: not fixed.
   int64_t opset = 0;                  // of the default domain.
 };

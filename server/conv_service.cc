@@ -13,8 +13,10 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "core/checked_math.h"
 #include "core/conv.h"
 #include "core/geometry.h"
+#include "core/model_graph.h"
 #include "core/onnx_import.h"
 #include "core/printable.h"
 #include "core/tensor_shape.h"
@@ -65,7 +67,7 @@ absl::Status DecodeOnnxLayers(const std::string& bytes, const OnnxImportOptions&
 struct RunModelJob {
   std::shared_ptr<const Model> model;  // kept alive even if unloaded meanwhile
   FloatTensor input;
-  std::vector<ConvGeometry> geometries;  // one per layer
+  GraphPlan plan;  // the model's graph on this input
   v1::ElementType output_type = v1::ELEMENT_TYPE_FLOAT32;
 };
 
@@ -77,32 +79,43 @@ int64_t ElapsedNs(Clock::time_point start) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
 }
 
-// Runs `model`'s layers (`geometries`, one per layer) on `input`. The last
-// layer writes into what `last_output` returns, called once before it runs.
-absl::Status RunLayers(const Model& model, const std::vector<ConvGeometry>& geometries,
-                       const float* input, const std::function<float*()>& last_output,
-                       const StopToken& stop) {
-  std::vector<float> current;  // the previous layer's output
-  std::vector<float> next;
-  const size_t last = geometries.size() - 1;
-  for (size_t i = 0; i <= last; ++i) {
-    const ConvGeometry& geometry = geometries[i];
-    float* output = nullptr;
-    if (i == last) {
-      output = last_output();
-    } else {
-      next.resize(static_cast<size_t>(geometry.output_elements()));
-      output = next.data();
+// Runs `model` (`plan`: its graph on this input) on `input`. The last step
+// writes into what `last_output` returns, called once before it runs.
+absl::Status RunLayers(const Model& model, const GraphPlan& plan, const float* input,
+                       const std::function<float*()>& last_output, const StopToken& stop) {
+  std::vector<const ConvOperator*> ops;
+  ops.reserve(model.layers.size());
+  for (const std::unique_ptr<ConvOperator>& op : model.layers) ops.push_back(op.get());
+  return RunGraph(model.graph, ops, plan, input, last_output, stop);
+}
+
+// `model`'s graph on `input_shape`, with every step checked against the
+// server's limits.
+absl::StatusOr<GraphPlan> PlanModel(const Model& model, const std::vector<int64_t>& input_shape,
+                                    const RequestLimits& limits) {
+  std::vector<const ResolvedLayer*> layers;
+  for (const std::unique_ptr<ConvOperator>& op : model.layers) layers.push_back(&op->layer());
+  absl::StatusOr<GraphPlan> plan = PlanGraph(model.graph, layers, input_shape, model.name);
+  if (!plan.ok()) return plan.status();
+  for (size_t i = 0; i < model.graph.steps.size(); ++i) {
+    const GraphStep& step = model.graph.steps[i];
+    const bool first = i == 0 && step.inputs[0] == 0;
+    if (step.op == StepOp::kConv) {
+      absl::Status checked =
+          CheckLimits(first ? std::string() : absl::StrCat("layers[", step.layer, "]."),
+                      plan->geometries[i], limits);
+      if (!checked.ok()) return checked;
+      continue;
     }
-    // Run() checks `stop` between its work items, and so between layers.
-    absl::Status run = model.layers[i]->Run(geometry, input, output, stop);
-    if (!run.ok()) return run;
-    if (i != last) {
-      current.swap(next);
-      input = current.data();
+    const int64_t elements = CheckedProduct(plan->shapes[i + 1]).value();  // PlanGraph checked it
+    if (elements > limits.max_elements) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("model '", model.name, "' ", model.graph.Describe(static_cast<int>(i)),
+                       ": output of ", elements, " elements exceeds the server limit of ",
+                       limits.max_elements, " elements per tensor (--max_elements)"));
     }
   }
-  return absl::OkStatus();
+  return plan;
 }
 
 // Runs one RunModel call by itself; the last layer writes straight into the
@@ -111,10 +124,9 @@ absl::Status RunModelAlone(UnaryCall* call, const RunModelJob& job, v1::RunModel
                            const StopToken& stop) {
   const Clock::time_point start = Clock::now();
   absl::Status run = RunLayers(
-      *job.model, job.geometries, job.input.values.data(),
+      *job.model, job.plan, job.input.values.data(),
       [&] {
-        return call->PrepareOutputPayload(OutputShape(job.geometries.back()),
-                                          response->mutable_output());
+        return call->PrepareOutputPayload(job.plan.output_shape(), response->mutable_output());
       },
       stop);
   if (!run.ok()) return run;
@@ -137,9 +149,13 @@ absl::Status CatchExceptions(const std::function<absl::Status()>& work) {
 }
 
 // Packs `layers` into `model`'s operators (the expensive part of a load),
-// counting their parameters; checks `stop` between layers.
-absl::Status PackLayers(const std::vector<DecodedLayer>& layers, const StopToken& stop,
-                        Model* model) {
+// counting their parameters, and connects them as `graph` says (no steps: a
+// chain); checks `stop` between layers.
+absl::Status PackLayers(const std::vector<DecodedLayer>& layers, const ModelGraph& graph,
+                        const StopToken& stop, Model* model) {
+  model->graph = graph.steps.empty() ? ModelGraph::Chain(static_cast<int>(layers.size())) : graph;
+  absl::Status connected = model->graph.Check(static_cast<int>(layers.size()));
+  if (!connected.ok()) return connected;
   for (const DecodedLayer& layer : layers) {
     if (stop.StopRequested()) return StoppedError();
     absl::StatusOr<std::unique_ptr<ConvOperator>> op =
@@ -418,7 +434,7 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                   model->weight_bytes = weight_bytes;
                   model->charged_bytes = charged_bytes;
                   model->batching = ToBatchingOptions(*request);
-                  absl::Status packed = PackLayers(*layers, stop, model.get());
+                  absl::Status packed = PackLayers(*layers, imported->graph, stop, model.get());
                   if (!packed.ok()) return packed;
                   ToProtoModelInfo(*model, response->mutable_model());
                   const std::string name = model->name;
@@ -479,27 +495,12 @@ void ConvServiceImpl::HandleRunModel(UnaryCall* call, const v1::RunModelRequest*
         DecodeOutputType("output_type", request->output_type(), job->input.wire_type);
     if (!output_type.ok()) return output_type.status();
     job->output_type = *output_type;
-    // Resolve every layer up front so that a bad input fails before any work.
-    std::vector<int64_t> shape = job->input.shape;
-    int64_t intermediate_elements = 0;
-    for (size_t i = 0; i < job->model->layers.size(); ++i) {
-      const std::string prefix = absl::StrCat("layers[", i, "].");
-      absl::StatusOr<ConvGeometry> geometry =
-          ResolveGeometry(job->model->layers[i]->layer(), shape);
-      if (!geometry.ok()) {
-        return absl::Status(
-            geometry.status().code(),
-            i == 0
-                ? std::string(geometry.status().message())
-                : absl::StrCat("model '", job->model->name, "' ", prefix,
-                               " on the previous layer's output: ", geometry.status().message()));
-      }
-      absl::Status limits = CheckLimits(i == 0 ? "" : prefix, *geometry, options_);
-      if (!limits.ok()) return limits;
-      shape = OutputShape(*geometry);
-      intermediate_elements += geometry->output_elements();
-      job->geometries.push_back(*geometry);
-    }
+    // Resolve every step up front so that a bad input fails before any work.
+    absl::StatusOr<GraphPlan> plan = PlanModel(*job->model, job->input.shape, options_);
+    if (!plan.ok()) return plan.status();
+    job->plan = *std::move(plan);
+    const std::vector<int64_t>& shape = job->plan.output_shape();
+    const int64_t intermediate_elements = job->plan.intermediate_elements;
     absl::Status size = CheckResponseSize(shape, options_);
     if (!size.ok()) return size;
     // Every layer's output, the request and the input's copy if decoding made one.
@@ -579,23 +580,25 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
   auto model = std::make_shared<Model>();
   model->weight_bytes = weight_bytes;
   model->charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers.size()));
-  absl::Status packed = PackLayers(layers, StopToken(), model.get());
+  absl::Status packed = PackLayers(layers, imported.graph, StopToken(), model.get());
   if (!packed.ok()) return packed;
   // The shapes the file fixes, and what they give through the layers.
   const bool fixed = !imported.input_shape.empty() &&
                      std::all_of(imported.input_shape.begin(), imported.input_shape.end(),
                                  [](int64_t extent) { return extent > 0; });
   if (fixed) {
-    std::vector<int64_t> shape = imported.input_shape;
+    std::vector<const ResolvedLayer*> resolved;
     for (const std::unique_ptr<ConvOperator>& layer : model->layers) {
-      absl::StatusOr<ConvGeometry> geometry = ResolveGeometry(layer->layer(), shape);
-      if (!geometry.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Printable(source), ": the graph's input shape ", ShapeToString(imported.input_shape),
-            " does not run through its layers: ", geometry.status().message()));
-      }
-      shape = OutputShape(*geometry);
+      resolved.push_back(&layer->layer());
     }
+    absl::StatusOr<GraphPlan> plan =
+        PlanGraph(model->graph, resolved, imported.input_shape, Printable(source));
+    if (!plan.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Printable(source), ": the graph's input shape ", ShapeToString(imported.input_shape),
+          " does not run through its layers: ", plan.status().message()));
+    }
+    const std::vector<int64_t> shape = plan->output_shape();
     model->input_shape = imported.input_shape;
     model->output_shape = shape;
   }
@@ -660,11 +663,11 @@ void ConvServiceImpl::RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batc
   int64_t output_elements = 0;
   for (RunModelItem* item : items) {
     samples += item->samples();
-    input_elements += item->job().geometries.front().input_elements();
-    output_elements += item->job().geometries.back().output_elements();
+    input_elements += static_cast<int64_t>(item->job().input.values.size());
+    output_elements += item->job().plan.output_elements();
   }
-  std::vector<ConvGeometry> geometries = first.geometries;
-  for (ConvGeometry& geometry : geometries) geometry.batch = samples;
+  GraphPlan plan = first.plan;
+  plan.SetBatch(samples);
   // Each call's reservation covers its own intermediates and output; the
   // merged input and output are extra. Without room for them, or if the
   // merged run fails, the calls run one by one: no call fails for having
@@ -688,7 +691,7 @@ void ConvServiceImpl::RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batc
     }
     output.resize(static_cast<size_t>(output_elements));
     return RunLayers(
-        *first.model, geometries, input.data(), [&] { return output.data(); },
+        *first.model, plan, input.data(), [&] { return output.data(); },
         StopToken(&stop_all_work_));
   });
   const int64_t compute_time_ns = ElapsedNs(start);
@@ -699,22 +702,22 @@ void ConvServiceImpl::RunModelBatch(std::vector<std::unique_ptr<BatchItem>> batc
   const float* from = output.data();
   for (RunModelItem* item : items) {
     UnaryCall* call = item->call();
-    const ConvGeometry& last = item->job().geometries.back();
+    const GraphPlan& own = item->job().plan;
     absl::Status result;
     if (!status.ok() || !item->Abandoned().ok()) {
       result = Stopped(*call, /*during=*/true);
     } else {
       result = CatchExceptions([&] {
         float* payload =
-            call->PrepareOutputPayload(OutputShape(last), item->response()->mutable_output());
-        std::copy(from, from + last.output_elements(), payload);
+            call->PrepareOutputPayload(own.output_shape(), item->response()->mutable_output());
+        std::copy(from, from + own.output_elements(), payload);
         call->ConvertOutputPayload(item->job().output_type, item->response()->mutable_output());
         // The merged run's time: what this call's computation took.
         item->response()->set_compute_time_ns(compute_time_ns);
         return absl::OkStatus();
       });
     }
-    from += last.output_elements();
+    from += own.output_elements();
     call->MarkComputeEnded();
     call->Complete(result);
   }

@@ -426,6 +426,11 @@ void ToProtoModelInfo(const Model& model, v1::ModelInfo* out) {
   out->set_ready(true);
   for (int64_t extent : model.input_shape) out->add_input_shape(extent);
   for (int64_t extent : model.output_shape) out->add_output_shape(extent);
+  if (!model.graph.IsChain()) {
+    for (size_t step = 0; step < model.graph.steps.size(); ++step) {
+      out->add_graph(model.graph.StepText(static_cast<int>(step)));
+    }
+  }
 }
 
 }  // namespace convserve

@@ -17,6 +17,7 @@
 
 #include "absl/status/status.h"
 #include "core/conv.h"
+#include "core/model_graph.h"
 #include "server/batcher.h"
 
 namespace convserve {
@@ -37,7 +38,8 @@ inline int64_t ModelBytes(int64_t weight_bytes, int64_t layers) {
 
 struct Model {
   std::string name;
-  std::vector<std::unique_ptr<ConvOperator>> layers;  // applied in order
+  std::vector<std::unique_ptr<ConvOperator>> layers;
+  ModelGraph graph;  // how the layers connect: a chain, or an ONNX model's graph
   int64_t parameters = 0;
   int64_t weight_bytes = 0;
   int64_t charged_bytes = 0;          // what it counts against the limit: ModelBytes()

@@ -144,6 +144,12 @@ class StreamCall final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::
       if (!model.ok()) return model.status();
       model_ = *std::move(model);
       // Refused before any chunk: the causality does not depend on it.
+      if (!model_->graph.IsChain()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "model '", Printable(model_->name),
+            "' is a graph (residual Add, Concat or a separate activation): StreamModel runs "
+            "chains of layers only, each reading the previous one's output; use RunModel"));
+      }
       for (size_t i = 0; i < model_->layers.size(); ++i) {
         absl::Status streamable =
             CheckStreamable(model_->layers[i]->layer(),

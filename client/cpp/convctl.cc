@@ -294,6 +294,8 @@ int Models(Client& client) {
   for (const v1::ModelInfo& model : *models) {
     std::cout << model.name() << ": " << model.layers_size() << " layers, " << model.parameters()
               << " parameters\n";
+    // A model with branches: how its layers connect, one step per line.
+    for (const std::string& step : model.graph()) std::cout << "  " << step << "\n";
   }
   return 0;
 }

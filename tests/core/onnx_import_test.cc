@@ -263,14 +263,58 @@ TEST(OnnxImportTest, RefusesAPadWithANonzeroConstant) {
                         "zeros), got 2"));
 }
 
-TEST(OnnxImportTest, RefusesABranch) {
+TEST(OnnxImportTest, ImportsABranchAsAGraph) {
+  // y = c1 + relu(c1): the Relu reads a tensor the Add reads too, so it is a
+  // step of its own, not fused into the Conv.
   ModelBuilder builder;
   builder.Conv("x", "c1");
   builder.Node("Relu", {"c1"}, "a");
-  builder.Node("Add", {"c1", "a"}, "y");
+  builder.Node("Add", {"c1", "a"}, "s");
+  builder.Node("Relu", {"s"}, "y");
   absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("y"), {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ(model->layers.size(), 1u);
+  EXPECT_EQ(model->layers[0].spec.activation, Activation::kNone);
+  const std::vector<GraphStep>& steps = model->graph.steps;
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0].op, StepOp::kConv);
+  EXPECT_EQ(steps[1].op, StepOp::kActivation);
+  EXPECT_EQ(steps[1].activation, Activation::kRelu);
+  EXPECT_EQ(steps[1].inputs, (std::vector<int>{1}));
+  EXPECT_EQ(steps[2].op, StepOp::kAdd);
+  EXPECT_EQ(steps[2].inputs, (std::vector<int>{1, 2}));
+  EXPECT_EQ(steps[2].activation, Activation::kRelu);  // the Relu after the sum, fused
+  EXPECT_EQ(steps[2].name, "/s/Add");
+}
+
+TEST(OnnxImportTest, ImportsAChannelConcatOfTheInputAndAConv) {
+  ModelBuilder builder;
+  builder.Conv("x", "c1");
+  AddInts(builder.graph()->mutable_node(0), "pads", {1, 1, 1, 1});
+  onnx::NodeProto* cat = builder.Node("Concat", {"x", "c1"}, "y");
+  auto* axis = cat->add_attribute();
+  axis->set_name("axis");
+  axis->set_type(onnx::AttributeProto::INT);
+  axis->set_i(-3);  // the channel axis of a 4-D tensor, counted from the end
+  absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("y"), {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ(model->graph.steps.size(), 2u);
+  EXPECT_EQ(model->graph.steps[1].op, StepOp::kConcat);
+  EXPECT_EQ(model->graph.steps[1].inputs, (std::vector<int>{0, 1}));
+}
+
+TEST(OnnxImportTest, RefusesALayerReadingTheWrongChannelCount) {
+  // c2's weight expects 2 channels; the Add of two 3-channel Convs gives 3.
+  ModelBuilder builder;
+  builder.Conv("x", "c1");
+  builder.Conv("x", "c0");
+  builder.Node("Add", {"c1", "c0"}, "s");
+  builder.Conv("s", "c2");
+  absl::StatusOr<ImportedModel> model = ImportOnnx(builder.Serialize("c2"), {});
   EXPECT_EQ(model.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(model.status().message(), HasSubstr("only chains of layers are supported"));
+  EXPECT_THAT(model.status().message(),
+              HasSubstr("node Conv (/c2/Conv): input 0: expected (N, 2, *2 spatial dims) from W, "
+                        "it reads the output of Add (/s/Add): 2-D with 3 channels"));
 }
 
 TEST(OnnxImportTest, RefusesGarbageAndTruncatedBytes) {

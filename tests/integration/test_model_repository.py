@@ -18,7 +18,7 @@ import torch.nn as nn
 
 import convserve
 from conftest import SERVER_BINARY
-from test_onnx import export, float64_with_bound
+from test_onnx import TORCH_MODELS, export, float64_with_bound
 
 pytestmark = pytest.mark.filterwarnings("ignore:Constant folding:UserWarning")
 
@@ -110,6 +110,36 @@ def test_the_repository_serves_its_models_and_lists_what_it_refused(start_server
         assert refused.value.code == grpc.StatusCode.NOT_FOUND
     log = process.log()
     assert "model repository: skipped" in log and "not a model" in log
+    assert process.lines_above_warn() == []
+
+
+def test_residual_and_concat_graphs_are_served_with_parity(start_server, tmp_path):
+    """Graphs exported from PyTorch, with residual sums and channel concatenations,
+    served from the repository: each listed with its fixed shapes and equal to
+    the module in float64 within the parity bound."""
+    root = tmp_path / "models"
+    names = ["resnet_basic_blocks_2d", "inception_concat_2d", "densenet_concat_3d_with_identity"]
+    modules = {}
+    for seed, name in enumerate(names):
+        torch.manual_seed(100 + seed)
+        build, shape, opset = TORCH_MODELS[name]
+        modules[name] = (build().eval(), shape)
+        write(root, name, 1, export(modules[name][0], shape, opset))
+    process = start_server("--model_repository=%s" % root, "--drain_grace_ms=0")
+    rng = np.random.default_rng(11)
+    with convserve.Client(process.target, timeout=60) as client:
+        wait_serving(client)
+        listed = models_by_name(client)
+        for name, (module, shape) in modules.items():
+            (info,) = listed[name]
+            assert info.ready and info.status == "", info.status
+            x = rng.uniform(-1, 1, shape).astype(np.float32)
+            ref, bound = float64_with_bound(module, x)
+            assert list(info.input_shape) == list(shape)
+            assert list(info.output_shape) == list(ref.shape)
+            y, _ = client.run_model(name, x)
+            assert y.shape == ref.shape
+            assert np.max(np.abs(y - ref) - bound) <= 0, name
     assert process.lines_above_warn() == []
 
 

@@ -222,6 +222,9 @@ def main(argv=None):
                 for model in client.list_models():
                     print("%s: %d layers, %d parameters" % (model.name, len(model.layers),
                                                             model.parameters))
+                    # A model with branches: how its layers connect, one step per line.
+                    for step in model.graph:
+                        print("  " + step)
                 return 0
     except convserve.ConvServeError as error:
         print("error: %s" % error, file=sys.stderr)

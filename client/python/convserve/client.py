@@ -394,10 +394,13 @@ class Client:
                                      max_queue_delay_us)
         return self._call(self.stub.LoadModel, request, timeout).model
 
-    def load_onnx(self, name, onnx_model, replace=False, timeout=None):
+    def load_onnx(self, name, onnx_model, replace=False, timeout=None, max_batch_size=0,
+                  max_queue_delay_us=0):
         """Loads an ONNX model as model `name`: `onnx_model` is the file's bytes,
-        its path, or an onnx.ModelProto. The server turns its Conv chain into
-        layers and refuses unsupported nodes, listing them. Returns ModelInfo."""
+        its path, or an onnx.ModelProto. The server turns its Conv layers and the
+        residual Adds and channel Concats between them into a model and refuses
+        unsupported nodes, listing them. Dynamic batching as in load_model.
+        Returns ModelInfo."""
         if isinstance(onnx_model, (str, os.PathLike)):
             with open(onnx_model, "rb") as file:
                 data = file.read()
@@ -406,6 +409,9 @@ class Client:
         else:
             data = bytes(onnx_model)
         request = pb.LoadModelRequest(name=name, replace=replace, onnx=data)
+        if max_batch_size or max_queue_delay_us:
+            request.batching.max_batch_size = max_batch_size
+            request.batching.max_queue_delay_us = max_queue_delay_us
         return self._call(self.stub.LoadModel, request, timeout).model
 
     def run_model(self, name, x, timeout=None, element_type=None, output_type=None):

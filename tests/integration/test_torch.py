@@ -13,7 +13,7 @@ import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 import convserve
-from test_onnx import float64_with_bound
+from test_onnx import Residual, float64_with_bound
 
 pytestmark = pytest.mark.filterwarnings("ignore:Constant folding:UserWarning")
 
@@ -22,17 +22,22 @@ BN = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 SPATIAL = {1: (21,), 2: (9, 11), 3: (5, 6, 7)}
 
 
-def conv_bn_relu(rank, seed):
-    torch.manual_seed(seed)
-    net = nn.Sequential(CONV[rank](3, 8, 3, padding=1), BN[rank](8), nn.ReLU(),
-                        CONV[rank](8, 4, 3, stride=2, bias=False), BN[rank](4), nn.ReLU())
-    for module in net:
-        if isinstance(module, tuple(BN.values())):  # statistics a trained net would have
+def trained_statistics(net):
+    """Gives each BatchNorm of `net` statistics a trained net would have."""
+    for module in net.modules():
+        if isinstance(module, tuple(BN.values())):
             module.running_mean.uniform_(-0.5, 0.5)
             module.running_var.uniform_(0.5, 2.0)
             module.weight.data.uniform_(0.5, 1.5)
             module.bias.data.uniform_(-0.5, 0.5)
     return net.eval()
+
+
+def conv_bn_relu(rank, seed):
+    torch.manual_seed(seed)
+    return trained_statistics(nn.Sequential(
+        CONV[rank](3, 8, 3, padding=1), BN[rank](8), nn.ReLU(),
+        CONV[rank](8, 4, 3, stride=2, bias=False), BN[rank](4), nn.ReLU()))
 
 
 def folded(net):
@@ -67,6 +72,28 @@ def test_from_torch_serves_a_conv_bn_relu_network_with_parity(client, rank):
     assert y.shape == expected.shape
     assert np.max(np.abs(y.numpy() - reference) - bound) <= 0
     assert net.training is False  # restored as it was
+    remote.unload()
+
+
+def test_from_torch_serves_a_resnet_basic_block(client):
+    """conv-BN-ReLU-conv-BN plus the block's input, then ReLU: the BatchNorms folded, the sum
+    and its ReLU a step of the model's graph."""
+    torch.manual_seed(7)
+    body = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
+                         nn.Conv2d(6, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6))
+    stem = nn.Conv2d(3, 6, 3, padding=1)
+    net = trained_statistics(nn.Sequential(stem, Residual(body, activation=nn.ReLU())))
+    x = torch.rand((2, 3, 10, 9)) * 2 - 1
+    remote = convserve.from_torch(net, x, client=client)
+    assert len(remote.info.layers) == 3
+    assert any(step.startswith("%4 = add(") and "-> relu" in step for step in remote.info.graph)
+    y = remote(x)
+    with torch.no_grad():
+        expected = copy.deepcopy(net).double()(x.double())
+    reference_net = nn.Sequential(stem, Residual(folded(body), activation=nn.ReLU()))
+    reference, bound = float64_with_bound(reference_net, x.numpy(), 1e-5 + 2.0 ** -24)
+    np.testing.assert_allclose(reference, expected.numpy(), rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(y.numpy() - reference) - bound) <= 0
     remote.unload()
 
 

@@ -58,7 +58,7 @@ class FastConvOperator final : public ConvOperator {
     const bool depthwise =
         layer.in_channels_per_group() == 1 && layer.out_channels_per_group() == 1;
     if (depthwise) {
-      dwconv_.emplace(layer, weight, bias);
+      dwconv_.emplace(layer, weight, bias, isa);
     } else {
       igemm_.emplace(layer, weight, bias, isa);
       if (Gemm1x1Path::Fits(layer)) gemm_1x1_.emplace(layer, weight, bias, isa);

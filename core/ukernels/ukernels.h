@@ -74,10 +74,10 @@ void f32_gemm_12x32_avx512f(size_t mr, size_t nc, size_t kc, const float* a, con
 // of a channels-last tensor: for pixel p and channel ch < channels,
 //   out[p * out_stride + ch] = clamp(packed[ch] + sum_{t < taps}
 //       indirection[p * taps + t][ch] * packed[channels_padded * (1 + t) + ch], lo, hi)
-// channels_padded = channels rounded up to 8. Indirection pointers point at a
-// pixel's first channel (or at `zero`, >= channels zeros); only `channels`
-// values are read from each, and only `channels` values per pixel are written.
-// The clamp passes NaN through. REQUIRES: channels >= 1, taps >= 1.
+// channels_padded = channels rounded up to 16 (dwconv::kChannelPad). Indirection pointers point at
+// a pixel's first channel (or at `zero`, >= channels zeros); only `channels` values are read from
+// each, and only `channels` values per pixel are written. The clamp passes NaN through. REQUIRES:
+// channels >= 1, taps >= 1.
 void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
                               const float* const* indirection, const float* packed, float* out,
                               size_t out_stride, float lo, float hi);
@@ -91,6 +91,15 @@ void f32_dwconv_rows_nhwc_avx2_fma(size_t pixels, size_t channels, size_t rows, 
                                    const float* const* row_inputs, size_t pixel_step,
                                    size_t tap_step, const float* packed, float* out,
                                    size_t out_stride, float lo, float hi);
+
+// AVX-512F (zmm) versions of the two, same contracts: 8 pixels x 32 channels per tile.
+void f32_dwconv_nhwc_avx512f(size_t pixels, size_t channels, size_t taps,
+                             const float* const* indirection, const float* packed, float* out,
+                             size_t out_stride, float lo, float hi);
+void f32_dwconv_rows_nhwc_avx512f(size_t pixels, size_t channels, size_t rows, size_t kw,
+                                  const float* const* row_inputs, size_t pixel_step,
+                                  size_t tap_step, const float* packed, float* out,
+                                  size_t out_stride, float lo, float hi);
 
 // dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols,
 // in 8x8 register blocks (scalar edges). Only those cells of dst are written.

@@ -214,6 +214,37 @@ TEST_F(FastConvTest, TileRemainders) {
   }
 }
 
+// Depthwise layers with channel counts around every vector edge of both
+// ISAs' tiles (8- and 16-lane vectors, 2 per tile, masked remainders) and
+// output widths around their pixel tiles (4 on ymm; 8, then 4, then 1 on
+// zmm), through both the border (indirection) and the interior (row) kernels.
+TEST_F(FastConvTest, DepthwiseTileRemainders) {
+  std::mt19937 rng(8);
+  int index = 0;
+  for (int64_t channels : {7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 65}) {
+    for (int64_t width : {1, 3, 4, 7, 8, 9, 13, 16, 17, 30}) {
+      for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+        ConvSpec s;
+        s.spatial_rank = 2;
+        s.in_channels = s.out_channels = s.groups = channels;
+        const int64_t kw = index % 3 == 0 ? 5 : 3;  // The kw-3 kernels and a generic kw.
+        s.kernel = {3, kw};
+        s.stride = {1, index % 4 == 1 ? 2 : 1};
+        s.pad_begin = {1, kw - 3};
+        s.pad_end = {1, 2};
+        s.activation = index % 5 == 0 ? Activation::kRelu6 : Activation::kNone;
+        s.data_layout = layout;
+        ++index;
+        const std::vector<int64_t> shape = layout == DataLayout::kChannelsFirst
+                                               ? std::vector<int64_t>{1, channels, 3, width}
+                                               : std::vector<int64_t>{1, 3, width, channels};
+        ASSERT_TRUE(CheckLayer(s, shape, &rng));
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
 // Wide channel counts (several K and channel blocks, transposes in 8x8
 // blocks), 1x1 and 3x3, strided.
 TEST_F(FastConvTest, WideChannels) {

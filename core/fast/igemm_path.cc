@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/fast/common.h"
@@ -81,6 +82,8 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
   const int64_t kc = merge_w ? g.kernel[2] * in_per_group_ : in_per_group_;
   const std::vector<float> zero(static_cast<size_t>(g.kernel[2] * channels + 8), 0.0f);
   const TapSources sources(g, view, kw_taps, zero.data());
+  const std::shared_ptr<const TapOffsetCache::Table> tap_offsets =
+      tap_offsets_.Find(g, view, kw_taps, mr_, sources);
 
   // Work items: batch x pixel blocks x ranges of output-channel blocks.
   const int64_t pixel_block = mr_ * CeilDiv(kPixelBlock, mr_);
@@ -119,7 +122,12 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
 
       workspace.indirection.resize(static_cast<size_t>(tiles * taps * mr_));
       const float** indirection = workspace.indirection.data();
-      sources.Fill(n, p0, p1, mr_, indirection);
+      if (tap_offsets) {
+        ToPointers(tap_offsets->data() + p0 * taps, tiles * taps * mr_,
+                   view.base + n * view.image_floats, zero.data(), indirection);
+      } else {
+        sources.Fill(n, p0, p1, mr_, indirection);
+      }
 
       const int64_t oc_begin = first_channel(cb0);
       const int64_t oc_end = end_channel(cb1 - 1);

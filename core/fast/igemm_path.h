@@ -62,6 +62,8 @@ class IgemmPath {
   ukernels::F32IgemmFn igemm_ = nullptr;
   std::string kernel_name_;
   std::vector<float> packed_;
+  // Tap offsets of the geometries run last (Run() is const; the cache locks).
+  mutable TapOffsetCache tap_offsets_;
 };
 
 }  // namespace kernels

@@ -416,6 +416,59 @@ TEST_F(FastConvTest, ConcurrentRunsAgreeWithReference) {
   }
 }
 
+// One operator run over more input shapes than its tap-offset cache keeps
+// (same_upper padding: the pads follow the input), three rounds, each run on
+// a fresh input buffer and with the batch size changing between rounds, so
+// cached offsets are reused on other buffers and images, evicted and rebuilt;
+// small and wide channel counts reach both the merged-Kw and per-tap layouts.
+TEST_F(FastConvTest, RepeatedGeometriesReuseTapOffsets) {
+  const std::vector<std::pair<int64_t, int64_t>> extents = {{9, 13}, {8, 8},  {9, 13}, {5, 21},
+                                                            {1, 7},  {12, 6}, {7, 9}};
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (int64_t channels : {3, 40}) {
+    for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+      ConvSpec s;
+      s.spatial_rank = 2;
+      s.in_channels = channels;
+      s.out_channels = 20;
+      s.kernel = {3, 5};
+      s.stride = {1, 2};
+      s.padding = PaddingPreset::kSameUpper;
+      s.data_layout = layout;
+      std::vector<float> w(static_cast<size_t>(20 * channels * 15)), b(20);
+      for (float& v : w) v = dist(rng);
+      for (float& v : b) v = dist(rng);
+      for (kernels::Isa isa : {kernels::Isa::kAvx2Fma, kernels::Isa::kAvx512f}) {
+        if (!kernels::CpuSupports(isa)) continue;
+        const std::unique_ptr<ConvOperator> op =
+            kernels::CreateFastConvOperator(*ResolveLayer(s), w, b, isa);
+        for (int64_t round = 0; round < 3; ++round) {
+          for (const auto& [h, width] : extents) {
+            const int64_t batch = 1 + round;
+            const std::vector<int64_t> shape =
+                layout == DataLayout::kChannelsFirst
+                    ? std::vector<int64_t>{batch, channels, h, width}
+                    : std::vector<int64_t>{batch, h, width, channels};
+            absl::StatusOr<ConvGeometry> g = ResolveGeometry(s, shape);
+            ASSERT_TRUE(g.ok()) << g.status();
+            SCOPED_TRACE(Describe(s, shape) + " round " + std::to_string(round));
+            std::vector<float> x(g->input_elements());
+            for (float& v : x) v = dist(rng);
+            std::vector<float> ref(g->output_elements()), y(g->output_elements(), std::nanf(""));
+            ReferenceConv(*g, x.data(), w.data(), b.data(), ref.data());
+            tbb::task_arena arena(1 + round % 2);
+            arena.execute([&] { ASSERT_TRUE(op->Run(*g, x.data(), y.data()).ok()); });
+            for (size_t i = 0; i < y.size(); ++i) {
+              ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << "output " << i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // kAuto picks a fast kernel; kReference keeps the oracle.
 TEST_F(FastConvTest, DispatchByKernelPath) {
   ConvSpec s;

@@ -86,7 +86,8 @@ class FastConvOperator final : public ConvOperator {
                        "(kernel or output extents far beyond the input's), above the limit of ",
                        kMaxScratchBytes, " bytes"));
     }
-    const InputView view = PrepareInput(g, input, /*merges_kw=*/!dwconv_, &storage);
+    const InputView view =
+        PrepareInput(g, input, /*merges_kw=*/igemm_ && igemm_->merges_kw(), &storage);
     if (stop.StopRequested()) return StoppedError();
     if (dwconv_) {
       dwconv_->Run(g, view, output, stop);

@@ -44,7 +44,7 @@ namespace kernels {
 // Instruction sets the fast path has kernels for, narrowest first.
 enum class Isa {
   kAvx2Fma,  // ymm kernels; the baseline every fast layer can run on.
-  kAvx512f,  // zmm GEMM and depthwise kernels (narrow groups stay on AVX2).
+  kAvx512f,  // zmm GEMM, depthwise and 8-channel-group kernels (other narrow groups: AVX2).
 };
 
 // True when this CPU runs AVX2 and FMA instructions.

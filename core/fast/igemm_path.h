@@ -38,6 +38,11 @@ class IgemmPath {
   // The micro-kernel's name, e.g. "f32-igemm-6x16-avx2-fma".
   const std::string& kernel_name() const { return kernel_name_; }
 
+  // Whether Run() wants a view that merges the Kw taps (PrepareInput's
+  // `merges_kw`): not for the two-group kernel, which reads interleaved
+  // channels-last pixels (in place when the input is channels-last).
+  bool merges_kw() const { return groups_per_block_ == 1; }
+
   // Runs the layer on `view` (PrepareInput(g, input, /*merges_kw=*/true, ...)) into `output`
   // (g.output_elements() floats in g.data_layout), on the calling thread's TBB arena.
   // REQUIRES: `g` came from ResolveGeometry() on the constructor's layer.spec.
@@ -49,12 +54,16 @@ class IgemmPath {
  private:
   void Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
             absl::Span<const float> bias, Isa isa);
+  void PackGroupPairs(const ResolvedLayer& layer, absl::Span<const float> weight,
+                      absl::Span<const float> bias);
 
   const int64_t groups_;
   const int64_t in_per_group_;
   const int64_t out_per_group_;
   const int64_t taps_;
-  // Tile (mr_ pixels x nr_ channels) and packed block size.
+  // Tile (mr_ pixels x nr_ channels) and packed block size; a block covers
+  // groups_per_block_ groups (2 for f32_gconv_g8_3x16_avx512f, else 1).
+  int64_t groups_per_block_ = 1;
   int64_t nr_ = 0;
   int64_t mr_ = 0;
   int64_t blocks_per_group_ = 0;

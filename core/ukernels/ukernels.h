@@ -53,6 +53,18 @@ void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
                              size_t a_offset, const float* zero, const float* packed, float* c,
                              size_t c_stride, float lo, float hi);
 
+// Grouped convolution with 8 input and 8 output channels per group, two adjacent
+// groups per call, F32IgemmFn's contract with NR = 16 (output channels: the first
+// group's 8, then the second's), kc = 8 and nc = 16: a(t, i) points at the
+// first group's 8 input channels, followed by the second group's 8 (an
+// interleaved channels-last pixel; `zero` holds >= 16 zeros). `packed`: 16 bias
+// values, then per tap 8 vectors j of 16 weights: w[j][k] of the first group
+// for k < 8, of the second for k >= 8. REQUIRES: 1 <= mr <= 3.
+void f32_gconv_g8_3x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
+                               const float* const* indirection, size_t indirection_stride,
+                               size_t a_offset, const float* zero, const float* packed, float* c,
+                               size_t c_stride, float lo, float hi);
+
 // Direct GEMM for 1x1, stride-1 layers on channels-first tensors (input and
 // output rows are contiguous runs of pixels): for rows i < mr (output
 // channels) and columns j < nc (pixels),

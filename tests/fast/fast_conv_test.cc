@@ -245,6 +245,40 @@ TEST_F(FastConvTest, DepthwiseTileRemainders) {
   }
 }
 
+// Groups of 8 input and 8 output channels (the two-group AVX-512F kernel when
+// their count is even, the 12x8 tile otherwise): widths around its 3-pixel
+// tile, padding, strides, dilation, 1-D to 3-D, both layouts.
+TEST_F(FastConvTest, EightChannelGroups) {
+  std::mt19937 rng(10);
+  int index = 0;
+  for (int64_t groups : {2, 3, 4, 32}) {
+    for (int64_t width : {1, 2, 3, 4, 5, 11}) {
+      for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+        ConvSpec s;
+        s.spatial_rank = 1 + index % 3;
+        s.groups = groups;
+        s.in_channels = s.out_channels = 8 * groups;
+        s.kernel = {3};
+        s.stride = {index % 4 == 1 ? 2 : 1};
+        s.dilation = {index % 5 == 2 ? 2 : 1};
+        s.padding = PaddingPreset::kSameUpper;
+        s.padding_mode = index % 7 == 3 ? PaddingMode::kReflect : PaddingMode::kZeros;
+        s.bias = index % 3 != 1;
+        s.activation = kActivations[index % 9];
+        s.data_layout = layout;
+        ++index;
+        std::vector<int64_t> shape = {1 + index % 2};
+        if (layout == DataLayout::kChannelsFirst) shape.push_back(s.in_channels);
+        for (int a = 1; a < s.spatial_rank; ++a) shape.push_back(3);
+        shape.push_back(width);
+        if (layout == DataLayout::kChannelsLast) shape.push_back(s.in_channels);
+        if (!CheckLayer(s, shape, &rng)) continue;  // reflect wider than the input
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
 // Wide channel counts (several K and channel blocks, transposes in 8x8
 // blocks), 1x1 and 3x3, strided.
 TEST_F(FastConvTest, WideChannels) {

@@ -14,6 +14,7 @@
 
 #include <cassert>
 #include <cstddef>
+#include <type_traits>
 
 namespace convserve {
 namespace ukernels {
@@ -106,12 +107,66 @@ inline void Tile(const Taps& in, size_t ch, size_t lanes, size_t channels_padded
   }
 }
 
+// Interior pixels of a 3-wide kernel whose W taps step as far as its pixels
+// (stride == dilation along W, e.g. both 1): pixel x's tap k reads column
+// x + k, so the tile loads each of its PX + 2 columns once per kernel row and
+// feeds it to the up to 3 pixels that read it (a third of Tile()'s loads).
+// One vector of channels starting at `ch`, `lanes` of them live when kMasked.
+template <typename V, int PX, bool kMasked>
+inline void SlidingTile(const RowTaps& in, size_t ch, size_t lanes, size_t channels_padded,
+                        const float* packed, float* out, size_t out_stride, typename V::Reg vlo,
+                        typename V::Reg vhi) {
+  using Reg = typename V::Reg;
+  Reg acc[PX];
+  const Reg bias = V::Load(packed + ch);
+#pragma GCC unroll 16
+  for (int x = 0; x < PX; ++x) acc[x] = bias;
+  const float* w = packed + channels_padded + ch;
+  for (size_t r = 0; r < in.rows; ++r) {
+    const float* a = in.RowBase(0, r) + ch;
+    const Reg w0 = V::Load(w);
+    const Reg w1 = V::Load(w + channels_padded);
+    const Reg w2 = V::Load(w + 2 * channels_padded);
+#pragma GCC unroll 18
+    for (int c = 0; c < PX + 2; ++c) {
+      const Reg v = kMasked ? V::LoadFirst(a, lanes) : V::Load(a);
+      a += in.tap_step;
+      if (c < PX) acc[c] = V::Fma(v, w0, acc[c]);
+      if (c >= 1 && c - 1 < PX) acc[c - 1] = V::Fma(v, w1, acc[c - 1]);
+      if (c >= 2) acc[c - 2] = V::Fma(v, w2, acc[c - 2]);
+    }
+    w += 3 * channels_padded;
+  }
+#pragma GCC unroll 16
+  for (int x = 0; x < PX; ++x) {
+    const Reg v = V::Clamp(acc[x], vlo, vhi);
+    if (kMasked) {
+      V::StoreFirst(out + x * out_stride + ch, v, lanes);
+    } else {
+      V::Store(out + x * out_stride + ch, v);
+    }
+  }
+}
+
 // Pixels [0, PX) of `in`/`out`, every channel.
 template <typename V, int PX, int KW, typename Taps>
 inline void Pixels(const Taps& in, size_t channels, size_t channels_padded, const float* packed,
                    float* out, size_t out_stride, typename V::Reg vlo, typename V::Reg vhi) {
   constexpr size_t kLanes = V::kLanes;
   size_t ch = 0;
+  if constexpr (KW == 3 && std::is_same_v<Taps, RowTaps>) {
+    if (in.pixel_step == in.tap_step) {
+      for (; ch + kLanes <= channels; ch += kLanes) {
+        SlidingTile<V, PX, false>(in, ch, kLanes, channels_padded, packed, out, out_stride, vlo,
+                                  vhi);
+      }
+      if (ch < channels) {
+        SlidingTile<V, PX, true>(in, ch, channels - ch, channels_padded, packed, out, out_stride,
+                                 vlo, vhi);
+      }
+      return;
+    }
+  }
   for (; ch + 2 * kLanes <= channels; ch += 2 * kLanes) {
     Tile<V, PX, 2, KW, false>(in, ch, kLanes, channels_padded, packed, out, out_stride, vlo, vhi);
   }

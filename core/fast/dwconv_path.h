@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "core/fast/common.h"
 #include "core/fast/conv_input.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
@@ -53,7 +54,7 @@ class DwconvPath {
   // Border pixels (through an indirection buffer) and interior runs (row pointers).
   decltype(&ukernels::f32_dwconv_nhwc_avx2_fma) dwconv_ = nullptr;
   decltype(&ukernels::f32_dwconv_rows_nhwc_avx2_fma) dwconv_rows_ = nullptr;
-  std::vector<float> packed_;
+  PackedFloats packed_;  // 64-byte aligned (common.h).
 };
 
 }  // namespace kernels

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "core/fast/common.h"
 #include "core/fast/conv_input.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
@@ -70,7 +71,7 @@ class IgemmPath {
   int64_t block_floats_ = 0;
   ukernels::F32IgemmFn igemm_ = nullptr;
   std::string kernel_name_;
-  std::vector<float> packed_;
+  PackedFloats packed_;  // 64-byte aligned (common.h).
   // Tap offsets of the geometries run last (Run() is const; the cache locks).
   mutable TapOffsetCache tap_offsets_;
 };

@@ -34,7 +34,8 @@ DwconvPath::DwconvPath(const ResolvedLayer& layer, absl::Span<const float> weigh
 void DwconvPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
                       absl::Span<const float> bias) {
   const int64_t channels = layer.spec.in_channels;
-  const int64_t padded = CeilDiv(channels, 16) * 16;
+  const int64_t pad = ukernels::kDwconvChannelPad;
+  const int64_t padded = CeilDiv(channels, pad) * pad;
   packed_.assign(static_cast<size_t>(padded * (1 + taps_)), 0.0f);
   for (int64_t c = 0; c < channels; ++c) {
     if (layer.spec.bias) packed_[c] = bias[c];

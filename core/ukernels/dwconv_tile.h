@@ -16,13 +16,15 @@
 #include <cstddef>
 #include <type_traits>
 
+#include "core/ukernels/ukernels.h"
+
 namespace convserve {
 namespace ukernels {
 namespace dwconv {
 
-// Packed channels are padded to this many (the widest vector): weight vectors
+// Packed channels are padded to kDwconvChannelPad (ukernels.h): weight vectors
 // are read whole, past `channels`, on every ISA.
-constexpr size_t kChannelPad = 16;
+constexpr size_t kChannelPad = kDwconvChannelPad;
 
 // Taps are visited as rows x kw (tap t = r * kw + k); the input of pixel x
 // of the tile at that tap is RowBase(x, r) + k * tap_step.

@@ -86,10 +86,11 @@ void f32_gemm_12x32_avx512f(size_t mr, size_t nc, size_t kc, const float* a, con
 // of a channels-last tensor: for pixel p and channel ch < channels,
 //   out[p * out_stride + ch] = clamp(packed[ch] + sum_{t < taps}
 //       indirection[p * taps + t][ch] * packed[channels_padded * (1 + t) + ch], lo, hi)
-// channels_padded = channels rounded up to 16 (dwconv::kChannelPad). Indirection pointers point at
+// channels_padded = channels rounded up to kDwconvChannelPad. Indirection pointers point at
 // a pixel's first channel (or at `zero`, >= channels zeros); only `channels` values are read from
 // each, and only `channels` values per pixel are written. The clamp passes NaN through. REQUIRES:
 // channels >= 1, taps >= 1.
+constexpr size_t kDwconvChannelPad = 16;  // The widest vector's lanes, for every tier.
 void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
                               const float* const* indirection, const float* packed, float* out,
                               size_t out_stride, float lo, float hi);

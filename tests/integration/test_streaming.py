@@ -238,13 +238,22 @@ def _open_stream(client, name, chunk):
     return thread, outputs, errors, release
 
 
+def _wait_released(server, timeout=10):
+    """Waits for the server's budget to hold nothing: a unary call's memory is released when
+    gRPC is done with it, which may come moments after the client has its reply."""
+    deadline = time.monotonic() + timeout
+    while _reserved_bytes(server) != 0:
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.02)
+
+
 def test_stream_state_is_counted_in_the_memory_budget():
     server = ServerProcess("--drain_grace_ms=0", "--metrics_listen=127.0.0.1:0")
     try:
         with convserve.Client(server.target, timeout=60) as client:
             rng = np.random.default_rng(7)
             client.load_model("causal-budget", _model(rng, "channels_first"))
-            assert _reserved_bytes(server) == 0
+            _wait_released(server)
             thread, outputs, errors, release = _open_stream(
                 client, "causal-budget", np.zeros((8, 2, 4), np.float32))
             deadline = time.monotonic() + 30
@@ -257,10 +266,7 @@ def test_stream_state_is_counted_in_the_memory_budget():
             release.set()
             thread.join(60)
             assert not errors, errors
-            deadline = time.monotonic() + 10
-            while _reserved_bytes(server) != 0:
-                assert time.monotonic() < deadline, server.log()
-                time.sleep(0.02)
+            _wait_released(server)
         assert server.stop() == 0, server.log()
     finally:
         server.cleanup()

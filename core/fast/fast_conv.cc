@@ -80,12 +80,9 @@ class FastConvOperator final : public ConvOperator {
                    const StopToken& stop) const override {
     std::unique_ptr<float[]> storage;  // The reordered input, when there is one.
     if (stop.StopRequested()) return StoppedError();
-    if (winograd_ || UsesGemm1x1(g)) {
-      if (winograd_) {
-        winograd_->Run(g, input, output, stop);
-      } else {
-        gemm_1x1_->Run(g, input, output, stop);
-      }
+    if (winograd_) return winograd_->Run(g, input, output, stop);
+    if (UsesGemm1x1(g)) {
+      gemm_1x1_->Run(g, input, output, stop);
       return stop.StopRequested() ? StoppedError() : absl::OkStatus();
     }
     if (const int64_t scratch = ScratchBytes(g, taps_); scratch > kMaxScratchBytes) {

@@ -4,10 +4,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/conv.h"
 #include "core/fast/common.h"
 #include "tbb/blocked_range.h"
 #include "tbb/parallel_for.h"
@@ -142,8 +145,8 @@ std::string WinogradPath::KernelName(const ConvGeometry& g) const {
   return absl::StrCat("f32-winograd-", m, "x", m, "-3x3-", gemm_name_);
 }
 
-void WinogradPath::Run(const ConvGeometry& g, const float* input, float* output,
-                       const StopToken& stop) const {
+absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float* output,
+                               const StopToken& stop) const {
   const Variant& v = Choose(g);
   const bool can_stop = stop.CanStop();
   const int64_t m = v.m, alpha = m + 2, points = alpha * alpha;
@@ -153,10 +156,47 @@ void WinogradPath::Run(const ConvGeometry& g, const float* input, float* output,
   const int64_t tiles_h = CeilDiv(out_height, m), tiles_w = CeilDiv(out_width, m);
   const int64_t tiles_per_image = tiles_h * tiles_w;
   const int64_t tiles = g.batch * tiles_per_image;
-  if (tiles == 0) return;
+  if (tiles == 0) return absl::OkStatus();
+  // A zero-padded copy of the input that every tile lies inside, so that
+  // the transforms read without bounds checks.
+  const int64_t padded_h = tiles_h * m + 2, padded_w = tiles_w * m + 2;
+  const int64_t padded_elements = g.batch * in_channels * padded_h * padded_w;
+  const int64_t padded_limit =
+      std::max(kMaxScratchBytes / int64_t{sizeof(float)}, 2 * g.input_elements());
+  if (padded_elements > padded_limit) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "layer: the Winograd path would need a padded input copy of ", padded_elements,
+        " floats for this geometry (padding far beyond the input), above the limit of ",
+        padded_limit, "; run the layer with algorithm 'direct'"));
+  }
   const Strides in = StridesOf(g.data_layout, in_channels, height, width);
+  const Strides padded_strides = StridesOf(g.data_layout, in_channels, padded_h, padded_w);
   const Strides out = StridesOf(g.data_layout, out_channels, out_height, out_width);
+  std::unique_ptr<float[]> padded(new float[static_cast<size_t>(padded_elements)]);
+  const int64_t top = g.pad_begin[1], left = g.pad_begin[2];
+  // Row (n, py) of the copy, all channels (channels-last) or one (channels-first: rows
+  // n * C + c). Cells outside the input are zero.
+  const bool last = g.data_layout == DataLayout::kChannelsLast;
+  const int64_t copy_rows = g.batch * (last ? 1 : in_channels) * padded_h;
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, copy_rows), [&](const auto& range) {
+    for (int64_t row = range.begin(); row < range.end(); ++row) {
+      const int64_t py = row % padded_h, plane = row / padded_h;  // plane: n or n * C + c
+      const int64_t cells = last ? in_channels : 1;               // floats per pixel
+      float* dst = padded.get() + row * padded_w * cells;
+      std::fill(dst, dst + padded_w * cells, 0.0f);
+      const int64_t y = py - top;
+      if (y < 0 || y >= height) continue;
+      const int64_t x_begin = std::max<int64_t>(0, -left);
+      const int64_t x_end = std::min<int64_t>(width, padded_w - left);
+      if (x_begin >= x_end) continue;
+      const float* src = input + (last ? plane * in.image : plane * in.channel) + y * in.row;
+      std::copy(src + x_begin * cells, src + x_end * cells, dst + (x_begin + left) * cells);
+    }
+  });
+  if (stop.StopRequested()) return StoppedError();
   const Epilogue epilogue = EpilogueOf(g.activation);
+  const float lo = epilogue.per_element ? -kInf : epilogue.lo;
+  const float hi = epilogue.per_element ? kInf : epilogue.hi;
   const int64_t blocks = CeilDiv(out_channels, mr_);
   // Tiles per item: V and M near kItemBytes, whole transform groups, and
   // enough items to balance over the arena's threads.
@@ -174,57 +214,32 @@ void WinogradPath::Run(const ConvGeometry& g, const float* input, float* output,
     Workspace& workspace = ThreadWorkspace();
     workspace.block.resize(
         static_cast<size_t>(ScratchFloats(alpha, tb, in_channels, out_channels)));
-    float* const vv = workspace.block.data();            // [points][C_in][tb]
-    float* const mm = vv + points * in_channels * tb;    // [points][C_out][tb]
-    float* const d = mm + points * out_channels * tb;    // [points][kLanes]
-    float* const o = d + points * kLanes;                // [m * m][kLanes]
+    float* const vv = workspace.block.data();          // [points][C_in][tb]
+    float* const mm = vv + points * in_channels * tb;  // [points][C_out][tb]
+    float* const o = mm + points * out_channels * tb;  // [m * m][kLanes]
     for (int64_t item = range.begin(); item < range.end(); ++item) {
       if (can_stop && stop.StopRequested()) return;  // between work items only
       const int64_t t0 = item * tb;
       const int64_t count = std::min(tb, tiles - t0);
       const int64_t groups = CeilDiv(count, kLanes);
       const int64_t columns = groups * kLanes;
-      // Input transform, kLanes tiles at a time. Tile t of the item: image
-      // n, first input cell (y0, x0), which may lie in the padding.
+      // Input transform, kLanes tiles at a time (lanes past the last tile
+      // repeat it; their columns are never stored).
       for (int64_t group = 0; group < groups; ++group) {
-        int64_t base[kLanes], y0s[kLanes], x0s[kLanes];
-        bool inside[kLanes];
-        const int64_t lanes = std::min(kLanes, count - group * kLanes);
-        for (int64_t l = 0; l < lanes; ++l) {
-          const int64_t t = t0 + group * kLanes + l;
+        const float* lanes[kLanes];
+        for (int64_t l = 0; l < kLanes; ++l) {
+          const int64_t t = t0 + std::min(group * kLanes + l, count - 1);
           const int64_t n = t / tiles_per_image;
-          const int64_t y0 = t % tiles_per_image / tiles_w * m - g.pad_begin[1];
-          const int64_t x0 = t % tiles_w * m - g.pad_begin[2];
-          y0s[l] = y0, x0s[l] = x0;
-          inside[l] = y0 >= 0 && x0 >= 0 && y0 + alpha <= height && x0 + alpha <= width;
-          base[l] = n * in.image + y0 * in.row + x0 * in.column;
+          const int64_t y0 = t % tiles_per_image / tiles_w * m;
+          const int64_t x0 = t % tiles_w * m;
+          lanes[l] = padded.get() + n * padded_strides.image + y0 * padded_strides.row +
+                     x0 * padded_strides.column;
         }
         for (int64_t ic = 0; ic < in_channels; ++ic) {
-          const float* channel = input + ic * in.channel;
-          for (int64_t l = 0; l < kLanes; ++l) {
-            float* lane = d + l;
-            if (l >= lanes) {  // Past the last tile: zeros.
-              for (int64_t p = 0; p < points; ++p) lane[p * kLanes] = 0.0f;
-            } else if (inside[l]) {
-              const float* src = channel + base[l];
-              for (int64_t r = 0; r < alpha; ++r) {
-                for (int64_t c = 0; c < alpha; ++c) {
-                  lane[(r * alpha + c) * kLanes] = src[r * in.row + c * in.column];
-                }
-              }
-            } else {
-              const float* src = channel + base[l];
-              for (int64_t r = 0; r < alpha; ++r) {
-                const bool row_in = y0s[l] + r >= 0 && y0s[l] + r < height;
-                for (int64_t c = 0; c < alpha; ++c) {
-                  const bool in_bounds = row_in && x0s[l] + c >= 0 && x0s[l] + c < width;
-                  lane[(r * alpha + c) * kLanes] =
-                      in_bounds ? src[r * in.row + c * in.column] : 0.0f;
-                }
-              }
-            }
-          }
-          v.input(d, vv + ic * tb + group * kLanes, static_cast<size_t>(in_channels * tb));
+          v.input(lanes, static_cast<size_t>(ic * padded_strides.channel),
+                  static_cast<size_t>(padded_strides.row),
+                  static_cast<size_t>(padded_strides.column), vv + ic * tb + group * kLanes,
+                  static_cast<size_t>(in_channels * tb));
         }
       }
       // One GEMM per transform point: M[xi] = U[xi] x V[xi].
@@ -241,27 +256,30 @@ void WinogradPath::Run(const ConvGeometry& g, const float* input, float* output,
           }
         }
       }
-      // Output transform, bias and activation, kLanes tiles at a time.
+      // Output transform with bias and clamp, then the other activations
+      // while storing, kLanes tiles at a time.
       for (int64_t oc = 0; oc < out_channels; ++oc) {
         const float bias = bias_[static_cast<size_t>(oc)];
         for (int64_t group = 0; group < groups; ++group) {
-          v.output(mm + oc * tb + group * kLanes, static_cast<size_t>(out_channels * tb), o);
+          v.output(mm + oc * tb + group * kLanes, static_cast<size_t>(out_channels * tb), bias,
+                   lo, hi, o);
           const int64_t lanes = std::min(kLanes, count - group * kLanes);
           for (int64_t l = 0; l < lanes; ++l) {
             const int64_t t = t0 + group * kLanes + l;
             const int64_t n = t / tiles_per_image;
             const int64_t oy0 = t % tiles_per_image / tiles_w * m;
             const int64_t ox0 = t % tiles_w * m;
-            float* dst = output + n * out.image + oc * out.channel;
-            for (int64_t i = 0; i < m && oy0 + i < out_height; ++i) {
-              for (int64_t j = 0; j < m && ox0 + j < out_width; ++j) {
-                float y = o[(i * m + j) * kLanes + l] + bias;
+            float* dst = output + n * out.image + oc * out.channel + oy0 * out.row +
+                         ox0 * out.column;
+            const int64_t rows = std::min(m, out_height - oy0);
+            const int64_t cols = std::min(m, out_width - ox0);
+            for (int64_t i = 0; i < rows; ++i) {
+              for (int64_t j = 0; j < cols; ++j) {
+                float y = o[(i * m + j) * kLanes + l];
                 if (epilogue.per_element) {
                   y = ApplyActivation(g.activation, g.activation_alpha, y);
-                } else {
-                  y = std::min(std::max(y, epilogue.lo), epilogue.hi);
                 }
-                dst[(oy0 + i) * out.row + (ox0 + j) * out.column] = y;
+                dst[i * out.row + j * out.column] = y;
               }
             }
           }
@@ -269,6 +287,7 @@ void WinogradPath::Run(const ConvGeometry& g, const float* input, float* output,
       }
     }
   });
+  return stop.StopRequested() ? StoppedError() : absl::OkStatus();
 }
 
 }  // namespace kernels

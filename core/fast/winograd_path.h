@@ -29,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
@@ -56,10 +57,13 @@ class WinogradPath {
   std::string KernelName(const ConvGeometry& g) const;
 
   // Runs the layer from `input` to `output` (g.data_layout, either layout),
-  // on the calling thread's TBB arena. REQUIRES: `g` came from
-  // ResolveGeometry() on the constructor's layer. Skips the work items left
-  // once `stop` asks to stop (the caller then checks `stop`).
-  void Run(const ConvGeometry& g, const float* input, float* output, const StopToken& stop) const;
+  // on the calling thread's TBB arena, through a zero-padded copy of the
+  // input. REQUIRES: `g` came from ResolveGeometry() on the constructor's
+  // layer. Skips the work items left once `stop` asks to stop (CANCELLED);
+  // RESOURCE_EXHAUSTED when the padded copy would be far larger than the
+  // input (padding far beyond it).
+  absl::Status Run(const ConvGeometry& g, const float* input, float* output,
+                   const StopToken& stop) const;
 
  private:
   // One output tile size M, with its transforms and packed weights:

@@ -26,6 +26,8 @@ constexpr float kInf = std::numeric_limits<float>::infinity();
 // every GEMM of the item runs over them); an item has at least kLanes tiles.
 constexpr int64_t kItemBytes = int64_t{2} << 20;
 constexpr int64_t kMaxTilesPerItem = 128;
+// The zero-padded input copy is kept per calling thread up to this size.
+constexpr int64_t kKeptPaddedFloats = int64_t{2} << 20;
 // Per-thread scratch above which a layer is left to the direct path.
 constexpr int64_t kMaxScratchBytes = int64_t{256} << 20;
 
@@ -160,7 +162,9 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
   // A zero-padded copy of the input that every tile lies inside, so that
   // the transforms read without bounds checks.
   const int64_t padded_h = tiles_h * m + 2, padded_w = tiles_w * m + 2;
-  const int64_t padded_elements = g.batch * in_channels * padded_h * padded_w;
+  // kSlack floats past the copy: the transforms read whole 8-float rows.
+  constexpr int64_t kSlack = 8;
+  const int64_t padded_elements = g.batch * in_channels * padded_h * padded_w + kSlack;
   const int64_t padded_limit =
       std::max(kMaxScratchBytes / int64_t{sizeof(float)}, 2 * g.input_elements());
   if (padded_elements > padded_limit) {
@@ -172,25 +176,43 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
   const Strides in = StridesOf(g.data_layout, in_channels, height, width);
   const Strides padded_strides = StridesOf(g.data_layout, in_channels, padded_h, padded_w);
   const Strides out = StridesOf(g.data_layout, out_channels, out_height, out_width);
-  std::unique_ptr<float[]> padded(new float[static_cast<size_t>(padded_elements)]);
+  // Kept per calling thread up to kKeptPaddedFloats (a fresh allocation per
+  // call costs page faults), allocated per call beyond.
+  thread_local std::vector<float> kept;
+  std::unique_ptr<float[]> fresh;
+  float* padded;
+  if (padded_elements <= kKeptPaddedFloats) {
+    if (static_cast<int64_t>(kept.size()) < padded_elements) {
+      kept.resize(static_cast<size_t>(padded_elements));
+    }
+    padded = kept.data();
+  } else {
+    fresh.reset(new float[static_cast<size_t>(padded_elements)]);
+    padded = fresh.get();
+  }
   const int64_t top = g.pad_begin[1], left = g.pad_begin[2];
   // Row (n, py) of the copy, all channels (channels-last) or one (channels-first: rows
   // n * C + c). Cells outside the input are zero.
   const bool last = g.data_layout == DataLayout::kChannelsLast;
   const int64_t copy_rows = g.batch * (last ? 1 : in_channels) * padded_h;
+  std::fill(padded + padded_elements - kSlack, padded + padded_elements, 0.0f);
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, copy_rows), [&](const auto& range) {
     for (int64_t row = range.begin(); row < range.end(); ++row) {
       const int64_t py = row % padded_h, plane = row / padded_h;  // plane: n or n * C + c
       const int64_t cells = last ? in_channels : 1;               // floats per pixel
-      float* dst = padded.get() + row * padded_w * cells;
-      std::fill(dst, dst + padded_w * cells, 0.0f);
+      float* dst = padded + row * padded_w * cells;
       const int64_t y = py - top;
-      if (y < 0 || y >= height) continue;
+      // Input columns [x_begin, x_end) land on copy columns from x_begin + left.
       const int64_t x_begin = std::max<int64_t>(0, -left);
       const int64_t x_end = std::min<int64_t>(width, padded_w - left);
-      if (x_begin >= x_end) continue;
+      if (y < 0 || y >= height || x_begin >= x_end) {
+        std::fill(dst, dst + padded_w * cells, 0.0f);
+        continue;
+      }
       const float* src = input + (last ? plane * in.image : plane * in.channel) + y * in.row;
+      std::fill(dst, dst + (x_begin + left) * cells, 0.0f);
       std::copy(src + x_begin * cells, src + x_end * cells, dst + (x_begin + left) * cells);
+      std::fill(dst + (x_end + left) * cells, dst + padded_w * cells, 0.0f);
     }
   });
   if (stop.StopRequested()) return StoppedError();
@@ -232,7 +254,7 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
           const int64_t n = t / tiles_per_image;
           const int64_t y0 = t % tiles_per_image / tiles_w * m;
           const int64_t x0 = t % tiles_w * m;
-          lanes[l] = padded.get() + n * padded_strides.image + y0 * padded_strides.row +
+          lanes[l] = padded + n * padded_strides.image + y0 * padded_strides.row +
                      x0 * padded_strides.column;
         }
         for (int64_t ic = 0; ic < in_channels; ++ic) {

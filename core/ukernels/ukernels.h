@@ -98,7 +98,8 @@ void f32_dwconv_rows_nhwc_avx2_fma(size_t pixels, size_t channels, size_t rows, 
 //         tile d_t holds d_t[r][c] = tiles[t][offset + r * row_stride + c * column_stride];
 // output: o[(i * M + j) * kWinogradLanes + t] = clamp((A^T m_t A)[i][j] + bias, lo, hi), where
 //         m_t[r][c] = m[(r * alpha + c) * m_stride + t]; the clamp passes NaN through.
-// Only kWinogradLanes values are read or written per row of v and m.
+// Only kWinogradLanes values are read or written per row of v and m; with column_stride 1 the
+// input reads run up to 2 floats (alpha 6) or 4 (alpha 4) past each tile row.
 inline constexpr size_t kWinogradLanes = 16;
 using F32WinogradInputFn = void (*)(const float* const* tiles, size_t offset, size_t row_stride,
                                     size_t column_stride, float* v, size_t v_stride);

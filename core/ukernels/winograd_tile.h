@@ -7,12 +7,17 @@
 #ifndef CONVSERVE_CORE_UKERNELS_WINOGRAD_TILE_H_
 #define CONVSERVE_CORE_UKERNELS_WINOGRAD_TILE_H_
 
+#include <immintrin.h>
+
 #include <cstddef>
 
 #include "core/ukernels/ukernels.h"
 
 namespace convserve {
 namespace ukernels {
+// Internal linkage: each ISA unit compiles its own copy of these inline
+// functions (one shared definition would let the linker pick either ISA's).
+namespace {
 
 // B^T and A^T of F(M x M, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural
 // Networks", 2016; the points 0, +-1, +-2 and infinity for M = 4, 0, +-1 and infinity for M = 2).
@@ -78,6 +83,30 @@ inline void ApplyMatrix(const float (&matrix)[kRows][kCols], const Lanes* in, La
   }
 }
 
+// columns[c][l] = rows[l][offset + c] for l, c < 8.
+inline void Transpose8x8(const float* const* rows, size_t offset, __m256 (&columns)[8]) {
+  __m256 r[8], t[8], u[8];
+#pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(rows[l] + offset);
+#pragma GCC unroll 4
+  for (int l = 0; l < 8; l += 2) {
+    t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
+    t[l + 1] = _mm256_unpackhi_ps(r[l], r[l + 1]);
+  }
+#pragma GCC unroll 2
+  for (int l = 0; l < 8; l += 4) {
+    u[l] = _mm256_shuffle_ps(t[l], t[l + 2], 0x44);
+    u[l + 1] = _mm256_shuffle_ps(t[l], t[l + 2], 0xEE);
+    u[l + 2] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0x44);
+    u[l + 3] = _mm256_shuffle_ps(t[l + 1], t[l + 3], 0xEE);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    columns[c] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x20);
+    columns[c + 4] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x31);
+  }
+}
+
 // v[(i * alpha + j) * v_stride + t] = (B^T d_t B)[i][j] with
 // d_t[r][c] = tiles[t][offset + r * row_stride + c * column_stride].
 template <int M>
@@ -85,32 +114,53 @@ inline void WinogradInputTile(const float* const* tiles, size_t offset, size_t r
                               size_t column_stride, float* v, size_t v_stride) {
   using W = WinogradMatrices<M>;
   constexpr int kA = W::kAlpha;
-  alignas(64) float d[kA * kA][kLanes];
-  for (size_t t = 0; t < kLanes; ++t) {
-    const float* tile = tiles[t] + offset;
+  static_assert(kA <= 8 && kLanes == 16, "one ymm per tile row, two transposes per row");
+  // Rows first (d B), then columns (B^T (d B)): db[r][j] = (d B)[r][j].
+  Lanes db[kA][kA];
+  if (column_stride == 1) {
+    // Each tile row as 8 floats (the reads run 8 - alpha floats past it),
+    // transposed 8 tiles at a time into the lanes.
 #pragma GCC unroll 8
     for (int r = 0; r < kA; ++r) {
+      __m256 low[8], high[8];
+      Transpose8x8(tiles, offset + r * row_stride, low);
+      Transpose8x8(tiles + 8, offset + r * row_stride, high);
+      Lanes row[kA];
 #pragma GCC unroll 8
-      for (int c = 0; c < kA; ++c) d[r * kA + c][t] = tile[r * row_stride + c * column_stride];
+      for (int c = 0; c < kA; ++c) {
+        row[c] = __builtin_shufflevector(low[c], high[c], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                         12, 13, 14, 15);
+      }
+      ApplyMatrix(W::kBt, row, db[r]);
+    }
+  } else {
+    alignas(64) float d[kA * kA][kLanes];
+    for (size_t t = 0; t < kLanes; ++t) {
+      const float* tile = tiles[t] + offset;
+#pragma GCC unroll 8
+      for (int r = 0; r < kA; ++r) {
+#pragma GCC unroll 8
+        for (int c = 0; c < kA; ++c) d[r * kA + c][t] = tile[r * row_stride + c * column_stride];
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < kA; ++r) {
+      Lanes row[kA];
+#pragma GCC unroll 8
+      for (int c = 0; c < kA; ++c) row[c] = *reinterpret_cast<const Lanes*>(d[r * kA + c]);
+      ApplyMatrix(W::kBt, row, db[r]);
     }
   }
-  // Columns first (B^T d), then rows ((B^T d) B).
-  Lanes bd[kA][kA];  // bd[c][i] = (B^T d)[i][c]
 #pragma GCC unroll 8
-  for (int c = 0; c < kA; ++c) {
-    Lanes column[kA];
+  for (int j = 0; j < kA; ++j) {
+    Lanes column[kA], result[kA];
 #pragma GCC unroll 8
-    for (int r = 0; r < kA; ++r) column[r] = *reinterpret_cast<const Lanes*>(d[r * kA + c]);
-    ApplyMatrix(W::kBt, column, bd[c]);
-  }
+    for (int r = 0; r < kA; ++r) column[r] = db[r][j];
+    ApplyMatrix(W::kBt, column, result);
 #pragma GCC unroll 8
-  for (int i = 0; i < kA; ++i) {
-    Lanes row[kA], result[kA];
-#pragma GCC unroll 8
-    for (int c = 0; c < kA; ++c) row[c] = bd[c][i];
-    ApplyMatrix(W::kBt, row, result);
-#pragma GCC unroll 8
-    for (int j = 0; j < kA; ++j) *reinterpret_cast<LanesU*>(v + (i * kA + j) * v_stride) = result[j];
+    for (int i = 0; i < kA; ++i) {
+      *reinterpret_cast<LanesU*>(v + (i * kA + j) * v_stride) = result[i];
+    }
   }
 }
 
@@ -143,11 +193,12 @@ inline void WinogradOutputTile(const float* m, size_t m_stride, float bias, floa
       Lanes y = result[j] + vbias;
       y = y < vlo ? vlo : y;  // NaN compares false: kept
       y = y > vhi ? vhi : y;
-      *reinterpret_cast<Lanes*>(o + (i * M + j) * kLanes) = y;
+      *reinterpret_cast<LanesU*>(o + (i * M + j) * kLanes) = y;
     }
   }
 }
 
+}  // namespace
 }  // namespace ukernels
 }  // namespace convserve
 

@@ -279,22 +279,38 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
         }
       }
       // Output transform with bias and clamp, then the other activations
-      // while storing, kLanes tiles at a time.
-      for (int64_t oc = 0; oc < out_channels; ++oc) {
-        const float bias = bias_[static_cast<size_t>(oc)];
-        for (int64_t group = 0; group < groups; ++group) {
-          v.output(mm + oc * tb + group * kLanes, static_cast<size_t>(out_channels * tb), bias,
-                   lo, hi, o);
-          const int64_t lanes = std::min(kLanes, count - group * kLanes);
+      // while storing, kLanes tiles at a time. Groups of whole 4x4 tiles on
+      // channels-first outputs are stored by the micro-kernel.
+      for (int64_t group = 0; group < groups; ++group) {
+        const int64_t lanes = std::min(kLanes, count - group * kLanes);
+        int64_t offsets[kLanes];  // Output offset of each tile's first cell.
+        bool whole = lanes == kLanes && m == 4 && !epilogue.per_element &&
+                     g.data_layout == DataLayout::kChannelsFirst;
+        for (int64_t l = 0; l < lanes; ++l) {
+          const int64_t t = t0 + group * kLanes + l;
+          const int64_t oy0 = t % tiles_per_image / tiles_w * m;
+          const int64_t ox0 = t % tiles_w * m;
+          offsets[l] = t / tiles_per_image * out.image + oy0 * out.row + ox0 * out.column;
+          whole = whole && oy0 + m <= out_height && ox0 + m <= out_width;
+        }
+        for (int64_t oc = 0; oc < out_channels; ++oc) {
+          const float bias = bias_[static_cast<size_t>(oc)];
+          const float* m_rows = mm + oc * tb + group * kLanes;
+          const size_t m_stride = static_cast<size_t>(out_channels * tb);
+          float* channel = output + oc * out.channel;
+          if (whole) {
+            float* tile_outputs[kLanes];
+            for (int64_t l = 0; l < kLanes; ++l) tile_outputs[l] = channel + offsets[l];
+            v.output(m_rows, m_stride, bias, lo, hi, o, tile_outputs,
+                     static_cast<size_t>(out.row));
+            continue;
+          }
+          v.output(m_rows, m_stride, bias, lo, hi, o, nullptr, 0);
           for (int64_t l = 0; l < lanes; ++l) {
             const int64_t t = t0 + group * kLanes + l;
-            const int64_t n = t / tiles_per_image;
-            const int64_t oy0 = t % tiles_per_image / tiles_w * m;
-            const int64_t ox0 = t % tiles_w * m;
-            float* dst = output + n * out.image + oc * out.channel + oy0 * out.row +
-                         ox0 * out.column;
-            const int64_t rows = std::min(m, out_height - oy0);
-            const int64_t cols = std::min(m, out_width - ox0);
+            const int64_t rows = std::min(m, out_height - t % tiles_per_image / tiles_w * m);
+            const int64_t cols = std::min(m, out_width - t % tiles_w * m);
+            float* dst = channel + offsets[l];
             for (int64_t i = 0; i < rows; ++i) {
               for (int64_t j = 0; j < cols; ++j) {
                 float y = o[(i * m + j) * kLanes + l];

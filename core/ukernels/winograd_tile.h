@@ -83,11 +83,9 @@ inline void ApplyMatrix(const float (&matrix)[kRows][kCols], const Lanes* in, La
   }
 }
 
-// columns[c][l] = rows[l][offset + c] for l, c < 8.
-inline void Transpose8x8(const float* const* rows, size_t offset, __m256 (&columns)[8]) {
-  __m256 r[8], t[8], u[8];
-#pragma GCC unroll 8
-  for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(rows[l] + offset);
+// out[c][l] = in[l][c] for l, c < 8.
+inline void Transpose8x8(const __m256 (&r)[8], __m256 (&out)[8]) {
+  __m256 t[8], u[8];
 #pragma GCC unroll 4
   for (int l = 0; l < 8; l += 2) {
     t[l] = _mm256_unpacklo_ps(r[l], r[l + 1]);
@@ -102,9 +100,17 @@ inline void Transpose8x8(const float* const* rows, size_t offset, __m256 (&colum
   }
 #pragma GCC unroll 4
   for (int c = 0; c < 4; ++c) {
-    columns[c] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x20);
-    columns[c + 4] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x31);
+    out[c] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x20);
+    out[c + 4] = _mm256_permute2f128_ps(u[c], u[c + 4], 0x31);
   }
+}
+
+// columns[c][l] = rows[l][offset + c] for l, c < 8.
+inline void Transpose8x8(const float* const* rows, size_t offset, __m256 (&columns)[8]) {
+  __m256 r[8];
+#pragma GCC unroll 8
+  for (int l = 0; l < 8; ++l) r[l] = _mm256_loadu_ps(rows[l] + offset);
+  Transpose8x8(r, columns);
 }
 
 // v[(i * alpha + j) * v_stride + t] = (B^T d_t B)[i][j] with
@@ -166,9 +172,10 @@ inline void WinogradInputTile(const float* const* tiles, size_t offset, size_t r
 
 // o[(i * M + j) * kLanes + t] = clamp((A^T m_t A)[i][j] + bias, lo, hi) with
 // m_t[r][c] = m[(r * alpha + c) * m_stride + t]; the clamp passes NaN through.
+// With `tiles` (M = 4 only), the values go to tiles[t][i * row_stride + j] instead.
 template <int M>
 inline void WinogradOutputTile(const float* m, size_t m_stride, float bias, float lo, float hi,
-                               float* o) {
+                               float* o, float* const* tiles, size_t row_stride) {
   using W = WinogradMatrices<M>;
   constexpr int kA = W::kAlpha;
   Lanes am[kA][M];  // am[c][i] = (A^T m)[i][c]
@@ -176,12 +183,15 @@ inline void WinogradOutputTile(const float* m, size_t m_stride, float bias, floa
   for (int c = 0; c < kA; ++c) {
     Lanes column[kA];
 #pragma GCC unroll 8
-    for (int r = 0; r < kA; ++r) column[r] = *reinterpret_cast<const LanesU*>(m + (r * kA + c) * m_stride);
+    for (int r = 0; r < kA; ++r) {
+      column[r] = *reinterpret_cast<const LanesU*>(m + (r * kA + c) * m_stride);
+    }
     ApplyMatrix(W::kAt, column, am[c]);
   }
   const Lanes vbias = bias - Lanes{};
   const Lanes vlo = lo - Lanes{};
   const Lanes vhi = hi - Lanes{};
+  Lanes y[M * M];
 #pragma GCC unroll 8
   for (int i = 0; i < M; ++i) {
     Lanes row[kA], result[M];
@@ -190,12 +200,39 @@ inline void WinogradOutputTile(const float* m, size_t m_stride, float bias, floa
     ApplyMatrix(W::kAt, row, result);
 #pragma GCC unroll 8
     for (int j = 0; j < M; ++j) {
-      Lanes y = result[j] + vbias;
-      y = y < vlo ? vlo : y;  // NaN compares false: kept
-      y = y > vhi ? vhi : y;
-      *reinterpret_cast<LanesU*>(o + (i * M + j) * kLanes) = y;
+      Lanes v = result[j] + vbias;
+      v = v < vlo ? vlo : v;  // NaN compares false: kept
+      y[i * M + j] = v > vhi ? vhi : v;
     }
   }
+  if constexpr (M == 4) {
+    if (tiles != nullptr) {
+      // Values 8 at a time (two output rows of 4), transposed 8 tiles at a time.
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+#pragma GCC unroll 2
+        for (int p0 = 0; p0 < 16; p0 += 8) {
+          __m256 in[8], out[8];
+#pragma GCC unroll 8
+          for (int p = 0; p < 8; ++p) {
+            in[p] = half == 0 ? __builtin_shufflevector(y[p0 + p], y[p0 + p], 0, 1, 2, 3, 4, 5, 6, 7)
+                              : __builtin_shufflevector(y[p0 + p], y[p0 + p], 8, 9, 10, 11, 12,
+                                                        13, 14, 15);
+          }
+          Transpose8x8(in, out);
+#pragma GCC unroll 8
+          for (int l = 0; l < 8; ++l) {
+            float* dst = tiles[half * 8 + l] + (p0 / 4) * row_stride;
+            _mm_storeu_ps(dst, _mm256_castps256_ps128(out[l]));
+            _mm_storeu_ps(dst + row_stride, _mm256_extractf128_ps(out[l], 1));
+          }
+        }
+      }
+      return;
+    }
+  }
+#pragma GCC unroll 16
+  for (int p = 0; p < M * M; ++p) *reinterpret_cast<LanesU*>(o + p * kLanes) = y[p];
 }
 
 }  // namespace

@@ -411,6 +411,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                       static_cast<int64_t>(sizeof(float));
       layers->push_back(*std::move(decoded));
     }
+    absl::Status precision = ApplyPrecision(request->precision(), layers.get());
+    if (!precision.ok()) return precision;
     charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers->size()));
     absl::Status room = models_.CheckAdd(request->name(), charged_bytes, request->replace());
     if (!room.ok()) return room;

@@ -174,45 +174,69 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
         padded_limit, "; run the layer with algorithm 'direct'"));
   }
   const Strides in = StridesOf(g.data_layout, in_channels, height, width);
-  const Strides padded_strides = StridesOf(g.data_layout, in_channels, padded_h, padded_w);
+  const Strides padded_strides =
+      StridesOf(DataLayout::kChannelsFirst, in_channels, padded_h, padded_w);
   const Strides out = StridesOf(g.data_layout, out_channels, out_height, out_width);
   // Kept per calling thread up to kKeptPaddedFloats (a fresh allocation per
-  // call costs page faults), allocated per call beyond.
+  // call costs page faults), allocated per call beyond, and when this thread
+  // already holds its copy (a Run() reached while waiting inside another).
   thread_local std::vector<float> kept;
+  thread_local bool kept_in_use = false;
   std::unique_ptr<float[]> fresh;
   float* padded;
-  if (padded_elements <= kKeptPaddedFloats) {
+  struct Release {
+    bool* in_use;
+    ~Release() {
+      if (in_use != nullptr) *in_use = false;
+    }
+  } release{nullptr};
+  if (padded_elements <= kKeptPaddedFloats && !kept_in_use) {
     if (static_cast<int64_t>(kept.size()) < padded_elements) {
       kept.resize(static_cast<size_t>(padded_elements));
     }
     padded = kept.data();
+    kept_in_use = true;
+    release.in_use = &kept_in_use;
   } else {
     fresh.reset(new float[static_cast<size_t>(padded_elements)]);
     padded = fresh.get();
   }
   const int64_t top = g.pad_begin[1], left = g.pad_begin[2];
-  // Row (n, py) of the copy, all channels (channels-last) or one (channels-first: rows
-  // n * C + c). Cells outside the input are zero.
+  // The copy is channels-first whatever the input's layout (a channels-last
+  // row is transposed into it), so that every tile row is a contiguous run.
+  // Row (n, py) of the copy, every channel; cells outside the input are zero.
   const bool last = g.data_layout == DataLayout::kChannelsLast;
-  const int64_t copy_rows = g.batch * (last ? 1 : in_channels) * padded_h;
+  const int64_t plane = padded_h * padded_w;
   std::fill(padded + padded_elements - kSlack, padded + padded_elements, 0.0f);
-  tbb::parallel_for(tbb::blocked_range<int64_t>(0, copy_rows), [&](const auto& range) {
+  tbb::parallel_for(tbb::blocked_range<int64_t>(0, g.batch * padded_h), [&](const auto& range) {
     for (int64_t row = range.begin(); row < range.end(); ++row) {
-      const int64_t py = row % padded_h, plane = row / padded_h;  // plane: n or n * C + c
-      const int64_t cells = last ? in_channels : 1;               // floats per pixel
-      float* dst = padded + row * padded_w * cells;
+      const int64_t n = row / padded_h, py = row % padded_h;
       const int64_t y = py - top;
       // Input columns [x_begin, x_end) land on copy columns from x_begin + left.
       const int64_t x_begin = std::max<int64_t>(0, -left);
       const int64_t x_end = std::min<int64_t>(width, padded_w - left);
-      if (y < 0 || y >= height || x_begin >= x_end) {
-        std::fill(dst, dst + padded_w * cells, 0.0f);
-        continue;
+      const bool inside = y >= 0 && y < height && x_begin < x_end;
+      float* first = padded + n * in_channels * plane + py * padded_w;  // channel 0's row
+      for (int64_t c = 0; c < in_channels; ++c) {
+        float* dst = first + c * plane;
+        if (!inside) {
+          std::fill(dst, dst + padded_w, 0.0f);
+          continue;
+        }
+        std::fill(dst, dst + x_begin + left, 0.0f);
+        std::fill(dst + x_end + left, dst + padded_w, 0.0f);
+        if (!last) {
+          const float* src = input + n * in.image + c * in.channel + y * in.row;
+          std::copy(src + x_begin, src + x_end, dst + x_begin + left);
+        }
       }
-      const float* src = input + (last ? plane * in.image : plane * in.channel) + y * in.row;
-      std::fill(dst, dst + (x_begin + left) * cells, 0.0f);
-      std::copy(src + x_begin * cells, src + x_end * cells, dst + (x_begin + left) * cells);
-      std::fill(dst + (x_end + left) * cells, dst + padded_w * cells, 0.0f);
+      if (inside && last) {
+        const float* src = input + n * in.image + y * in.row + x_begin * in.column;
+        ukernels::f32_transpose_8x8_avx2(static_cast<size_t>(x_end - x_begin),
+                                         static_cast<size_t>(in_channels), src,
+                                         static_cast<size_t>(in_channels),
+                                         first + x_begin + left, static_cast<size_t>(plane));
+      }
     }
   });
   if (stop.StopRequested()) return StoppedError();

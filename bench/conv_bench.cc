@@ -31,8 +31,8 @@
 #include <utility>
 #include <vector>
 
-#include "bench/fma_peak.h"
 #include "absl/strings/str_format.h"
+#include "bench/fma_peak.h"
 #include "bench/layer_set.h"
 #include "core/conv.h"
 #include "core/fast/fast_conv.h"
@@ -314,9 +314,9 @@ struct Row {
   double ratio = 0;                  // against the faster of the two forms
   double peak_fraction = 0;
   std::string kernel;
-  std::string onednn_impl;  // the faster form's
+  std::string onednn_impl;     // the faster form's
   double winograd_gflops = 0;  // direct-convolution FLOPs / Winograd time; 0: no Winograd
-  bool busy = false;        // The machine was busy around every attempt at this row.
+  bool busy = false;           // The machine was busy around every attempt at this row.
 };
 
 int Main(int argc, char** argv) {
@@ -562,8 +562,8 @@ int Main(int argc, char** argv) {
                    "\"peak_fraction\": %.4f, \"winograd_gflops\": %.3f, \"busy_machine\": %s}%s\n",
                    row.name.c_str(), row.layout.c_str(), row.threads, row.convserve_gflops,
                    row.onednn_gflops, row.onednn_blocked_gflops, row.ratio, row.peak_fraction,
-                   row.winograd_gflops,
-                   row.busy ? "true" : "false", i + 1 < rows.size() ? "," : "");
+                   row.winograd_gflops, row.busy ? "true" : "false",
+                   i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(file, "]\n");
     std::fclose(file);

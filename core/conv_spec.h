@@ -69,7 +69,8 @@ enum class ConvAlgorithm {
               // resolves it per layer at load; a single call's kAuto is direct).
   kDirect,    // Direct convolution: parity with PyTorch within 1e-5 * S + 1e-6.
   kWinograd,  // Winograd F(4x4, 3x3) / F(2x2, 3x3): 2-D 3x3 layers, stride and dilation 1,
-              // one group, zero padding; within 1e-4 * S + 1e-5 (geometry.h CheckWinograd()).
+              // one group, zero padding (geometry.h CheckWinograd()); within 1e-4 * S4 + 1e-5
+              // (README "The core").
 };
 
 // One convolution layer as a user writes it.

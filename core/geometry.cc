@@ -190,10 +190,10 @@ absl::Status CheckWinograd(const ResolvedLayer& layer) {
   if (fits) return absl::OkStatus();
   return Invalid(absl::StrCat(
       "algorithm: 'winograd' requires a 2-D layer with a 3x3 kernel, stride 1, dilation 1, "
-      "groups 1 and padding_mode 'zeros', got a ", layer.spatial_rank, "-D layer with kernel ",
-      ShapeToString(spec.kernel), ", stride ", ShapeToString(spec.stride), ", dilation ",
-      ShapeToString(spec.dilation), ", groups ", spec.groups, " and padding_mode '",
-      PaddingModeName(spec.padding_mode), "'"));
+      "groups 1 and padding_mode 'zeros', got a ",
+      layer.spatial_rank, "-D layer with kernel ", ShapeToString(spec.kernel), ", stride ",
+      ShapeToString(spec.stride), ", dilation ", ShapeToString(spec.dilation), ", groups ",
+      spec.groups, " and padding_mode '", PaddingModeName(spec.padding_mode), "'"));
 }
 
 std::pair<int64_t, int64_t> PresetPads(PaddingPreset preset, int64_t input, int64_t stride,

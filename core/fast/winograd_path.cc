@@ -67,8 +67,7 @@ Strides StridesOf(DataLayout layout, int64_t channels, int64_t height, int64_t w
 
 bool WinogradPath::Fits(const ResolvedLayer& layer) {
   if (!CheckWinograd(layer).ok()) return false;
-  const int64_t floats =
-      ScratchFloats(6, kLanes, layer.spec.in_channels, layer.spec.out_channels);
+  const int64_t floats = ScratchFloats(6, kLanes, layer.spec.in_channels, layer.spec.out_channels);
   return floats <= kMaxScratchBytes / static_cast<int64_t>(sizeof(float));
 }
 
@@ -232,10 +231,9 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
       }
       if (inside && last) {
         const float* src = input + n * in.image + y * in.row + x_begin * in.column;
-        ukernels::f32_transpose_8x8_avx2(static_cast<size_t>(x_end - x_begin),
-                                         static_cast<size_t>(in_channels), src,
-                                         static_cast<size_t>(in_channels),
-                                         first + x_begin + left, static_cast<size_t>(plane));
+        ukernels::f32_transpose_8x8_avx2(
+            static_cast<size_t>(x_end - x_begin), static_cast<size_t>(in_channels), src,
+            static_cast<size_t>(in_channels), first + x_begin + left, static_cast<size_t>(plane));
       }
     }
   });
@@ -247,8 +245,8 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
   // Tiles per item: V and M near kItemBytes, whole transform groups, and
   // enough items to balance over the arena's threads.
   const int64_t per_tile_bytes = points * (in_channels + out_channels) * int64_t{sizeof(float)};
-  int64_t item_tiles = std::clamp(kItemBytes / per_tile_bytes / kLanes * kLanes, kLanes,
-                                  kMaxTilesPerItem);
+  int64_t item_tiles =
+      std::clamp(kItemBytes / per_tile_bytes / kLanes * kLanes, kLanes, kMaxTilesPerItem);
   item_tiles = std::min(item_tiles, CeilDiv(tiles, kLanes) * kLanes);
   const int64_t threads = tbb::this_task_arena::max_concurrency();
   while (item_tiles > kLanes && CeilDiv(tiles, item_tiles) < kItemsPerThread * threads) {
@@ -325,8 +323,7 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
           if (whole) {
             float* tile_outputs[kLanes];
             for (int64_t l = 0; l < kLanes; ++l) tile_outputs[l] = channel + offsets[l];
-            v.output(m_rows, m_stride, bias, lo, hi, o, tile_outputs,
-                     static_cast<size_t>(out.row));
+            v.output(m_rows, m_stride, bias, lo, hi, o, tile_outputs, static_cast<size_t>(out.row));
             continue;
           }
           v.output(m_rows, m_stride, bias, lo, hi, o, nullptr, 0);

@@ -13,12 +13,15 @@
 // Both F(4x4, 3x3) and F(2x2, 3x3) are packed; each geometry runs the one with fewer GEMM
 // lanes (F(2x2) only wins on small maps such as 7x7, where 4x4 tiles leave lanes empty).
 //
-// Numerics: the transforms' coefficients (up to 8 in A^T, 5 in B^T, 1/24 in G for M = 4) grow
-// the rounding error to about 20x the direct path's; the bound is 1e-4 * S + 1e-5 (S the
-// convolution of |x|, |w|, |b|), measured against PyTorch in float64 in
-// tests/python/test_winograd.py. Infinite inputs may give NaN where direct convolution gives inf.
+// Numerics: every output of a tile is computed from the whole alpha x alpha input tile, and the
+// transforms' coefficients (up to 8 in A^T, 5 in B^T, 1/24 in G for M = 4) grow the rounding
+// error 10-50x over the direct path's. The bound is 1e-4 * S4 + 1e-5, with S4 the largest S (the
+// convolution of |x|, |w|, |b|) over the 4x4 block of outputs holding the element; measured
+// against PyTorch in float64 in tests/python/test_winograd.py (README "The core"). Infinite
+// inputs may give NaN where direct convolution gives inf.
 //
-// Memory: the packed weights are (36 + 16) / 9 times the layer's weights; per thread, one work
+// Memory: the packed weights are (36 + 16) / 9 times the layer's weights; per call, a zero-padded
+// channels-first copy of the input (kept per calling thread up to 8 MiB); per thread, one work
 // item's V and M (36 x tiles x (C_in + C_out) floats, about 2 MiB, at least 16 tiles).
 //
 // Internal to core/fast/: include only from its sources.
@@ -81,7 +84,7 @@ class WinogradPath {
   ukernels::F32GemmFn gemm_ = nullptr;
   int64_t mr_ = 0;
   int64_t nr_ = 0;
-  std::string gemm_name_;  // "gemm-12x32-avx512f"
+  std::string gemm_name_;         // "gemm-12x32-avx512f"
   std::vector<float> bias_;       // C_out values (zeros without bias).
   std::vector<float> zero_bias_;  // mr_ zeros: the GEMMs add no bias.
   Variant f4_;                    // F(4x4, 3x3)

@@ -108,29 +108,27 @@ using F32WinogradInputFn = void (*)(const float* const* tiles, size_t offset, si
 using F32WinogradOutputFn = void (*)(const float* m, size_t m_stride, float bias, float lo,
                                      float hi, float* o, float* const* tiles, size_t row_stride);
 void f32_winograd_input_4x4_3x3_avx2_fma(const float* const* tiles, size_t offset,
-                                      size_t row_stride, size_t column_stride, float* v,
-                                      size_t v_stride);
+                                         size_t row_stride, size_t column_stride, float* v,
+                                         size_t v_stride);
 void f32_winograd_output_4x4_3x3_avx2_fma(const float* m, size_t m_stride, float bias, float lo,
-                                       float hi, float* o, float* const* tiles,
-                                       size_t row_stride);
+                                          float hi, float* o, float* const* tiles,
+                                          size_t row_stride);
 void f32_winograd_input_2x2_3x3_avx2_fma(const float* const* tiles, size_t offset,
-                                      size_t row_stride, size_t column_stride, float* v,
-                                      size_t v_stride);
+                                         size_t row_stride, size_t column_stride, float* v,
+                                         size_t v_stride);
 void f32_winograd_output_2x2_3x3_avx2_fma(const float* m, size_t m_stride, float bias, float lo,
-                                       float hi, float* o, float* const* tiles,
-                                       size_t row_stride);
-void f32_winograd_input_4x4_3x3_avx512f(const float* const* tiles, size_t offset,
-                                      size_t row_stride, size_t column_stride, float* v,
-                                      size_t v_stride);
+                                          float hi, float* o, float* const* tiles,
+                                          size_t row_stride);
+void f32_winograd_input_4x4_3x3_avx512f(const float* const* tiles, size_t offset, size_t row_stride,
+                                        size_t column_stride, float* v, size_t v_stride);
 void f32_winograd_output_4x4_3x3_avx512f(const float* m, size_t m_stride, float bias, float lo,
-                                       float hi, float* o, float* const* tiles,
-                                       size_t row_stride);
-void f32_winograd_input_2x2_3x3_avx512f(const float* const* tiles, size_t offset,
-                                      size_t row_stride, size_t column_stride, float* v,
-                                      size_t v_stride);
+                                         float hi, float* o, float* const* tiles,
+                                         size_t row_stride);
+void f32_winograd_input_2x2_3x3_avx512f(const float* const* tiles, size_t offset, size_t row_stride,
+                                        size_t column_stride, float* v, size_t v_stride);
 void f32_winograd_output_2x2_3x3_avx512f(const float* m, size_t m_stride, float bias, float lo,
-                                       float hi, float* o, float* const* tiles,
-                                       size_t row_stride);
+                                         float hi, float* o, float* const* tiles,
+                                         size_t row_stride);
 
 // dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols,
 // in 8x8 register blocks (scalar edges). Only those cells of dst are written.

@@ -134,8 +134,8 @@ inline void WinogradInputTile(const float* const* tiles, size_t offset, size_t r
       Lanes row[kA];
 #pragma GCC unroll 8
       for (int c = 0; c < kA; ++c) {
-        row[c] = __builtin_shufflevector(low[c], high[c], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                         12, 13, 14, 15);
+        row[c] = __builtin_shufflevector(low[c], high[c], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                         13, 14, 15);
       }
       ApplyMatrix(W::kBt, row, db[r]);
     }
@@ -215,9 +215,10 @@ inline void WinogradOutputTile(const float* m, size_t m_stride, float bias, floa
           __m256 in[8], out[8];
 #pragma GCC unroll 8
           for (int p = 0; p < 8; ++p) {
-            in[p] = half == 0 ? __builtin_shufflevector(y[p0 + p], y[p0 + p], 0, 1, 2, 3, 4, 5, 6, 7)
-                              : __builtin_shufflevector(y[p0 + p], y[p0 + p], 8, 9, 10, 11, 12,
-                                                        13, 14, 15);
+            in[p] =
+                half == 0
+                    ? __builtin_shufflevector(y[p0 + p], y[p0 + p], 0, 1, 2, 3, 4, 5, 6, 7)
+                    : __builtin_shufflevector(y[p0 + p], y[p0 + p], 8, 9, 10, 11, 12, 13, 14, 15);
           }
           Transpose8x8(in, out);
 #pragma GCC unroll 8

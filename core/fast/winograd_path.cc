@@ -281,8 +281,7 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
         }
         for (int64_t ic = 0; ic < in_channels; ++ic) {
           v.input(lanes, static_cast<size_t>(ic * padded_strides.channel),
-                  static_cast<size_t>(padded_strides.row),
-                  static_cast<size_t>(padded_strides.column), vv + ic * tb + group * kLanes,
+                  static_cast<size_t>(padded_strides.row), vv + ic * tb + group * kLanes,
                   static_cast<size_t>(in_channels * tb));
         }
       }

@@ -9,9 +9,8 @@ namespace convserve {
 namespace ukernels {
 
 void f32_winograd_input_4x4_3x3_avx2_fma(const float* const* tiles, size_t offset,
-                                         size_t row_stride, size_t column_stride, float* v,
-                                         size_t v_stride) {
-  WinogradInputTile<4>(tiles, offset, row_stride, column_stride, v, v_stride);
+                                         size_t row_stride, float* v, size_t v_stride) {
+  WinogradInputTile<4>(tiles, offset, row_stride, v, v_stride);
 }
 void f32_winograd_output_4x4_3x3_avx2_fma(const float* m, size_t m_stride, float bias, float lo,
                                           float hi, float* o, float* const* tiles,
@@ -19,9 +18,8 @@ void f32_winograd_output_4x4_3x3_avx2_fma(const float* m, size_t m_stride, float
   WinogradOutputTile<4>(m, m_stride, bias, lo, hi, o, tiles, row_stride);
 }
 void f32_winograd_input_2x2_3x3_avx2_fma(const float* const* tiles, size_t offset,
-                                         size_t row_stride, size_t column_stride, float* v,
-                                         size_t v_stride) {
-  WinogradInputTile<2>(tiles, offset, row_stride, column_stride, v, v_stride);
+                                         size_t row_stride, float* v, size_t v_stride) {
+  WinogradInputTile<2>(tiles, offset, row_stride, v, v_stride);
 }
 void f32_winograd_output_2x2_3x3_avx2_fma(const float* m, size_t m_stride, float bias, float lo,
                                           float hi, float* o, float* const* tiles,

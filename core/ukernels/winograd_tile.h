@@ -114,48 +114,28 @@ inline void Transpose8x8(const float* const* rows, size_t offset, __m256 (&colum
 }
 
 // v[(i * alpha + j) * v_stride + t] = (B^T d_t B)[i][j] with
-// d_t[r][c] = tiles[t][offset + r * row_stride + c * column_stride].
+// d_t[r][c] = tiles[t][offset + r * row_stride + c]; each tile row is read as 8 floats.
 template <int M>
-inline void WinogradInputTile(const float* const* tiles, size_t offset, size_t row_stride,
-                              size_t column_stride, float* v, size_t v_stride) {
+inline void WinogradInputTile(const float* const* tiles, size_t offset, size_t row_stride, float* v,
+                              size_t v_stride) {
   using W = WinogradMatrices<M>;
   constexpr int kA = W::kAlpha;
   static_assert(kA <= 8 && kLanes == 16, "one ymm per tile row, two transposes per row");
-  // Rows first (d B), then columns (B^T (d B)): db[r][j] = (d B)[r][j].
+  // Rows first (d B), then columns (B^T (d B)): db[r][j] = (d B)[r][j]. Each
+  // tile row is transposed 8 tiles at a time into the lanes.
   Lanes db[kA][kA];
-  if (column_stride == 1) {
-    // Each tile row as 8 floats (the reads run 8 - alpha floats past it),
-    // transposed 8 tiles at a time into the lanes.
 #pragma GCC unroll 8
-    for (int r = 0; r < kA; ++r) {
-      __m256 low[8], high[8];
-      Transpose8x8(tiles, offset + r * row_stride, low);
-      Transpose8x8(tiles + 8, offset + r * row_stride, high);
-      Lanes row[kA];
+  for (int r = 0; r < kA; ++r) {
+    __m256 low[8], high[8];
+    Transpose8x8(tiles, offset + r * row_stride, low);
+    Transpose8x8(tiles + 8, offset + r * row_stride, high);
+    Lanes row[kA];
 #pragma GCC unroll 8
-      for (int c = 0; c < kA; ++c) {
-        row[c] = __builtin_shufflevector(low[c], high[c], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
-                                         13, 14, 15);
-      }
-      ApplyMatrix(W::kBt, row, db[r]);
+    for (int c = 0; c < kA; ++c) {
+      row[c] = __builtin_shufflevector(low[c], high[c], 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+                                       13, 14, 15);
     }
-  } else {
-    alignas(64) float d[kA * kA][kLanes];
-    for (size_t t = 0; t < kLanes; ++t) {
-      const float* tile = tiles[t] + offset;
-#pragma GCC unroll 8
-      for (int r = 0; r < kA; ++r) {
-#pragma GCC unroll 8
-        for (int c = 0; c < kA; ++c) d[r * kA + c][t] = tile[r * row_stride + c * column_stride];
-      }
-    }
-#pragma GCC unroll 8
-    for (int r = 0; r < kA; ++r) {
-      Lanes row[kA];
-#pragma GCC unroll 8
-      for (int c = 0; c < kA; ++c) row[c] = *reinterpret_cast<const Lanes*>(d[r * kA + c]);
-      ApplyMatrix(W::kBt, row, db[r]);
-    }
+    ApplyMatrix(W::kBt, row, db[r]);
   }
 #pragma GCC unroll 8
   for (int j = 0; j < kA; ++j) {

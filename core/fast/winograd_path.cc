@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "core/checked_math.h"
 #include "core/conv.h"
 #include "core/fast/common.h"
 #include "tbb/blocked_range.h"
@@ -48,8 +50,10 @@ constexpr double kG2[4][3] = {
     {0, 0, 1},
 };
 
+// Floats of one work item's scratch: V and M for `tiles` tiles, then one
+// output transform's block (M x M x kLanes, M <= 4).
 int64_t ScratchFloats(int64_t alpha, int64_t tiles, int64_t in_channels, int64_t out_channels) {
-  return alpha * alpha * (tiles * (in_channels + out_channels) + kLanes) + 16 * kLanes;
+  return alpha * alpha * tiles * (in_channels + out_channels) + 16 * kLanes;
 }
 
 // Element strides of a tensor in `layout`: image, channel, row, column.
@@ -163,15 +167,18 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
   const int64_t padded_h = tiles_h * m + 2, padded_w = tiles_w * m + 2;
   // kSlack floats past the copy: the transforms read whole 8-float rows.
   constexpr int64_t kSlack = 8;
-  const int64_t padded_elements = g.batch * in_channels * padded_h * padded_w + kSlack;
+  const std::optional<int64_t> copy_elements =
+      CheckedProduct({g.batch, in_channels, padded_h, padded_w});
   const int64_t padded_limit =
       std::max(kMaxScratchBytes / int64_t{sizeof(float)}, 2 * g.input_elements());
-  if (padded_elements > padded_limit) {
+  if (!copy_elements || *copy_elements > padded_limit) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "layer: the Winograd path would need a padded input copy of ", padded_elements,
+        "layer: the Winograd path would need a padded input copy of ",
+        copy_elements ? absl::StrCat(*copy_elements) : "more than 2^63",
         " floats for this geometry (padding far beyond the input), above the limit of ",
         padded_limit, "; run the layer with algorithm 'direct'"));
   }
+  const int64_t padded_elements = *copy_elements + kSlack;
   const Strides in = StridesOf(g.data_layout, in_channels, height, width);
   const Strides padded_strides =
       StridesOf(DataLayout::kChannelsFirst, in_channels, padded_h, padded_w);

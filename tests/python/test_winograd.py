@@ -23,6 +23,8 @@ import pytest
 from convserve_oracle import random_tensors, torch_reference, max_violation
 from core_capi import INVALID_ARGUMENT, Core, CoreError
 
+RESOURCE_EXHAUSTED = 8
+
 LAYERS = 300
 RELATIVE, ABSOLUTE = 1e-4, 1e-5
 
@@ -157,3 +159,19 @@ def test_winograd_refuses_layers_it_cannot_run(core, change, got):
     message = error.value.message
     assert message.startswith("algorithm: 'winograd' requires a 2-D layer with a 3x3 kernel"), message
     assert got in message, message
+
+
+def test_padding_far_beyond_the_input_is_refused_not_allocated(core):
+    # A 1x1 input padded by 1000 on every side: the padded copy would be 2002 x 2002 x 64 floats
+    # for 64 input floats.
+    layer = dict(rank=2, in_channels=64, out_channels=1, groups=1, kernel=[3, 3], stride=[1, 1],
+                 dilation=[1, 1], padding="explicit", pad_begin=[1000, 1000],
+                 pad_end=[1000, 1000], padding_mode="zeros", bias=False, activation="none",
+                 data_format="channels_first", weight_format="oihw", algorithm="winograd")
+    x = np.ones([1, 64, 1, 1], np.float32)
+    w = np.ones([1, 64, 3, 3], np.float32)
+    with pytest.raises(CoreError) as error:
+        core.conv(layer, x, w, None)
+    assert error.value.code == RESOURCE_EXHAUSTED
+    assert "padded input copy" in error.value.message
+    assert "algorithm 'direct'" in error.value.message

@@ -134,12 +134,14 @@ void WinogradPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weig
   }
 }
 
-// The variant with fewer GEMM lanes (alpha^2 x tiles rounded up to whole
-// transform groups); F(4x4) on a tie, as it has fewer tiles to transform.
+// The variant with fewer GEMM lanes per image (alpha^2 x the image's tiles
+// rounded up to whole transform groups); F(4x4) on a tie, as it has fewer
+// tiles to transform. Per image, not per batch: an image's outputs must not
+// depend on the batch it comes in (dynamic batching merges calls).
 const WinogradPath::Variant& WinogradPath::Choose(const ConvGeometry& g) const {
   auto lanes = [&](const Variant& v) {
     const int64_t alpha = v.m + 2;
-    const int64_t tiles = g.batch * CeilDiv(g.output[1], v.m) * CeilDiv(g.output[2], v.m);
+    const int64_t tiles = CeilDiv(g.output[1], v.m) * CeilDiv(g.output[2], v.m);
     return alpha * alpha * CeilDiv(tiles, kLanes);
   };
   return lanes(f2_) < lanes(f4_) ? f2_ : f4_;

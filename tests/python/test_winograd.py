@@ -175,3 +175,20 @@ def test_padding_far_beyond_the_input_is_refused_not_allocated(core):
     assert error.value.code == RESOURCE_EXHAUSTED
     assert "padded input copy" in error.value.message
     assert "algorithm 'direct'" in error.value.message
+
+
+def test_an_image_gets_the_same_bits_alone_or_in_a_batch(core):
+    """Dynamic batching merges calls along N: each image's output must not depend on its batch,
+    not even in the tile size chosen (7x7 takes F(2x2) alone, and must in a batch of 8 too)."""
+    rng = np.random.default_rng(8)
+    for hw, data_format in [(7, "channels_first"), (13, "channels_last"), (30, "channels_first")]:
+        layer = dict(rank=2, in_channels=24, out_channels=20, groups=1, kernel=[3, 3],
+                     stride=[1, 1], dilation=[1, 1], padding="explicit", pad_begin=[1, 1],
+                     pad_end=[1, 1], padding_mode="zeros", bias=True, activation="relu",
+                     data_format=data_format, weight_format="oihw", algorithm="winograd")
+        shape = [8, 24, hw, hw] if data_format == "channels_first" else [8, hw, hw, 24]
+        x, w, b = random_tensors(rng, layer, shape)
+        batch = core.conv(layer, x, w, b, threads=2)
+        for n in range(8):
+            alone = core.conv(layer, x[n:n + 1], w, b, threads=1)
+            np.testing.assert_array_equal(batch[n:n + 1], alone, err_msg=f"image {n}, {hw}x{hw}")

@@ -274,7 +274,8 @@ absl::StatusOr<const NodeProto*> Importer::OnlyConsumer(const std::string& tenso
   return NodeError(
       producer, absl::StrCat("output '", Printable(tensor), "': expected to feed one node, feeds ",
                              names.empty() ? "nothing" : absl::StrJoin(names, ", "),
-                             " (only chains of layers are supported)"));
+                             " (it is merged into the node it feeds, which must be its only "
+                             "reader)"));
 }
 
 // A per-axis ints attribute: `count` values each >= `minimum`, or `fallback`.

@@ -3,7 +3,7 @@
 # across runs, and prints one line per fuzzer: executions, speed, coverage and
 # the outcome. The test command runs each fuzzer briefly; this is the long run.
 #
-# Usage: scripts/fuzz.sh MINUTES [FUZZER...]   (default: all three)
+# Usage: scripts/fuzz.sh MINUTES [FUZZER...]   (default: all four)
 #   corpus:    fuzz/corpus/<fuzzer>/     (kept; delete it to start afresh)
 #   crashes:   fuzz/artifacts/<fuzzer>/  (crash-*, leak-*, timeout-*, oom-* inputs)
 #   logs:      fuzz/logs/<fuzzer>-<UTC time>.log
@@ -13,13 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ $# -lt 1 ] || ! [[ "$1" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ]; then
-  echo "usage: scripts/fuzz.sh MINUTES [request_fuzzer|service_fuzzer|model_fuzzer ...]" >&2
+  echo "usage: scripts/fuzz.sh MINUTES [request_fuzzer|service_fuzzer|model_fuzzer|onnx_fuzzer ...]" >&2
   exit 2
 fi
 minutes="$1"
 shift
 fuzzers=("$@")
-[ ${#fuzzers[@]} -eq 0 ] && fuzzers=(request_fuzzer service_fuzzer model_fuzzer)
+[ ${#fuzzers[@]} -eq 0 ] && fuzzers=(request_fuzzer service_fuzzer model_fuzzer onnx_fuzzer)
 
 bash scripts/setup.sh test
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -25,8 +25,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   LSAN_OPTIONS="suppressions=$PWD/tests/sanitizer/lsan_suppressions.txt" \
   ctest --test-dir build-sanitize --output-on-failure -j"$jobs" -LE python
 
-echo "== libFuzzer (clang, ASan + UBSan): request -> core 60 s, gRPC boundary and model loading 30 s each"
+echo "== libFuzzer (clang, ASan + UBSan): request -> core 60 s; gRPC boundary, model loading and ONNX import 30 s each"
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCONVSERVE_FUZZ=ON -DCONVSERVE_BUILD_BENCH=OFF
-cmake --build build-fuzz -j"$jobs" --target request_fuzzer service_fuzzer model_fuzzer
+cmake --build build-fuzz -j"$jobs" --target request_fuzzer service_fuzzer model_fuzzer onnx_fuzzer
 ctest --test-dir build-fuzz --output-on-failure -L fuzz

@@ -236,11 +236,17 @@ void ConvServiceImpl::RunIfAdmitted(UnaryCall* call, const absl::Status& admitte
   if (!queued.ok()) call->Complete(queued);  // the work was dropped unrun
 }
 
-absl::Status ConvServiceImpl::CheckLayerCount(int64_t layers) const {
-  if (layers <= options_.max_layers_per_model) return absl::OkStatus();
-  return absl::ResourceExhaustedError(
-      absl::StrCat("layers: the model has ", layers, " layers, more than the server's limit of ",
-                   options_.max_layers_per_model, " layers per model (--max_layers_per_model)"));
+absl::Status ConvServiceImpl::CheckLayerCount(int64_t layers, int64_t steps) const {
+  if (std::max(layers, steps) <= options_.max_layers_per_model) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "layers: the model has ", layers, " layers",
+      steps > layers ? absl::StrCat(" and ", steps - layers,
+                                    " other graph steps (sums, concatenations, activations), ",
+                                    steps, " steps in all")
+                     : std::string(),
+      ", more than the server's limit of ", options_.max_layers_per_model,
+      " layers per model (--max_layers_per_model",
+      steps > layers ? ", which counts every step" : "", ")"));
 }
 
 void ConvServiceImpl::HandleConv(UnaryCall* call, const v1::ConvRequest* request,
@@ -372,8 +378,9 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
       return absl::InvalidArgumentError(
           "layers: expected at least one layer (or an ONNX model in onnx), got none");
     }
+    const int64_t steps = static_cast<int64_t>(imported->graph.steps.size());
     absl::Status count = CheckLayerCount(
-        std::max<int64_t>(request->layers_size(), static_cast<int64_t>(layers->size())));
+        std::max<int64_t>(request->layers_size(), static_cast<int64_t>(layers->size())), steps);
     if (!count.ok()) return count;
     for (int i = 0; i < request->layers_size(); ++i) {
       const v1::ModelLayer& layer = request->layers(i);
@@ -413,7 +420,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
     }
     absl::Status precision = ApplyPrecision(request->precision(), layers.get());
     if (!precision.ok()) return precision;
-    charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers->size()));
+    // A graph's other steps cost what a layer's description does.
+    charged_bytes = ModelBytes(weight_bytes, std::max(static_cast<int64_t>(layers->size()), steps));
     absl::Status room = models_.CheckAdd(request->name(), charged_bytes, request->replace());
     if (!room.ok()) return room;
     // The request and the decoded copies of its weights, held until the call is done.
@@ -577,11 +585,13 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
   import_options.max_bytes_name = "--max_model_bytes";
   absl::Status decoded = DecodeOnnxLayers(bytes, import_options, &imported, &layers, &weight_bytes);
   if (!decoded.ok()) return decoded;
-  absl::Status count = CheckLayerCount(static_cast<int64_t>(layers.size()));
+  const int64_t steps = static_cast<int64_t>(imported.graph.steps.size());
+  absl::Status count = CheckLayerCount(static_cast<int64_t>(layers.size()), steps);
   if (!count.ok()) return count;
   auto model = std::make_shared<Model>();
   model->weight_bytes = weight_bytes;
-  model->charged_bytes = ModelBytes(weight_bytes, static_cast<int64_t>(layers.size()));
+  model->charged_bytes =
+      ModelBytes(weight_bytes, std::max(static_cast<int64_t>(layers.size()), steps));
   absl::Status packed = PackLayers(layers, imported.graph, StopToken(), model.get());
   if (!packed.ok()) return packed;
   // The shapes the file fixes, and what they give through the layers.

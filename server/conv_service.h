@@ -226,8 +226,9 @@ class ConvServiceImpl final : public RawConvService {
   }
 
   // RESOURCE_EXHAUSTED naming --max_layers_per_model if a model of `layers`
-  // layers is above it.
-  absl::Status CheckLayerCount(int64_t layers) const;
+  // layers, or a graph of `steps` steps (layers, sums, concatenations, lone
+  // activations: each costs what a layer's description does), is above it.
+  absl::Status CheckLayerCount(int64_t layers, int64_t steps = 0) const;
 
   void HandleConv(UnaryCall* call, const v1::ConvRequest* request, v1::ConvResponse* response);
   void HandleValidateShape(UnaryCall* call, const v1::ValidateShapeRequest* request,

@@ -6,8 +6,10 @@
 #define CONVSERVE_CORE_FAST_COMMON_H_
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <new>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -32,6 +34,32 @@ constexpr int64_t kMaxBlockChannels = 512;
 constexpr int64_t kItemsPerThread = 4;
 
 inline int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Allocates on 64-byte (cache line, zmm) boundaries, so that packed weights
+// read with whole-vector loads never straddle two cache lines (a split load
+// costs about two).
+template <typename T>
+struct CacheLineAllocator {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{64};
+  CacheLineAllocator() = default;
+  template <typename U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}  // NOLINT: rebinding converts implicitly.
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, size_t) { ::operator delete(p, kAlignment); }
+  template <typename U>
+  bool operator==(const CacheLineAllocator<U>&) const {
+    return true;
+  }
+  template <typename U>
+  bool operator!=(const CacheLineAllocator<U>&) const {
+    return false;
+  }
+};
+
+// Packed weights: each path lays out its blocks in multiples of 16 floats, so
+// every block and vector starts on a cache line.
+using PackedFloats = std::vector<float, CacheLineAllocator<float>>;
 
 // weight(oc, ic, tap) in the layer's weight layout, `taps` taps per channel pair.
 // REQUIRES: weight holds layer.weight_elements() values.

@@ -2,7 +2,9 @@
 #include "core/fast/conv_input.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -47,6 +49,58 @@ void FillRowPadding(const ConvGeometry& g, int64_t channels, float* row) {
       std::memcpy(cell, row + (begin + source) * channels,
                   sizeof(float) * static_cast<size_t>(channels));
     }
+  }
+}
+
+std::shared_ptr<const TapOffsetCache::Table> TapOffsetCache::Find(const ConvGeometry& g,
+                                                                  const InputView& view,
+                                                                  int64_t kw_taps, int64_t group,
+                                                                  const TapSources& sources) {
+  // What TapSources reads besides the image's address and what the layer
+  // fixes (kernel, stride, dilation, padding mode): the extents and the pads
+  // (padding presets derive them from the input), and the view's layout.
+  const Key key = {
+      g.input[0],  g.input[1],      g.input[2],        g.output[0],    g.output[1],
+      g.output[2], g.pad_begin[0],  g.pad_begin[1],    g.pad_begin[2], kw_taps,
+      group,       view.row_pixels, view.pixel_floats, view.w_padded,  view.image_floats};
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (entries_[i].first == key) {
+        std::rotate(entries_.begin(), entries_.begin() + i, entries_.begin() + i + 1);
+        return entries_.front().second;
+      }
+    }
+  }
+  const int64_t taps = g.kernel[0] * g.kernel[1] * kw_taps;
+  const int64_t slots = CeilDiv(g.output_spatial_size(), group) * group * taps;
+  if (slots * int64_t{sizeof(int32_t)} > kMaxEntryBytes ||
+      view.image_floats > std::numeric_limits<int32_t>::max()) {
+    return nullptr;
+  }
+  // Built outside the lock: two first calls may both build; one insert wins.
+  auto table = std::make_shared<Table>(static_cast<size_t>(slots), -1);
+  sources.Fill(0, 0, g.output_spatial_size(), group, table->data());
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [k, existing] : entries_) {
+    if (k == key) return existing;
+  }
+  if (entries_.size() == kEntries) entries_.pop_back();
+  entries_.insert(entries_.begin(), {key, table});
+  return table;
+}
+
+void ToPointers(const int32_t* offsets, int64_t count, const float* image, const float* zero,
+                const float** slots) {
+  // Integer arithmetic so that the loop vectorises; image + offsets[i] stays
+  // within the image.
+  const uintptr_t base = reinterpret_cast<uintptr_t>(image);
+  const uintptr_t zero_address = reinterpret_cast<uintptr_t>(zero);
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t offset = offsets[i];
+    const uintptr_t address =
+        offset < 0 ? zero_address : base + static_cast<uintptr_t>(offset) * sizeof(float);
+    slots[i] = reinterpret_cast<const float*>(address);
   }
 }
 

@@ -15,17 +15,27 @@ namespace convserve {
 namespace kernels {
 
 DwconvPath::DwconvPath(const ResolvedLayer& layer, absl::Span<const float> weight,
-                       absl::Span<const float> bias)
+                       absl::Span<const float> bias, Isa isa)
     : taps_(layer.kernel_size()) {
+  if (isa == Isa::kAvx512f) {
+    kernel_name_ = "f32-dwconv-nhwc-avx512f";
+    dwconv_ = &ukernels::f32_dwconv_nhwc_avx512f;
+    dwconv_rows_ = &ukernels::f32_dwconv_rows_nhwc_avx512f;
+  } else {
+    kernel_name_ = "f32-dwconv-nhwc-avx2-fma";
+    dwconv_ = &ukernels::f32_dwconv_nhwc_avx2_fma;
+    dwconv_rows_ = &ukernels::f32_dwconv_rows_nhwc_avx2_fma;
+  }
   Pack(layer, weight, bias);
 }
 
-// Bias for every channel, then [tap][channel], channels padded to 8.
+// Bias for every channel, then [tap][channel], channels padded to 16 (the
+// micro-kernels' contract, either ISA).
 void DwconvPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
                       absl::Span<const float> bias) {
   const int64_t channels = layer.spec.in_channels;
-  kernel_name_ = "f32-dwconv-nhwc-avx2-fma";
-  const int64_t padded = CeilDiv(channels, 8) * 8;
+  const int64_t pad = ukernels::kDwconvChannelPad;
+  const int64_t padded = CeilDiv(channels, pad) * pad;
   packed_.assign(static_cast<size_t>(padded * (1 + taps_)), 0.0f);
   for (int64_t c = 0; c < channels; ++c) {
     if (layer.spec.bias) packed_[c] = bias[c];
@@ -102,9 +112,8 @@ void DwconvPath::Run(const ConvGeometry& g, const InputView& view, float* output
             if (b0 >= b1) continue;
             workspace.indirection.resize(static_cast<size_t>((b1 - b0) * taps_));
             sources.Fill(n, p_row + b0, p_row + b1, 1, workspace.indirection.data());
-            ukernels::f32_dwconv_nhwc_avx2_fma(
-                b1 - b0, channels, taps_, workspace.indirection.data(), packed_.data(),
-                out + b0 * channels, channels, epilogue.lo, epilogue.hi);
+            dwconv_(b1 - b0, channels, taps_, workspace.indirection.data(), packed_.data(),
+                    out + b0 * channels, channels, epilogue.lo, epilogue.hi);
           }
           const int64_t i0 = std::max(c0, interior_begin);
           const int64_t i1 = std::min(c1, interior_end);
@@ -119,10 +128,9 @@ void DwconvPath::Run(const ConvGeometry& g, const InputView& view, float* output
                 row_inputs[kd * g.kernel[1] + kh] = input_row + column * channels;
               }
             }
-            ukernels::f32_dwconv_rows_nhwc_avx2_fma(
-                i1 - i0, channels, row_taps, kernel_w, row_inputs.data(), stride_w * channels,
-                dilation_w * channels, packed_.data(), out + i0 * channels, channels, epilogue.lo,
-                epilogue.hi);
+            dwconv_rows_(i1 - i0, channels, row_taps, kernel_w, row_inputs.data(),
+                         stride_w * channels, dilation_w * channels, packed_.data(),
+                         out + i0 * channels, channels, epilogue.lo, epilogue.hi);
           }
           if (epilogue.per_element) {
             for (int64_t i = c0 * channels; i < c1 * channels; ++i) {

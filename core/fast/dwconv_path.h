@@ -14,24 +14,27 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "core/fast/common.h"
 #include "core/fast/conv_input.h"
+#include "core/fast/fast_conv.h"
 #include "core/geometry.h"
 #include "core/stop_token.h"
+#include "core/ukernels/ukernels.h"
 
 namespace convserve {
 namespace kernels {
 
-// Packed weights of one depthwise layer. The kernels are AVX2 + FMA on every ISA.
+// Packed weights of one depthwise layer and the kernels (ymm or zmm) that run them.
 // Thread-safety: immutable after construction; Run() may be called concurrently.
 class DwconvPath {
  public:
-  // Packs the weights. REQUIRES: the CPU has AVX2 + FMA; `layer` came from ResolveLayer() and has
-  // one input and one output channel per group; weight and bias hold the element counts
-  // ConvOperator::Create checked.
+  // Picks `isa`'s kernels and packs the weights. REQUIRES: CpuSupports(isa); `layer` came from
+  // ResolveLayer() and has one input and one output channel per group; weight and bias hold the
+  // element counts ConvOperator::Create checked.
   DwconvPath(const ResolvedLayer& layer, absl::Span<const float> weight,
-             absl::Span<const float> bias);
+             absl::Span<const float> bias, Isa isa);
 
-  // The micro-kernel's name, "f32-dwconv-nhwc-avx2-fma".
+  // The micro-kernel's name, "f32-dwconv-nhwc-avx2-fma" or "f32-dwconv-nhwc-avx512f".
   const std::string& kernel_name() const { return kernel_name_; }
 
   // Runs the layer on `view` (PrepareInput(g, input, /*merges_kw=*/false, ...)) into `output`
@@ -48,7 +51,10 @@ class DwconvPath {
 
   const int64_t taps_;
   std::string kernel_name_;
-  std::vector<float> packed_;
+  // Border pixels (through an indirection buffer) and interior runs (row pointers).
+  decltype(&ukernels::f32_dwconv_nhwc_avx2_fma) dwconv_ = nullptr;
+  decltype(&ukernels::f32_dwconv_rows_nhwc_avx2_fma) dwconv_rows_ = nullptr;
+  PackedFloats packed_;  // 64-byte aligned (common.h).
 };
 
 }  // namespace kernels

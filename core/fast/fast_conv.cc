@@ -60,7 +60,7 @@ class FastConvOperator final : public ConvOperator {
     const bool depthwise =
         layer.in_channels_per_group() == 1 && layer.out_channels_per_group() == 1;
     if (depthwise) {
-      dwconv_.emplace(layer, weight, bias);
+      dwconv_.emplace(layer, weight, bias, isa);
     } else if (layer.spec.algorithm == ConvAlgorithm::kWinograd && WinogradPath::Fits(layer)) {
       winograd_.emplace(layer, weight, bias, isa);
     } else {
@@ -92,7 +92,8 @@ class FastConvOperator final : public ConvOperator {
                        "(kernel or output extents far beyond the input's), above the limit of ",
                        kMaxScratchBytes, " bytes"));
     }
-    const InputView view = PrepareInput(g, input, /*merges_kw=*/!dwconv_, &storage);
+    const InputView view =
+        PrepareInput(g, input, /*merges_kw=*/igemm_ && igemm_->merges_kw(), &storage);
     if (stop.StopRequested()) return StoppedError();
     if (dwconv_) {
       dwconv_->Run(g, view, output, stop);

@@ -20,6 +20,8 @@
 // input size: one pixel block's indirection (96 x taps pointers), one block of
 // output (96 pixels x <= 512 channels floats) and, for strided 1x1 layers, a
 // panel of about 1 MiB at most (up to 256 pixels x C_in floats, at least one tile).
+// Per operator, beside its packed weights: the GEMM path's tap offsets of the
+// last few geometries it ran (TapOffsetCache, conv_input.h: at most 4 MiB).
 //
 // Channels-first tensors are otherwise reordered per call: the input into a
 // channels-last copy (with the W padding materialised, so that the Kw taps of
@@ -44,7 +46,7 @@ namespace kernels {
 // Instruction sets the fast path has kernels for, narrowest first.
 enum class Isa {
   kAvx2Fma,  // ymm kernels; the baseline every fast layer can run on.
-  kAvx512f,  // zmm GEMM kernels (depthwise and narrow groups stay on AVX2).
+  kAvx512f,  // zmm GEMM, depthwise and 8-channel-group kernels (other narrow groups: AVX2).
 };
 
 // True when this CPU runs AVX2 and FMA instructions.

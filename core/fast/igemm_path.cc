@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/fast/common.h"
@@ -28,8 +29,16 @@ IgemmPath::IgemmPath(const ResolvedLayer& layer, absl::Span<const float> weight,
 // contiguous K run, matching a materialised row.
 void IgemmPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
                      absl::Span<const float> bias, Isa isa) {
-  // Narrow groups fill 8 lanes at most: the 12x8 ymm tile wastes no lanes
-  // and keeps 12 chains in flight on either ISA.
+  // Groups of 8 x 8 channels, in pairs: zmm vectors along two groups' input
+  // channels. Other narrow groups fill 8 lanes at most: the 12x8 ymm tile
+  // wastes no lanes and keeps 12 chains in flight on either ISA.
+  if (isa == Isa::kAvx512f && in_per_group_ == 8 && out_per_group_ == 8 && groups_ % 2 == 0) {
+    groups_per_block_ = 2;
+    nr_ = 16, mr_ = 3, igemm_ = &ukernels::f32_gconv_g8_3x16_avx512f;
+    kernel_name_ = "f32-gconv-g8-3x16-avx512f";
+    PackGroupPairs(layer, weight, bias);
+    return;
+  }
   if (out_per_group_ <= 8) {
     nr_ = 8, mr_ = 12, igemm_ = &ukernels::f32_igemm_12x8_avx2_fma;
     kernel_name_ = "f32-igemm-12x8-avx2-fma";
@@ -63,6 +72,31 @@ void IgemmPath::Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
   }
 }
 
+// Per pair of groups: 16 bias values (the pair's output channels), then per
+// tap 8 vectors j of 16: weight(output j, input k) of the first group for
+// lanes k < 8, of the second group for lanes 8 + k.
+void IgemmPath::PackGroupPairs(const ResolvedLayer& layer, absl::Span<const float> weight,
+                               absl::Span<const float> bias) {
+  blocks_per_group_ = 1;
+  block_floats_ = 16 + taps_ * 8 * 16;
+  packed_.assign(static_cast<size_t>(groups_ / 2 * block_floats_), 0.0f);
+  for (int64_t pair = 0; pair < groups_ / 2; ++pair) {
+    float* packed = packed_.data() + pair * block_floats_;
+    for (int64_t half = 0; half < 2; ++half) {
+      const int64_t oc0 = (2 * pair + half) * 8;
+      for (int64_t j = 0; j < 8; ++j) {
+        if (layer.spec.bias) packed[half * 8 + j] = bias[oc0 + j];
+        for (int64_t tap = 0; tap < taps_; ++tap) {
+          for (int64_t k = 0; k < 8; ++k) {
+            packed[16 + (tap * 8 + j) * 16 + half * 8 + k] =
+                WeightAt(layer, weight, taps_, oc0 + j, k, tap);
+          }
+        }
+      }
+    }
+  }
+}
+
 void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
                     const StopToken& stop) const {
   const bool can_stop = stop.CanStop();
@@ -81,11 +115,13 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
   const int64_t kc = merge_w ? g.kernel[2] * in_per_group_ : in_per_group_;
   const std::vector<float> zero(static_cast<size_t>(g.kernel[2] * channels + 8), 0.0f);
   const TapSources sources(g, view, kw_taps, zero.data());
+  const std::shared_ptr<const TapOffsetCache::Table> tap_offsets =
+      tap_offsets_.Find(g, view, kw_taps, mr_, sources);
 
   // Work items: batch x pixel blocks x ranges of output-channel blocks.
   const int64_t pixel_block = mr_ * CeilDiv(kPixelBlock, mr_);
   const int64_t pixel_blocks = CeilDiv(out_spatial, pixel_block);
-  const int64_t column_blocks = groups_ * blocks_per_group_;
+  const int64_t column_blocks = groups_ / groups_per_block_ * blocks_per_group_;
   const int64_t threads = tbb::this_task_arena::max_concurrency();
   const int64_t base_items = g.batch * pixel_blocks;
   int64_t splits = 1;
@@ -96,14 +132,18 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
   const int64_t chunk = CeilDiv(column_blocks, splits);
   splits = CeilDiv(column_blocks, chunk);
 
+  // Column block cb covers output channels [first_channel(cb), end_channel(cb)) of
+  // groups_per_block_ groups from first_group(cb) on.
+  const int64_t block_outputs = groups_per_block_ * out_per_group_;
+  auto first_group = [&](int64_t column_block) {
+    return column_block / blocks_per_group_ * groups_per_block_;
+  };
   auto first_channel = [&](int64_t column_block) {
-    return column_block / blocks_per_group_ * out_per_group_ +
-           column_block % blocks_per_group_ * nr_;
+    return first_group(column_block) * out_per_group_ + column_block % blocks_per_group_ * nr_;
   };
   auto end_channel = [&](int64_t column_block) {
     const int64_t block = column_block % blocks_per_group_;
-    return column_block / blocks_per_group_ * out_per_group_ +
-           std::min(out_per_group_, (block + 1) * nr_);
+    return first_group(column_block) * out_per_group_ + std::min(block_outputs, (block + 1) * nr_);
   };
 
   tbb::parallel_for(tbb::blocked_range<int64_t>(0, base_items * splits), [&](const auto& range) {
@@ -119,7 +159,12 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
 
       workspace.indirection.resize(static_cast<size_t>(tiles * taps * mr_));
       const float** indirection = workspace.indirection.data();
-      sources.Fill(n, p0, p1, mr_, indirection);
+      if (tap_offsets) {
+        ToPointers(tap_offsets->data() + p0 * taps, tiles * taps * mr_,
+                   view.base + n * view.image_floats, zero.data(), indirection);
+      } else {
+        sources.Fill(n, p0, p1, mr_, indirection);
+      }
 
       const int64_t oc_begin = first_channel(cb0);
       const int64_t oc_end = end_channel(cb1 - 1);
@@ -133,7 +178,7 @@ void IgemmPath::Run(const ConvGeometry& g, const InputView& view, float* output,
         const int64_t oc0 = first_channel(cb);
         const int64_t nc = end_channel(cb) - oc0;
         const float* packed = packed_.data() + cb * block_floats_;
-        const int64_t a_offset = cb / blocks_per_group_ * view.group_floats;
+        const int64_t a_offset = first_group(cb) * view.group_floats;
         for (int64_t tile = 0; tile < tiles; ++tile) {
           const int64_t p = p0 + tile * mr_;
           const int64_t mr = std::min(mr_, p1 - p);

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "core/fast/common.h"
 #include "core/fast/conv_input.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
@@ -38,6 +39,11 @@ class IgemmPath {
   // The micro-kernel's name, e.g. "f32-igemm-6x16-avx2-fma".
   const std::string& kernel_name() const { return kernel_name_; }
 
+  // Whether Run() wants a view that merges the Kw taps (PrepareInput's
+  // `merges_kw`): not for the two-group kernel, which reads interleaved
+  // channels-last pixels (in place when the input is channels-last).
+  bool merges_kw() const { return groups_per_block_ == 1; }
+
   // Runs the layer on `view` (PrepareInput(g, input, /*merges_kw=*/true, ...)) into `output`
   // (g.output_elements() floats in g.data_layout), on the calling thread's TBB arena.
   // REQUIRES: `g` came from ResolveGeometry() on the constructor's layer.spec.
@@ -49,19 +55,25 @@ class IgemmPath {
  private:
   void Pack(const ResolvedLayer& layer, absl::Span<const float> weight,
             absl::Span<const float> bias, Isa isa);
+  void PackGroupPairs(const ResolvedLayer& layer, absl::Span<const float> weight,
+                      absl::Span<const float> bias);
 
   const int64_t groups_;
   const int64_t in_per_group_;
   const int64_t out_per_group_;
   const int64_t taps_;
-  // Tile (mr_ pixels x nr_ channels) and packed block size.
+  // Tile (mr_ pixels x nr_ channels) and packed block size; a block covers
+  // groups_per_block_ groups (2 for f32_gconv_g8_3x16_avx512f, else 1).
+  int64_t groups_per_block_ = 1;
   int64_t nr_ = 0;
   int64_t mr_ = 0;
   int64_t blocks_per_group_ = 0;
   int64_t block_floats_ = 0;
   ukernels::F32IgemmFn igemm_ = nullptr;
   std::string kernel_name_;
-  std::vector<float> packed_;
+  PackedFloats packed_;  // 64-byte aligned (common.h).
+  // Tap offsets of the geometries run last (Run() is const; the cache locks).
+  mutable TapOffsetCache tap_offsets_;
 };
 
 }  // namespace kernels

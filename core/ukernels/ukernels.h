@@ -53,6 +53,18 @@ void f32_igemm_16x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
                              size_t a_offset, const float* zero, const float* packed, float* c,
                              size_t c_stride, float lo, float hi);
 
+// Grouped convolution with 8 input and 8 output channels per group, two adjacent
+// groups per call, F32IgemmFn's contract with NR = 16 (output channels: the first
+// group's 8, then the second's), kc = 8 and nc = 16: a(t, i) points at the
+// first group's 8 input channels, followed by the second group's 8 (an
+// interleaved channels-last pixel; `zero` holds >= 16 zeros). `packed`: 16 bias
+// values, then per tap 8 vectors j of 16 weights: w[j][k] of the first group
+// for k < 8, of the second for k >= 8. REQUIRES: 1 <= mr <= 3.
+void f32_gconv_g8_3x16_avx512f(size_t mr, size_t nc, size_t taps, size_t kc,
+                               const float* const* indirection, size_t indirection_stride,
+                               size_t a_offset, const float* zero, const float* packed, float* c,
+                               size_t c_stride, float lo, float hi);
+
 // Direct GEMM for 1x1, stride-1 layers on channels-first tensors (input and
 // output rows are contiguous runs of pixels): for rows i < mr (output
 // channels) and columns j < nc (pixels),
@@ -74,10 +86,11 @@ void f32_gemm_12x32_avx512f(size_t mr, size_t nc, size_t kc, const float* a, con
 // of a channels-last tensor: for pixel p and channel ch < channels,
 //   out[p * out_stride + ch] = clamp(packed[ch] + sum_{t < taps}
 //       indirection[p * taps + t][ch] * packed[channels_padded * (1 + t) + ch], lo, hi)
-// channels_padded = channels rounded up to 8. Indirection pointers point at a
-// pixel's first channel (or at `zero`, >= channels zeros); only `channels`
-// values are read from each, and only `channels` values per pixel are written.
-// The clamp passes NaN through. REQUIRES: channels >= 1, taps >= 1.
+// channels_padded = channels rounded up to kDwconvChannelPad. Indirection pointers point at
+// a pixel's first channel (or at `zero`, >= channels zeros); only `channels` values are read from
+// each, and only `channels` values per pixel are written. The clamp passes NaN through. REQUIRES:
+// channels >= 1, taps >= 1.
+constexpr size_t kDwconvChannelPad = 16;  // The widest vector's lanes, for every tier.
 void f32_dwconv_nhwc_avx2_fma(size_t pixels, size_t channels, size_t taps,
                               const float* const* indirection, const float* packed, float* out,
                               size_t out_stride, float lo, float hi);
@@ -91,6 +104,15 @@ void f32_dwconv_rows_nhwc_avx2_fma(size_t pixels, size_t channels, size_t rows, 
                                    const float* const* row_inputs, size_t pixel_step,
                                    size_t tap_step, const float* packed, float* out,
                                    size_t out_stride, float lo, float hi);
+
+// AVX-512F (zmm) versions of the two, same contracts: 8 pixels x 32 channels per tile.
+void f32_dwconv_nhwc_avx512f(size_t pixels, size_t channels, size_t taps,
+                             const float* const* indirection, const float* packed, float* out,
+                             size_t out_stride, float lo, float hi);
+void f32_dwconv_rows_nhwc_avx512f(size_t pixels, size_t channels, size_t rows, size_t kw,
+                                  const float* const* row_inputs, size_t pixel_step,
+                                  size_t tap_step, const float* packed, float* out,
+                                  size_t out_stride, float lo, float hi);
 
 // Winograd F(M x M, 3x3) transforms (alpha = M + 2) of kWinogradLanes tiles at once, one per
 // lane (core/fast/winograd_path.h):

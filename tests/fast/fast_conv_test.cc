@@ -214,6 +214,71 @@ TEST_F(FastConvTest, TileRemainders) {
   }
 }
 
+// Depthwise layers with channel counts around every vector edge of both
+// ISAs' tiles (8- and 16-lane vectors, 2 per tile, masked remainders) and
+// output widths around their pixel tiles (4 on ymm; 8, then 4, then 1 on
+// zmm), through both the border (indirection) and the interior (row) kernels.
+TEST_F(FastConvTest, DepthwiseTileRemainders) {
+  std::mt19937 rng(8);
+  int index = 0;
+  for (int64_t channels : {7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 47, 48, 65}) {
+    for (int64_t width : {1, 3, 4, 7, 8, 9, 13, 16, 17, 30}) {
+      for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+        ConvSpec s;
+        s.spatial_rank = 2;
+        s.in_channels = s.out_channels = s.groups = channels;
+        const int64_t kw = index % 3 == 0 ? 5 : 3;  // The kw-3 kernels and a generic kw.
+        s.kernel = {3, kw};
+        s.stride = {1, index % 4 == 1 ? 2 : 1};
+        s.pad_begin = {1, kw - 3};
+        s.pad_end = {1, 2};
+        s.activation = index % 5 == 0 ? Activation::kRelu6 : Activation::kNone;
+        s.data_layout = layout;
+        ++index;
+        const std::vector<int64_t> shape = layout == DataLayout::kChannelsFirst
+                                               ? std::vector<int64_t>{1, channels, 3, width}
+                                               : std::vector<int64_t>{1, 3, width, channels};
+        ASSERT_TRUE(CheckLayer(s, shape, &rng));
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
+// Groups of 8 input and 8 output channels (the two-group AVX-512F kernel when
+// their count is even, the 12x8 tile otherwise): widths around its 3-pixel
+// tile, padding, strides, dilation, 1-D to 3-D, both layouts.
+TEST_F(FastConvTest, EightChannelGroups) {
+  std::mt19937 rng(10);
+  int index = 0;
+  for (int64_t groups : {2, 3, 4, 32}) {
+    for (int64_t width : {1, 2, 3, 4, 5, 11}) {
+      for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+        ConvSpec s;
+        s.spatial_rank = 1 + index % 3;
+        s.groups = groups;
+        s.in_channels = s.out_channels = 8 * groups;
+        s.kernel = {3};
+        s.stride = {index % 4 == 1 ? 2 : 1};
+        s.dilation = {index % 5 == 2 ? 2 : 1};
+        s.padding = PaddingPreset::kSameUpper;
+        s.padding_mode = index % 7 == 3 ? PaddingMode::kReflect : PaddingMode::kZeros;
+        s.bias = index % 3 != 1;
+        s.activation = kActivations[index % 9];
+        s.data_layout = layout;
+        ++index;
+        std::vector<int64_t> shape = {1 + index % 2};
+        if (layout == DataLayout::kChannelsFirst) shape.push_back(s.in_channels);
+        for (int a = 1; a < s.spatial_rank; ++a) shape.push_back(3);
+        shape.push_back(width);
+        if (layout == DataLayout::kChannelsLast) shape.push_back(s.in_channels);
+        if (!CheckLayer(s, shape, &rng)) continue;  // reflect wider than the input
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
 // Wide channel counts (several K and channel blocks, transposes in 8x8
 // blocks), 1x1 and 3x3, strided.
 TEST_F(FastConvTest, WideChannels) {
@@ -379,6 +444,59 @@ TEST_F(FastConvTest, ConcurrentRunsAgreeWithReference) {
       for (const std::vector<float>& y : outputs) {
         for (size_t i = 0; i < y.size(); ++i) {
           ASSERT_NEAR(y[i], ref[i], 1e-4) << "output " << i << " groups " << groups;
+        }
+      }
+    }
+  }
+}
+
+// One operator run over more input shapes than its tap-offset cache keeps
+// (same_upper padding: the pads follow the input), three rounds, each run on
+// a fresh input buffer and with the batch size changing between rounds, so
+// cached offsets are reused on other buffers and images, evicted and rebuilt;
+// small and wide channel counts reach both the merged-Kw and per-tap layouts.
+TEST_F(FastConvTest, RepeatedGeometriesReuseTapOffsets) {
+  const std::vector<std::pair<int64_t, int64_t>> extents = {{9, 13}, {8, 8},  {9, 13}, {5, 21},
+                                                            {1, 7},  {12, 6}, {7, 9}};
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (int64_t channels : {3, 40}) {
+    for (DataLayout layout : {DataLayout::kChannelsFirst, DataLayout::kChannelsLast}) {
+      ConvSpec s;
+      s.spatial_rank = 2;
+      s.in_channels = channels;
+      s.out_channels = 20;
+      s.kernel = {3, 5};
+      s.stride = {1, 2};
+      s.padding = PaddingPreset::kSameUpper;
+      s.data_layout = layout;
+      std::vector<float> w(static_cast<size_t>(20 * channels * 15)), b(20);
+      for (float& v : w) v = dist(rng);
+      for (float& v : b) v = dist(rng);
+      for (kernels::Isa isa : {kernels::Isa::kAvx2Fma, kernels::Isa::kAvx512f}) {
+        if (!kernels::CpuSupports(isa)) continue;
+        const std::unique_ptr<ConvOperator> op =
+            kernels::CreateFastConvOperator(*ResolveLayer(s), w, b, isa);
+        for (int64_t round = 0; round < 3; ++round) {
+          for (const auto& [h, width] : extents) {
+            const int64_t batch = 1 + round;
+            const std::vector<int64_t> shape =
+                layout == DataLayout::kChannelsFirst
+                    ? std::vector<int64_t>{batch, channels, h, width}
+                    : std::vector<int64_t>{batch, h, width, channels};
+            absl::StatusOr<ConvGeometry> g = ResolveGeometry(s, shape);
+            ASSERT_TRUE(g.ok()) << g.status();
+            SCOPED_TRACE(Describe(s, shape) + " round " + std::to_string(round));
+            std::vector<float> x(g->input_elements());
+            for (float& v : x) v = dist(rng);
+            std::vector<float> ref(g->output_elements()), y(g->output_elements(), std::nanf(""));
+            ReferenceConv(*g, x.data(), w.data(), b.data(), ref.data());
+            tbb::task_arena arena(1 + round % 2);
+            arena.execute([&] { ASSERT_TRUE(op->Run(*g, x.data(), y.data()).ok()); });
+            for (size_t i = 0; i < y.size(); ++i) {
+              ASSERT_NEAR(y[i], ref[i], 1e-4 * (1 + std::fabs(ref[i]))) << "output " << i;
+            }
+          }
         }
       }
     }

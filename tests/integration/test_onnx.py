@@ -513,6 +513,34 @@ def test_model_above_max_model_bytes_is_refused(start_server):
     assert "more than the limit of 2000 bytes for a model (--max_model_bytes)" in error.details
 
 
+def test_every_graph_step_counts_against_max_layers_per_model(start_server):
+    """Lone activations are steps of their own: a file of one Conv after many of
+    them is bounded like a model of that many layers."""
+    rng = np.random.default_rng(SEED)
+    w, b = random_conv(rng, 3, 2, [3])
+    ops = ["Relu", "Sigmoid", "Tanh", "Relu", "Sigmoid"]
+    nodes = [helper.make_node(op, ["x" if i == 0 else "a%d" % (i - 1)], ["a%d" % i],
+                              name="act%d" % i) for i, op in enumerate(ops)]
+    nodes.append(helper.make_node("Conv", ["a4", "w", "b"], ["y"], name="conv"))
+    data = graph_model(nodes, dict(w=w, b=b), [1, 2, 8])
+    server = start_server("--max_layers_per_model=4")
+    with convserve.Client(server.target, timeout=30) as connection:
+        error = error_of(lambda: connection.load_onnx("steps", data))
+        assert error.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert ("the model has 1 layers and 5 other graph steps (sums, concatenations, "
+                "activations), 6 steps in all, more than the server's limit of 4 layers per "
+                "model (--max_layers_per_model, which counts every step)") in error.details
+        # Within the limit: one activation, then the Conv.
+        short = [helper.make_node("Tanh", ["x"], ["a4"], name="t"), nodes[-1]]
+        info = connection.load_onnx("steps", graph_model(short, dict(w=w, b=b), [1, 2, 8]))
+        assert list(info.graph) == ["%1 = tanh(%0)  [t]", "%2 = layers[0](%1)  [conv]"]
+        x = rng.uniform(-1, 1, (1, 2, 8)).astype(np.float32)
+        y, _ = connection.run_model("steps", x)
+        net = nn.Sequential(nn.Tanh(), torch_conv(w, b))
+        ref, bound = float64_with_bound(net, x)
+        assert np.max(np.abs(y - ref) - bound) <= 0
+
+
 def test_load_onnx_reads_a_path_and_lists_the_layers(client, tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(export(nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()),

@@ -81,6 +81,44 @@ def test_fast_path_matches_pytorch(core, threads):
     _run_parity(core, "auto", seed=1000 + threads, threads=threads)
 
 
+def _fixed_layer(rank, channels, out_channels, groups, kernel, stride, data_format, seed):
+    layer = dict(rank=rank, in_channels=channels, out_channels=out_channels, groups=groups,
+                 kernel=kernel, stride=stride, dilation=[1] * rank, padding="same_upper",
+                 pad_begin=[], pad_end=[], padding_mode="zeros", bias=True, activation="relu",
+                 data_format=data_format, weight_format="oihw" if seed % 2 else "hwio")
+    spatial = [5, 19, 21][-rank:]
+    shape = ([2, channels] + spatial if data_format == "channels_first"
+             else [2] + spatial + [channels])
+    return layer, shape
+
+
+# The shapes the specialised kernels take (their ISA is this CPU's best, or
+# AVX2 under CONVSERVE_MAX_ISA=avx2, the second ctest entry): depthwise 3-wide
+# kernels at stride 1 (columns shared between pixels) and 2, channel counts
+# around 8- and 16-lane vectors; groups of 8 x 8 channels in pairs (and an odd
+# count, which stays on the generic tile).
+NEW_KERNEL_LAYERS = (
+    [(2, c, c, c, [3, 3], [1, s]) for c in (8, 16, 24, 32, 33, 48) for s in (1, 2)]
+    + [(1, 32, 32, 32, [3], [1]), (3, 16, 16, 16, [3, 3, 3], [1, 1, 1])]
+    + [(r, 8 * g, 8 * g, g, [3] * r, [s] * r) for r in (1, 2) for g in (2, 3, 32) for s in (1, 2)]
+)
+
+
+@pytest.mark.parametrize("index", range(len(NEW_KERNEL_LAYERS)))
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_specialised_kernel_shapes_match_pytorch(core, index, data_format):
+    rank, channels, out_channels, groups, kernel, stride = NEW_KERNEL_LAYERS[index]
+    layer, shape = _fixed_layer(rank, channels, out_channels, groups, kernel, stride,
+                                data_format, index)
+    rng = np.random.default_rng(index)
+    x, w, b = random_tensors(rng, layer, shape)
+    ref, bound = torch_reference(layer, x, w, b)
+    for threads in (1, 2):
+        y = core.conv(layer, x, w, b, path="auto", threads=threads)
+        assert list(y.shape) == list(ref.shape), layer
+        assert max_violation(y, ref, bound) <= 0, (layer, threads)
+
+
 @pytest.mark.parametrize("path", ["reference", "auto"])
 def test_non_finite_inputs_follow_ieee_like_pytorch(core, path):
     """NaN and Inf in the input give the outputs PyTorch gives (docs/RELIABILITY.md row 17)."""

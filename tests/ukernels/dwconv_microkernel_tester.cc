@@ -20,8 +20,8 @@ namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
-// The kernels' weight layout: bias for every channel, then [tap][channel], channels padded to 8
-// with zeros.
+// The kernels' weight layout: bias for every channel, then [tap][channel], channels padded to
+// kDwconvChannelPad with zeros.
 struct PackedWeights {
   size_t padded = 0;
   std::vector<float> packed;
@@ -29,7 +29,7 @@ struct PackedWeights {
 
 PackedWeights Pack(std::mt19937* rng, size_t channels, size_t taps) {
   PackedWeights w;
-  w.padded = (channels + 7) / 8 * 8;
+  w.padded = (channels + kDwconvChannelPad - 1) / kDwconvChannelPad * kDwconvChannelPad;
   w.packed.assign((1 + taps) * w.padded, 0.0f);
   for (size_t t = 0; t <= taps; ++t) {
     const std::vector<float> values = RandomFloats(rng, channels);

@@ -267,63 +267,91 @@ INSTANTIATE_TEST_SUITE_P(Tiles, GemmUkernelTest,
 
 // --- Depthwise -------------------------------------------------------------------------------
 
-// Channels around the 8- and 16-lane steps, pixels around the 4-pixel tile.
+// Channels around the 8- and 16-lane steps, pixels around the 4- (ymm) and 8-pixel (zmm) tiles.
 constexpr size_t kMaxChannels = 40;
-const std::vector<size_t> kPixels = {1, 2, 3, 4, 5, 7, 8, 9};
+const std::vector<size_t> kPixels = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17};
 
-TEST(F32DwconvNhwcAvx2Fma, ChannelsPixelsTaps) {
-  SKIP_UNLESS_MAY_RUN(Isa::kAvx2Fma);
-  for (size_t channels = 1; channels <= kMaxChannels; ++channels) {
-    for (size_t pixels : kPixels) {
-      for (size_t taps : {1, 2, 3, 9}) {
-        DwconvMicrokernelTester().channels(channels).pixels(pixels).rows(taps).Test(
-            f32_dwconv_nhwc_avx2_fma);
+// The depthwise kernels of one ISA tier: the indirection one and the rows one.
+struct DwconvKernels {
+  const char* name;
+  F32DwconvFn indirect;
+  F32DwconvRowsFn rows;
+  Isa isa;
+};
+const DwconvKernels kDwconvTiers[] = {
+    {"avx2_fma", f32_dwconv_nhwc_avx2_fma, f32_dwconv_rows_nhwc_avx2_fma, Isa::kAvx2Fma},
+    {"avx512f", f32_dwconv_nhwc_avx512f, f32_dwconv_rows_nhwc_avx512f, Isa::kAvx512f},
+};
+
+// The tiers this CPU (and CONVSERVE_MAX_ISA) allows.
+std::vector<DwconvKernels> RunnableDwconvTiers() {
+  std::vector<DwconvKernels> tiers;
+  for (const DwconvKernels& k : kDwconvTiers) {
+    if (MayRun(k.isa)) tiers.push_back(k);
+  }
+  return tiers;
+}
+
+TEST(F32DwconvNhwc, ChannelsPixelsTaps) {
+  for (const DwconvKernels& k : RunnableDwconvTiers()) {
+    SCOPED_TRACE(k.name);
+    for (size_t channels = 1; channels <= kMaxChannels; ++channels) {
+      for (size_t pixels : kPixels) {
+        for (size_t taps : {1, 2, 3, 9}) {
+          DwconvMicrokernelTester().channels(channels).pixels(pixels).rows(taps).Test(k.indirect);
+          if (HasFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST(F32DwconvNhwc, ZeroPointersAndOutStride) {
+  for (const DwconvKernels& k : RunnableDwconvTiers()) {
+    SCOPED_TRACE(k.name);
+    for (size_t channels : {1, 7, 8, 17, 32, 37}) {
+      for (size_t pixels : {1, 5, 9}) {
+        for (size_t zero_index = 0; zero_index < pixels; ++zero_index) {
+          DwconvMicrokernelTester()
+              .channels(channels)
+              .pixels(pixels)
+              .rows(9)
+              .zero_index(zero_index)
+              .out_stride(channels + 5)
+              .Test(k.indirect);
+        }
         if (HasFailure()) return;
       }
     }
   }
 }
 
-TEST(F32DwconvNhwcAvx2Fma, ZeroPointersAndOutStride) {
-  SKIP_UNLESS_MAY_RUN(Isa::kAvx2Fma);
-  for (size_t channels : {1, 7, 8, 17, 32, 37}) {
-    for (size_t pixels : {1, 5, 9}) {
-      for (size_t zero_index = 0; zero_index < pixels; ++zero_index) {
-        DwconvMicrokernelTester()
-            .channels(channels)
-            .pixels(pixels)
-            .rows(9)
-            .zero_index(zero_index)
-            .out_stride(channels + 5)
-            .Test(f32_dwconv_nhwc_avx2_fma);
+TEST(F32DwconvNhwc, ClampAndNan) {
+  for (const DwconvKernels& k : RunnableDwconvTiers()) {
+    SCOPED_TRACE(k.name);
+    for (const Clamp& clamp : kClamps) {
+      for (size_t channels : {1, 9, 16, 23}) {
+        DwconvMicrokernelTester tester;
+        tester.channels(channels).pixels(6).rows(25).input_scale(4.0f).min(clamp.lo).max(clamp.hi);
+        tester.Test(k.indirect);
+        tester.nan_input(true).iterations(8).Test(k.indirect);
+        if (HasFailure()) return;
       }
-      if (HasFailure()) return;
     }
   }
 }
 
-TEST(F32DwconvNhwcAvx2Fma, ClampAndNan) {
-  SKIP_UNLESS_MAY_RUN(Isa::kAvx2Fma);
-  for (const Clamp& clamp : kClamps) {
-    for (size_t channels : {1, 9, 16, 23}) {
-      DwconvMicrokernelTester tester;
-      tester.channels(channels).pixels(6).rows(25).input_scale(4.0f).min(clamp.lo).max(clamp.hi);
-      tester.Test(f32_dwconv_nhwc_avx2_fma);
-      tester.nan_input(true).iterations(8).Test(f32_dwconv_nhwc_avx2_fma);
-      if (HasFailure()) return;
-    }
-  }
-}
-
-TEST(F32DwconvRowsNhwcAvx2Fma, ChannelsPixelsRowsKw) {
-  SKIP_UNLESS_MAY_RUN(Isa::kAvx2Fma);
-  for (size_t channels = 1; channels <= kMaxChannels; ++channels) {
-    for (size_t pixels : kPixels) {
-      for (size_t rows : {1, 2, 3}) {
-        for (size_t kw : {1, 2, 3, 5}) {  // 3 runs the kernel's fixed-kw loop.
-          DwconvMicrokernelTester().channels(channels).pixels(pixels).rows(rows).kw(kw).Test(
-              f32_dwconv_rows_nhwc_avx2_fma);
-          if (HasFailure()) return;
+TEST(F32DwconvRowsNhwc, ChannelsPixelsRowsKw) {
+  for (const DwconvKernels& k : RunnableDwconvTiers()) {
+    SCOPED_TRACE(k.name);
+    for (size_t channels = 1; channels <= kMaxChannels; ++channels) {
+      for (size_t pixels : kPixels) {
+        for (size_t rows : {1, 2, 3}) {
+          for (size_t kw : {1, 2, 3, 5}) {  // 3 runs the kernel's fixed-kw loop.
+            DwconvMicrokernelTester().channels(channels).pixels(pixels).rows(rows).kw(kw).Test(
+                k.rows);
+            if (HasFailure()) return;
+          }
         }
       }
     }
@@ -332,42 +360,46 @@ TEST(F32DwconvRowsNhwcAvx2Fma, ChannelsPixelsRowsKw) {
 
 // Strided and dilated rows (steps of several pixels), steps that are not whole pixels, a row of
 // zero padding and an output stride wider than the channels.
-TEST(F32DwconvRowsNhwcAvx2Fma, StepsZeroRowAndOutStride) {
-  SKIP_UNLESS_MAY_RUN(Isa::kAvx2Fma);
-  for (size_t channels : {1, 7, 8, 17, 32, 37}) {
-    for (size_t kw : {2, 3}) {
-      for (size_t pixel_step : {2 * channels, channels + 3}) {
-        for (size_t tap_step : {channels, 2 * channels, channels + 1}) {
-          for (size_t zero_row : {size_t{0}, size_t{2}, DwconvMicrokernelTester::kNone}) {
-            DwconvMicrokernelTester()
-                .channels(channels)
-                .pixels(7)
-                .rows(3)
-                .kw(kw)
-                .pixel_step(pixel_step)
-                .tap_step(tap_step)
-                .zero_index(zero_row)
-                .out_stride(channels + 4)
-                .Test(f32_dwconv_rows_nhwc_avx2_fma);
+TEST(F32DwconvRowsNhwc, StepsZeroRowAndOutStride) {
+  for (const DwconvKernels& k : RunnableDwconvTiers()) {
+    SCOPED_TRACE(k.name);
+    for (size_t channels : {1, 7, 8, 17, 32, 37}) {
+      for (size_t kw : {2, 3}) {
+        for (size_t pixel_step : {2 * channels, channels + 3}) {
+          for (size_t tap_step : {channels, 2 * channels, channels + 1}) {
+            for (size_t zero_row : {size_t{0}, size_t{2}, DwconvMicrokernelTester::kNone}) {
+              DwconvMicrokernelTester()
+                  .channels(channels)
+                  .pixels(7)
+                  .rows(3)
+                  .kw(kw)
+                  .pixel_step(pixel_step)
+                  .tap_step(tap_step)
+                  .zero_index(zero_row)
+                  .out_stride(channels + 4)
+                  .Test(k.rows);
+            }
+            if (HasFailure()) return;
           }
-          if (HasFailure()) return;
         }
       }
     }
   }
 }
 
-TEST(F32DwconvRowsNhwcAvx2Fma, ClampAndNan) {
-  SKIP_UNLESS_MAY_RUN(Isa::kAvx2Fma);
-  for (const Clamp& clamp : kClamps) {
-    for (size_t channels : {1, 9, 16, 23}) {
-      for (size_t kw : {3, 5}) {
-        DwconvMicrokernelTester tester;
-        tester.channels(channels).pixels(6).rows(5).kw(kw).input_scale(4.0f).min(clamp.lo).max(
-            clamp.hi);
-        tester.Test(f32_dwconv_rows_nhwc_avx2_fma);
-        tester.nan_input(true).iterations(8).Test(f32_dwconv_rows_nhwc_avx2_fma);
-        if (HasFailure()) return;
+TEST(F32DwconvRowsNhwc, ClampAndNan) {
+  for (const DwconvKernels& k : RunnableDwconvTiers()) {
+    SCOPED_TRACE(k.name);
+    for (const Clamp& clamp : kClamps) {
+      for (size_t channels : {1, 9, 16, 23}) {
+        for (size_t kw : {3, 5}) {
+          DwconvMicrokernelTester tester;
+          tester.channels(channels).pixels(6).rows(5).kw(kw).input_scale(4.0f).min(clamp.lo).max(
+              clamp.hi);
+          tester.Test(k.rows);
+          tester.nan_input(true).iterations(8).Test(k.rows);
+          if (HasFailure()) return;
+        }
       }
     }
   }

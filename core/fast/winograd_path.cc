@@ -2,6 +2,7 @@
 #include "core/fast/winograd_path.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -51,9 +52,10 @@ constexpr double kG2[4][3] = {
 };
 
 // Floats of one work item's scratch: V and M for `tiles` tiles, then one
-// output transform's block (M x M x kLanes, M <= 4).
+// output transform's block (M x M x kLanes, M <= 4), and 16 to start V on a
+// cache line.
 int64_t ScratchFloats(int64_t alpha, int64_t tiles, int64_t in_channels, int64_t out_channels) {
-  return alpha * alpha * tiles * (in_channels + out_channels) + 16 * kLanes;
+  return alpha * alpha * tiles * (in_channels + out_channels) + 16 * kLanes + 16;
 }
 
 // Element strides of a tensor in `layout`: image, channel, row, column.
@@ -267,7 +269,10 @@ absl::Status WinogradPath::Run(const ConvGeometry& g, const float* input, float*
     Workspace& workspace = ThreadWorkspace();
     workspace.block.resize(
         static_cast<size_t>(ScratchFloats(alpha, tb, in_channels, out_channels)));
-    float* const vv = workspace.block.data();          // [points][C_in][tb]
+    // V and M rows (tb floats, a multiple of 16) then start on cache lines,
+    // which the GEMMs' vector loads and stores do not straddle.
+    const uintptr_t base = reinterpret_cast<uintptr_t>(workspace.block.data());
+    float* const vv = reinterpret_cast<float*>((base + 63) & ~uintptr_t{63});  // [points][C_in][tb]
     float* const mm = vv + points * in_channels * tb;  // [points][C_out][tb]
     float* const o = mm + points * out_channels * tb;  // [m * m][kLanes]
     for (int64_t item = range.begin(); item < range.end(); ++item) {

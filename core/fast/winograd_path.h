@@ -34,6 +34,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "core/fast/common.h"
 #include "core/fast/fast_conv.h"
 #include "core/geometry.h"
 #include "core/stop_token.h"
@@ -75,7 +76,7 @@ class WinogradPath {
     int m = 4;
     ukernels::F32WinogradInputFn input = nullptr;
     ukernels::F32WinogradOutputFn output = nullptr;
-    std::vector<float> packed;
+    PackedFloats packed;  // 64-byte aligned (common.h)
   };
 
   const Variant& Choose(const ConvGeometry& g) const;

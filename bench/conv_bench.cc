@@ -31,10 +31,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "bench/fma_peak.h"
 #include "bench/layer_set.h"
 #include "core/conv.h"
 #include "core/fast/fast_conv.h"
+#include "core/geometry.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "tbb/task_arena.h"
 
@@ -312,8 +314,9 @@ struct Row {
   double ratio = 0;                  // against the faster of the two forms
   double peak_fraction = 0;
   std::string kernel;
-  std::string onednn_impl;  // the faster form's
-  bool busy = false;        // The machine was busy around every attempt at this row.
+  std::string onednn_impl;     // the faster form's
+  double winograd_gflops = 0;  // direct-convolution FLOPs / Winograd time; 0: no Winograd
+  bool busy = false;           // The machine was busy around every attempt at this row.
 };
 
 int Main(int argc, char** argv) {
@@ -361,10 +364,12 @@ int Main(int argc, char** argv) {
   }
   std::printf(
       "GFLOP/s; onednn = oneDNN on the caller's layout, onednn_blk = oneDNN on its own blocked\n"
-      "layout with the reorders in and out timed; ratio = convserve / the faster of the two\n");
-  std::printf("\n%-18s %-14s %3s %10s %10s %10s %6s %7s  %-26s %s\n", "layer", "layout", "thr",
-              "convserve", "onednn", "onednn_blk", "ratio", "%peak", "convserve kernel",
-              "onednn impl (faster form)");
+      "layout with the reorders in and out timed; ratio = convserve / the faster of the two;\n"
+      "winograd = the layer with algorithm winograd (3x3 stride-1 layers; the direct\n"
+      "convolution's FLOPs over its time), w/dir = winograd / convserve (direct)\n");
+  std::printf("\n%-18s %-14s %3s %10s %10s %10s %6s %7s %9s %6s  %-26s %s\n", "layer", "layout",
+              "thr", "convserve", "onednn", "onednn_blk", "ratio", "%peak", "winograd", "w/dir",
+              "convserve kernel", "onednn impl (faster form)");
 
   std::vector<Row> rows;
   std::mt19937 rng(42);
@@ -405,7 +410,18 @@ int Main(int argc, char** argv) {
         std::fprintf(stderr, "%s: %s\n", layer.name.c_str(), op.status().ToString().c_str());
         return 1;
       }
-      std::vector<float> ours(g.output_elements()), theirs(g.output_elements());
+      // The same layer on the Winograd path, where it runs.
+      std::unique_ptr<ConvOperator> winograd;
+      ConvSpec winograd_spec = spec;
+      winograd_spec.algorithm = ConvAlgorithm::kWinograd;
+      if (absl::StatusOr<ResolvedLayer> resolved = ResolveLayer(spec);
+          resolved.ok() && CheckWinograd(*resolved).ok()) {
+        absl::StatusOr<std::unique_ptr<ConvOperator>> made =
+            ConvOperator::Create(winograd_spec, weight, bias);
+        if (made.ok()) winograd = std::move(*made);
+      }
+      std::vector<float> ours(g.output_elements()), theirs(g.output_elements()),
+          winograd_out(g.output_elements());
       const double flops = 2.0 * static_cast<double>(g.output_elements()) *
                            static_cast<double>(g.in_channels_per_group() * g.kernel_size());
 
@@ -432,11 +448,16 @@ int Main(int argc, char** argv) {
         for (int attempt = 0; attempt < kRowAttempts && busy; ++attempt) {
           if (attempt > 0) std::this_thread::sleep_for(std::chrono::seconds(2));
           const bool quiet_before = quiet();
-          seconds = InterleavedMedianSeconds(
-              {[&] { arena.execute([&] { (void)(*op)->Run(g, input.data(), ours.data()); }); },
-               [&] { onednn.Run(input.data(), theirs.data()); },
-               [&] { onednn_blocked.Run(input.data(), theirs_blocked.data()); }},
-              options.reps, options.min_ms);
+          std::vector<std::function<void()>> runs = {
+              [&] { arena.execute([&] { (void)(*op)->Run(g, input.data(), ours.data()); }); },
+              [&] { onednn.Run(input.data(), theirs.data()); },
+              [&] { onednn_blocked.Run(input.data(), theirs_blocked.data()); }};
+          if (winograd) {
+            runs.push_back([&] {
+              arena.execute([&] { (void)winograd->Run(g, input.data(), winograd_out.data()); });
+            });
+          }
+          seconds = InterleavedMedianSeconds(runs, options.reps, options.min_ms);
           busy = !(quiet_before && quiet());
         }
         for (const std::vector<float>* reference : {&theirs, &theirs_blocked}) {
@@ -459,6 +480,7 @@ int Main(int argc, char** argv) {
         row.convserve_gflops = flops / seconds[0] * 1e-9;
         row.onednn_gflops = flops / seconds[1] * 1e-9;
         row.onednn_blocked_gflops = flops / seconds[2] * 1e-9;
+        if (winograd) row.winograd_gflops = flops / seconds[3] * 1e-9;
         const bool blocked_faster = row.onednn_blocked_gflops > row.onednn_gflops;
         row.ratio = row.convserve_gflops / std::max(row.onednn_gflops, row.onednn_blocked_gflops);
         row.peak_fraction = row.convserve_gflops / peak[threads];
@@ -466,11 +488,15 @@ int Main(int argc, char** argv) {
         row.onednn_impl =
             blocked_faster ? onednn_blocked.Implementation() : onednn.Implementation();
         row.busy = busy;
-        std::printf("%-18s %-14s %3d %10.1f %10.1f %10.1f %6.2f %6.1f%%  %-26s %s%s\n",
+        const std::string winograd_columns =
+            winograd ? absl::StrFormat("%9.1f %6.2f", row.winograd_gflops,
+                                       row.winograd_gflops / row.convserve_gflops)
+                     : absl::StrFormat("%9s %6s", "-", "-");
+        std::printf("%-18s %-14s %3d %10.1f %10.1f %10.1f %6.2f %6.1f%% %s  %-26s %s%s\n",
                     row.name.c_str(), row.layout.c_str(), threads, row.convserve_gflops,
                     row.onednn_gflops, row.onednn_blocked_gflops, row.ratio,
-                    100.0 * row.peak_fraction, row.kernel.c_str(), row.onednn_impl.c_str(),
-                    row.busy ? "  (BUSY MACHINE)" : "");
+                    100.0 * row.peak_fraction, winograd_columns.c_str(), row.kernel.c_str(),
+                    row.onednn_impl.c_str(), row.busy ? "  (BUSY MACHINE)" : "");
         std::fflush(stdout);
         rows.push_back(row);
       }
@@ -533,10 +559,11 @@ int Main(int argc, char** argv) {
                    "  {\"name\": \"%s\", \"layout\": \"%s\", \"threads\": %d, "
                    "\"convserve_gflops\": %.3f, \"onednn_gflops\": %.3f, "
                    "\"onednn_blocked_gflops\": %.3f, \"ratio\": %.4f, "
-                   "\"peak_fraction\": %.4f, \"busy_machine\": %s}%s\n",
+                   "\"peak_fraction\": %.4f, \"winograd_gflops\": %.3f, \"busy_machine\": %s}%s\n",
                    row.name.c_str(), row.layout.c_str(), row.threads, row.convserve_gflops,
                    row.onednn_gflops, row.onednn_blocked_gflops, row.ratio, row.peak_fraction,
-                   row.busy ? "true" : "false", i + 1 < rows.size() ? "," : "");
+                   row.winograd_gflops, row.busy ? "true" : "false",
+                   i + 1 < rows.size() ? "," : "");
     }
     std::fprintf(file, "]\n");
     std::fclose(file);

@@ -27,6 +27,7 @@ ConvSpec ToSpec(const convserve_layer& layer) {
   spec.out_channels = layer.out_channels;
   spec.groups = layer.groups;
   spec.activation_alpha = layer.activation_alpha;
+  spec.algorithm = static_cast<convserve::ConvAlgorithm>(layer.algorithm);
   const int rank = layer.spatial_rank >= 1 && layer.spatial_rank <= 3 ? layer.spatial_rank : 0;
   spec.kernel.assign(layer.kernel, layer.kernel + rank);
   spec.stride.assign(layer.stride, layer.stride + rank);

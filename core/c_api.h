@@ -31,6 +31,7 @@ typedef struct {
   int64_t pad_begin[3];
   int64_t pad_end[3];
   float activation_alpha; /* NaN: framework default */
+  int32_t algorithm;      /* ConvAlgorithm */
 } convserve_layer;
 
 /* Writes the output shape (rank + 2 values) for an input of `input_shape`.

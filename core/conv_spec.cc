@@ -22,6 +22,9 @@ absl::string_view PaddingModeName(PaddingMode mode) { return NameIn(kPaddingMode
 absl::string_view ActivationName(Activation activation) { return NameIn(kActivations, activation); }
 absl::string_view DataLayoutName(DataLayout layout) { return NameIn(kDataLayouts, layout); }
 absl::string_view WeightLayoutName(WeightLayout layout) { return NameIn(kWeightLayouts, layout); }
+absl::string_view ConvAlgorithmName(ConvAlgorithm algorithm) {
+  return NameIn(kConvAlgorithms, algorithm);
+}
 
 std::vector<std::string> SpatialAxisNames(int rank) {
   switch (rank) {

@@ -63,6 +63,16 @@ enum class WeightLayout {
   kSpatialInOut,  // (*K, C_in/g, C_out): Keras, tf.nn ("hwio").
 };
 
+// Which algorithm runs a layer on the fast path.
+enum class ConvAlgorithm {
+  kAuto,      // Direct, unless the model's precision setting allows Winograd (the server
+              // resolves it per layer at load; a single call's kAuto is direct).
+  kDirect,    // Direct convolution: parity with PyTorch within 1e-5 * S + 1e-6.
+  kWinograd,  // Winograd F(4x4, 3x3) / F(2x2, 3x3): 2-D 3x3 layers, stride and dilation 1,
+              // one group, zero padding (geometry.h CheckWinograd()); within 1e-4 * S4 + 1e-5
+              // (README "The core").
+};
+
 // One convolution layer as a user writes it.
 //
 // Per-axis vectors (kernel, stride, dilation, pad_begin, pad_end) hold either
@@ -87,6 +97,7 @@ struct ConvSpec {
   float activation_alpha = __builtin_nanf("");
   DataLayout data_layout = DataLayout::kChannelsFirst;
   WeightLayout weight_layout = WeightLayout::kOutInSpatial;
+  ConvAlgorithm algorithm = ConvAlgorithm::kAuto;
 };
 
 // A validated layer bound to one input shape: every value resolved and
@@ -164,6 +175,11 @@ inline constexpr EnumEntry<WeightLayout> kWeightLayouts[] = {
     {WeightLayout::kOutInSpatial, "oihw"},
     {WeightLayout::kSpatialInOut, "hwio"},
 };
+inline constexpr EnumEntry<ConvAlgorithm> kConvAlgorithms[] = {
+    {ConvAlgorithm::kAuto, "auto"},
+    {ConvAlgorithm::kDirect, "direct"},
+    {ConvAlgorithm::kWinograd, "winograd"},
+};
 
 // The entry of `value` in `table`, or null for a value outside the enum
 // (enums may come from a wire format that does not range-check them).
@@ -192,6 +208,7 @@ absl::string_view PaddingModeName(PaddingMode mode);
 absl::string_view ActivationName(Activation activation);
 absl::string_view DataLayoutName(DataLayout layout);
 absl::string_view WeightLayoutName(WeightLayout layout);
+absl::string_view ConvAlgorithmName(ConvAlgorithm algorithm);
 
 // Names of the spatial axes of a rank-`rank` layer, outermost first: {"L"},
 // {"H", "W"} or {"D", "H", "W"} (PyTorch's names).

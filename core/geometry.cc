@@ -73,7 +73,8 @@ absl::Status CheckEnums(const ConvSpec& spec) {
                               CheckEnum("padding_mode", kPaddingModes, spec.padding_mode),
                               CheckEnum("activation", kActivations, spec.activation),
                               CheckEnum("data_layout", kDataLayouts, spec.data_layout),
-                              CheckEnum("weight_layout", kWeightLayouts, spec.weight_layout)}) {
+                              CheckEnum("weight_layout", kWeightLayouts, spec.weight_layout),
+                              CheckEnum("algorithm", kConvAlgorithms, spec.algorithm)}) {
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
@@ -174,7 +175,25 @@ absl::StatusOr<ResolvedLayer> ResolveLayer(const ConvSpec& spec) {
   layer.activation_alpha = std::isnan(spec.activation_alpha)
                                ? DefaultActivationAlpha(spec.activation)
                                : spec.activation_alpha;
+  if (spec.algorithm == ConvAlgorithm::kWinograd) {
+    if (absl::Status status = CheckWinograd(layer); !status.ok()) return status;
+  }
   return layer;
+}
+
+absl::Status CheckWinograd(const ResolvedLayer& layer) {
+  const ConvSpec& spec = layer.spec;
+  const bool fits = layer.spatial_rank == 2 && layer.kernel[1] == 3 && layer.kernel[2] == 3 &&
+                    layer.stride[1] == 1 && layer.stride[2] == 1 && layer.dilation[1] == 1 &&
+                    layer.dilation[2] == 1 && spec.groups == 1 &&
+                    spec.padding_mode == PaddingMode::kZeros;
+  if (fits) return absl::OkStatus();
+  return Invalid(absl::StrCat(
+      "algorithm: 'winograd' requires a 2-D layer with a 3x3 kernel, stride 1, dilation 1, "
+      "groups 1 and padding_mode 'zeros', got a ",
+      layer.spatial_rank, "-D layer with kernel ", ShapeToString(spec.kernel), ", stride ",
+      ShapeToString(spec.stride), ", dilation ", ShapeToString(spec.dilation), ", groups ",
+      spec.groups, " and padding_mode '", PaddingModeName(spec.padding_mode), "'"));
 }
 
 std::pair<int64_t, int64_t> PresetPads(PaddingPreset preset, int64_t input, int64_t stride,

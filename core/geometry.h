@@ -60,7 +60,14 @@ struct ResolvedLayer {
 // Checks the parts of `spec` that do not depend on the input shape and
 // resolves them. INVALID_ARGUMENT names the field, what was expected and what
 // was received.
+// With spec.algorithm kWinograd, CheckWinograd() must pass too.
 absl::StatusOr<ResolvedLayer> ResolveLayer(const ConvSpec& spec);
+
+// OK when the Winograd path runs `layer` (2-D, 3x3 kernel, stride and dilation
+// 1, one group, zero padding); else INVALID_ARGUMENT naming `algorithm`, what it
+// requires and what the layer has. The server uses it to resolve kAuto layers
+// of a model loaded with the fast precision setting.
+absl::Status CheckWinograd(const ResolvedLayer& layer);
 
 // Resolves `layer` against `input_shape` (the full tensor shape, batch and
 // channels included, in the layer's data layout): pads, output extents, and

@@ -418,6 +418,8 @@ void ConvServiceImpl::HandleLoadModel(UnaryCall* call, const v1::LoadModelReques
                       static_cast<int64_t>(sizeof(float));
       layers->push_back(*std::move(decoded));
     }
+    absl::Status precision = ApplyPrecision(request->precision(), layers.get());
+    if (!precision.ok()) return precision;
     // A graph's other steps cost what a layer's description does.
     charged_bytes = ModelBytes(weight_bytes, std::max(static_cast<int64_t>(layers->size()), steps));
     absl::Status room = models_.CheckAdd(request->name(), charged_bytes, request->replace());

@@ -55,6 +55,11 @@ constexpr EnumPair<v1::WeightLayout, WeightLayout> kWireWeightLayouts[] = {
     {v1::WEIGHT_LAYOUT_OIHW, WeightLayout::kOutInSpatial},
     {v1::WEIGHT_LAYOUT_HWIO, WeightLayout::kSpatialInOut},
 };
+constexpr EnumPair<v1::ConvAlgorithm, ConvAlgorithm> kWireAlgorithms[] = {
+    {v1::CONV_ALGORITHM_AUTO, ConvAlgorithm::kAuto},
+    {v1::CONV_ALGORITHM_DIRECT, ConvAlgorithm::kDirect},
+    {v1::CONV_ALGORITHM_WINOGRAD, ConvAlgorithm::kWinograd},
+};
 // FRAMEWORK_UNSPECIFIED: no framework (as a request field: enforce none).
 constexpr EnumPair<v1::Framework, std::optional<Framework>> kWireFrameworks[] = {
     {v1::FRAMEWORK_UNSPECIFIED, std::nullopt},
@@ -108,6 +113,7 @@ static_assert(std::size(kWireActivations) == v1::Activation_ARRAYSIZE);
 static_assert(std::size(kWireDataLayouts) == v1::DataLayout_ARRAYSIZE);
 static_assert(std::size(kWireWeightLayouts) == v1::WeightLayout_ARRAYSIZE);
 static_assert(std::size(kWireFrameworks) == v1::Framework_ARRAYSIZE);
+static_assert(std::size(kWireAlgorithms) == v1::ConvAlgorithm_ARRAYSIZE);
 
 // A value's proto name without its enum's prefix: PADDING_PRESET_SAME_UPPER
 // -> SAME_UPPER (protobuf's style prefixes every value with the enum's name
@@ -210,6 +216,7 @@ absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLaye
                       &spec.data_layout),
            DecodeEnum(kWireWeightLayouts, field, "weight_layout", layer.weight_layout(),
                       &spec.weight_layout),
+           DecodeEnum(kWireAlgorithms, field, "algorithm", layer.algorithm(), &spec.algorithm),
        }) {
     if (!status.ok()) return status;
   }
@@ -221,6 +228,22 @@ absl::StatusOr<ConvSpec> ToConvSpec(const std::string& field, const v1::ConvLaye
     spec.activation_alpha = layer.activation_alpha();
   }
   return spec;
+}
+
+absl::Status ApplyPrecision(v1::Precision precision, std::vector<DecodedLayer>* layers) {
+  if (precision == v1::PRECISION_EXACT) return absl::OkStatus();
+  if (precision != v1::PRECISION_FAST) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("precision: expected PRECISION_EXACT or PRECISION_FAST, got ",
+                     static_cast<int>(precision)));
+  }
+  for (DecodedLayer& layer : *layers) {
+    ConvSpec& spec = layer.layer.spec;
+    if (spec.algorithm == ConvAlgorithm::kAuto && CheckWinograd(layer.layer).ok()) {
+      spec.algorithm = ConvAlgorithm::kWinograd;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ConvSpec> DecodeSpec(const std::string& prefix, bool has_layer,
@@ -248,6 +271,7 @@ v1::ConvLayer ToProtoLayer(const ConvSpec& spec) {
   layer.set_activation(ToProto(kWireActivations, spec.activation));
   layer.set_data_layout(ToProto(kWireDataLayouts, spec.data_layout));
   layer.set_weight_layout(ToProto(kWireWeightLayouts, spec.weight_layout));
+  layer.set_algorithm(ToProto(kWireAlgorithms, spec.algorithm));
   layer.set_bias(spec.bias);
   if (!std::isnan(spec.activation_alpha)) layer.set_activation_alpha(spec.activation_alpha);
   return layer;

@@ -100,6 +100,12 @@ absl::StatusOr<DecodedLayer> DecodeWeights(const std::string& prefix, const Reso
                                            bool has_weight, const v1::Tensor& weight, bool has_bias,
                                            const v1::Tensor& bias);
 
+// Applies a LoadModelRequest's precision to its layers: PRECISION_FAST turns
+// the CONV_ALGORITHM_AUTO layers Winograd runs (CheckWinograd()) to
+// ConvAlgorithm::kWinograd; PRECISION_EXACT leaves every layer as it is.
+// INVALID_ARGUMENT naming `precision` for a value outside the enum.
+absl::Status ApplyPrecision(v1::Precision precision, std::vector<DecodedLayer>* layers);
+
 // The validation options a ValidateShapeRequest's enforce_framework asks
 // for: FRAMEWORK_UNSPECIFIED enforces none. INVALID_ARGUMENT naming
 // enforce_framework for a value outside the enum.

@@ -15,6 +15,7 @@
 #include "core/fast/dwconv_path.h"
 #include "core/fast/gemm_1x1_path.h"
 #include "core/fast/igemm_path.h"
+#include "core/fast/winograd_path.h"
 #include "tbb/task_arena.h"
 
 namespace convserve {
@@ -47,8 +48,9 @@ int64_t ScratchBytes(const ConvGeometry& g, int64_t taps) {
   return bytes + threads * per_thread;
 }
 
-// Holds the path(s) a layer uses: depthwise layers the depthwise path; every
-// other layer the indirect GEMM and, for 1x1 layers with one group, also the
+// Holds the path(s) a layer uses: depthwise layers the depthwise path; layers
+// whose algorithm is kWinograd the Winograd path (when it fits); every other
+// layer the indirect GEMM and, for 1x1 layers with one group, also the
 // pointwise GEMM, which runs the geometries it handles (Gemm1x1Path::Handles()).
 class FastConvOperator final : public ConvOperator {
  public:
@@ -59,6 +61,8 @@ class FastConvOperator final : public ConvOperator {
         layer.in_channels_per_group() == 1 && layer.out_channels_per_group() == 1;
     if (depthwise) {
       dwconv_.emplace(layer, weight, bias, isa);
+    } else if (layer.spec.algorithm == ConvAlgorithm::kWinograd && WinogradPath::Fits(layer)) {
+      winograd_.emplace(layer, weight, bias, isa);
     } else {
       igemm_.emplace(layer, weight, bias, isa);
       if (Gemm1x1Path::Fits(layer)) gemm_1x1_.emplace(layer, weight, bias, isa);
@@ -66,6 +70,7 @@ class FastConvOperator final : public ConvOperator {
   }
 
   std::string KernelName(const ConvGeometry& g) const override {
+    if (winograd_) return winograd_->KernelName(g);
     if (UsesGemm1x1(g)) return gemm_1x1_->kernel_name();
     return dwconv_ ? dwconv_->kernel_name() : igemm_->kernel_name();
   }
@@ -75,6 +80,7 @@ class FastConvOperator final : public ConvOperator {
                    const StopToken& stop) const override {
     std::unique_ptr<float[]> storage;  // The reordered input, when there is one.
     if (stop.StopRequested()) return StoppedError();
+    if (winograd_) return winograd_->Run(g, input, output, stop);
     if (UsesGemm1x1(g)) {
       gemm_1x1_->Run(g, input, output, stop);
       return stop.StopRequested() ? StoppedError() : absl::OkStatus();
@@ -103,10 +109,11 @@ class FastConvOperator final : public ConvOperator {
   bool UsesGemm1x1(const ConvGeometry& g) const { return gemm_1x1_ && gemm_1x1_->Handles(g); }
 
   const int64_t taps_;
-  // Exactly one of dwconv_ and igemm_ is set; gemm_1x1_ only beside igemm_.
+  // Exactly one of dwconv_, winograd_ and igemm_ is set; gemm_1x1_ only beside igemm_.
   std::optional<DwconvPath> dwconv_;
   std::optional<IgemmPath> igemm_;
   std::optional<Gemm1x1Path> gemm_1x1_;
+  std::optional<WinogradPath> winograd_;
 };
 
 }  // namespace

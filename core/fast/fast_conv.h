@@ -9,7 +9,9 @@
 //                   reduce to which pointer a kernel tap gets, so borders need no padded copy;
 //   dwconv_path.h   depthwise layers (one input channel per output channel), memory-bound;
 //   gemm_1x1_path.h unpadded 1x1 layers with one group on channels-first tensors: a plain GEMM of
-//                   packed weights by input rows, written straight to the output.
+//                   packed weights by input rows, written straight to the output;
+//   winograd_path.h 3x3 stride-1 layers whose algorithm is kWinograd: Winograd F(4x4, 3x3) or
+//                   F(2x2, 3x3), transforms around alpha^2 GEMMs of pre-transformed weights.
 // conv_input.h holds the reorder and indirection the first two share, common.h the rest.
 //
 // Memory per Run(): a channels-last copy of the input when the input is

@@ -114,6 +114,42 @@ void f32_dwconv_rows_nhwc_avx512f(size_t pixels, size_t channels, size_t rows, s
                                   size_t tap_step, const float* packed, float* out,
                                   size_t out_stride, float lo, float hi);
 
+// Winograd F(M x M, 3x3) transforms (alpha = M + 2) of kWinogradLanes tiles at once, one per
+// lane (core/fast/winograd_path.h):
+// input:  v[(i * alpha + j) * v_stride + t] = (B^T d_t B)[i][j], where the alpha x alpha input
+//         tile d_t holds d_t[r][c] = tiles[t][offset + r * row_stride + c];
+// output: o[(i * M + j) * kWinogradLanes + t] = clamp((A^T m_t A)[i][j] + bias, lo, hi), where
+//         m_t[r][c] = m[(r * alpha + c) * m_stride + t]; the clamp passes NaN through. With
+//         `tiles` non-null (M = 4 only; null for M = 2), value (i, j) of lane t goes to
+//         tiles[t][i * row_stride + j] instead (every lane a whole tile inside the output).
+// Only kWinogradLanes values are read or written per row of v and m; the input reads each tile
+// row as 8 floats, 2 (alpha 6) or 4 (alpha 4) past its end.
+inline constexpr size_t kWinogradLanes = 16;
+using F32WinogradInputFn = void (*)(const float* const* tiles, size_t offset, size_t row_stride,
+                                    float* v, size_t v_stride);
+using F32WinogradOutputFn = void (*)(const float* m, size_t m_stride, float bias, float lo,
+                                     float hi, float* o, float* const* tiles, size_t row_stride);
+void f32_winograd_input_4x4_3x3_avx2_fma(const float* const* tiles, size_t offset,
+                                         size_t row_stride, float* v, size_t v_stride);
+void f32_winograd_output_4x4_3x3_avx2_fma(const float* m, size_t m_stride, float bias, float lo,
+                                          float hi, float* o, float* const* tiles,
+                                          size_t row_stride);
+void f32_winograd_input_2x2_3x3_avx2_fma(const float* const* tiles, size_t offset,
+                                         size_t row_stride, float* v, size_t v_stride);
+void f32_winograd_output_2x2_3x3_avx2_fma(const float* m, size_t m_stride, float bias, float lo,
+                                          float hi, float* o, float* const* tiles,
+                                          size_t row_stride);
+void f32_winograd_input_4x4_3x3_avx512f(const float* const* tiles, size_t offset, size_t row_stride,
+                                        float* v, size_t v_stride);
+void f32_winograd_output_4x4_3x3_avx512f(const float* m, size_t m_stride, float bias, float lo,
+                                         float hi, float* o, float* const* tiles,
+                                         size_t row_stride);
+void f32_winograd_input_2x2_3x3_avx512f(const float* const* tiles, size_t offset, size_t row_stride,
+                                        float* v, size_t v_stride);
+void f32_winograd_output_2x2_3x3_avx512f(const float* m, size_t m_stride, float bias, float lo,
+                                         float hi, float* o, float* const* tiles,
+                                         size_t row_stride);
+
 // dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols,
 // in 8x8 register blocks (scalar edges). Only those cells of dst are written.
 void f32_transpose_8x8_avx2(size_t rows, size_t cols, const float* src, size_t src_stride,

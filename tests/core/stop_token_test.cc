@@ -17,20 +17,22 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// One layer per fast path (indirect GEMM, depthwise, 1x1 GEMM), on an input
-// of `height` x `width` pixels.
+// One layer per fast path (indirect GEMM, depthwise, 1x1 GEMM, Winograd), on
+// an input of `height` x `width` pixels.
 struct Case {
   const char* name;
   int64_t channels;
   int64_t kernel;
   int64_t groups;
   PaddingPreset padding;
+  ConvAlgorithm algorithm = ConvAlgorithm::kAuto;
 };
 
 const Case kCases[] = {
     {"igemm 3x3", 16, 3, 1, PaddingPreset::kSameUpper},
     {"depthwise 3x3", 16, 3, 16, PaddingPreset::kSameUpper},
     {"gemm 1x1", 16, 1, 1, PaddingPreset::kValid},
+    {"winograd 3x3", 16, 3, 1, PaddingPreset::kSameUpper, ConvAlgorithm::kWinograd},
 };
 
 ConvSpec LayerOf(const Case& c) {
@@ -41,6 +43,7 @@ ConvSpec LayerOf(const Case& c) {
   spec.kernel = {c.kernel};
   spec.groups = c.groups;
   spec.padding = c.padding;
+  spec.algorithm = c.algorithm;
   return spec;
 }
 

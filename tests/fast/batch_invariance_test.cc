@@ -4,7 +4,7 @@
 // path picks the same kernel and the same reduction order for a batch of N as
 // for one sample. Here each layer runs on a batch and on each of its samples
 // alone, on every path (indirect GEMM tiles, pointwise GEMM, depthwise,
-// reference), every ISA this CPU has, at one and two threads (and each
+// Winograd, reference), every ISA this CPU has, at one and two threads (and each
 // sample alone also on one thread), and the bits must be equal.
 #include <cstdint>
 #include <cstring>
@@ -73,6 +73,14 @@ std::vector<Case> Cases() {
         {"depthwise 3x3", c,
          layout == kFirst ? std::vector<int64_t>{24, 10, 21} : std::vector<int64_t>{10, 21, 24}});
   }
+  c = Layer(2, 16, 20, {3, 3}, kFirst);  // Winograd: F(2x2) on 7x7, F(4x4) on 30x30
+  c.padding = PaddingPreset::kSameUpper;
+  c.activation = Activation::kRelu;
+  c.algorithm = ConvAlgorithm::kWinograd;
+  cases.push_back({"winograd 3x3 nchw 7x7", c, {16, 7, 7}});
+  c.data_layout = kLast;
+  c.activation = Activation::kTanh;
+  cases.push_back({"winograd 3x3 nhwc 30x30", c, {30, 30, 16}});
   c = Layer(2, 16, 32, {3, 3}, kFirst);  // grouped
   c.groups = 4;
   c.padding = PaddingPreset::kSameUpper;

@@ -363,3 +363,37 @@ def test_examples_reproduce_reference_table(server):
 def test_log_has_nothing_above_warn(server):
     # Every failure above was the client's; none may be logged as an error.
     assert server.lines_above_warn() == []
+
+
+def test_precision_fast_runs_auto_3x3_layers_with_winograd(client):
+    rng = np.random.default_rng(11)
+    layers = _two_layer_model(rng)  # a 3x3 stride-1 layer, then a 1x1 stride-2 one
+    request = convserve.client.load_model_request("fast-net", layers)
+    request.precision = pb.PRECISION_FAST
+    info = client.stub.LoadModel(request, timeout=30).model
+    assert [layer.algorithm for layer in info.layers] == [pb.CONV_ALGORITHM_WINOGRAD,
+                                                          pb.CONV_ALGORITHM_AUTO]
+    exact = client.load_model("exact-net", layers)
+    assert [layer.algorithm for layer in exact.layers] == [pb.CONV_ALGORITHM_AUTO] * 2
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    y_fast, _ = client.run_model("fast-net", x)
+    y_exact, _ = client.run_model("exact-net", x)
+    np.testing.assert_allclose(y_fast, y_exact, rtol=1e-4, atol=1e-4)
+    assert not np.array_equal(y_fast, y_exact)  # Winograd ran
+    client.unload_model("fast-net")
+    client.unload_model("exact-net")
+
+    request.precision = 7
+    with pytest.raises(grpc.RpcError) as error:
+        client.stub.LoadModel(request, timeout=30)
+    assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "precision: expected PRECISION_EXACT or PRECISION_FAST, got 7" in error.value.details()
+
+    strided = pb.ConvLayer()
+    strided.CopyFrom(layers[1].layer)
+    strided.algorithm = pb.CONV_ALGORITHM_WINOGRAD
+    with pytest.raises(convserve.ConvServeError) as error:
+        client.conv(strided, rng.standard_normal((1, 8, 16, 16)).astype(np.float32),
+                    layers[1].weight)
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "algorithm: 'winograd' requires a 2-D layer with a 3x3 kernel" in error.value.details

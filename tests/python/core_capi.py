@@ -12,6 +12,7 @@ LAYOUTS = ["channels_first", "channels_last"]
 WEIGHT_FORMATS = ["oihw", "hwio"]
 INVALID_ARGUMENT = 3
 HALF_TYPES = ["float16", "bfloat16"]
+ALGORITHMS = ["auto", "direct", "winograd"]
 HALF_ISAS = {"service": 0, "scalar": 1, "avx2_f16c": 2, "avx512f": 3}
 
 
@@ -34,6 +35,7 @@ class Layer(ctypes.Structure):
         ("pad_begin", ctypes.c_int64 * 3),
         ("pad_end", ctypes.c_int64 * 3),
         ("activation_alpha", ctypes.c_float),
+        ("algorithm", ctypes.c_int32),
     ]
 
 
@@ -103,7 +105,8 @@ class Core:
             groups=layer["groups"], kernel=_array3(layer["kernel"]),
             stride=_array3(layer["stride"]), dilation=_array3(layer["dilation"]),
             pad_begin=_array3(layer["pad_begin"]), pad_end=_array3(layer["pad_end"]),
-            activation_alpha=layer.get("alpha", math.nan))
+            activation_alpha=layer.get("alpha", math.nan),
+            algorithm=ALGORITHMS.index(layer.get("algorithm", "auto")))
 
     def output_shape(self, layer, input_shape):
         spec = self._layer(layer, "auto")

@@ -123,6 +123,8 @@ TEST(EnumTableTest, EveryValueRoundTrips) {
                              &ConvSpec::data_layout);
   ExpectEveryValueRoundTrips(&v1::ConvLayer::set_weight_layout, &v1::ConvLayer::weight_layout,
                              &ConvSpec::weight_layout);
+  ExpectEveryValueRoundTrips(&v1::ConvLayer::set_algorithm, &v1::ConvLayer::algorithm,
+                             &ConvSpec::algorithm);
 }
 
 TEST(EnumTableTest, WireValuesMapToTheCoreValuesOfTheSameMeaning) {
@@ -160,6 +162,8 @@ TEST(EnumTableTest, RefusalListsEveryValueByItsProtoName) {
        "layer.data_layout: expected one of CHANNELS_FIRST(0), CHANNELS_LAST(1), got -1"},
       {[](v1::ConvLayer* l) { l->set_weight_layout(static_cast<v1::WeightLayout>(2)); },
        "layer.weight_layout: expected one of OIHW(0), HWIO(1), got 2"},
+      {[](v1::ConvLayer* l) { l->set_algorithm(static_cast<v1::ConvAlgorithm>(3)); },
+       "layer.algorithm: expected one of AUTO(0), DIRECT(1), WINOGRAD(2), got 3"},
   };
   for (const Case& c : cases) {
     v1::ConvLayer layer;
@@ -168,6 +172,38 @@ TEST(EnumTableTest, RefusalListsEveryValueByItsProtoName) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(status.message(), c.message);
   }
+}
+
+// One decoded layer of `kernel` x `kernel` with `algorithm` (weights unused).
+DecodedLayer LayerWith(int64_t kernel, ConvAlgorithm algorithm) {
+  ConvSpec spec;
+  spec.in_channels = 2;
+  spec.out_channels = 2;
+  spec.kernel = {kernel, kernel};
+  spec.algorithm = algorithm;
+  absl::StatusOr<ResolvedLayer> resolved = ResolveLayer(spec);
+  EXPECT_TRUE(resolved.ok()) << resolved.status();
+  DecodedLayer layer;
+  layer.layer = *resolved;
+  return layer;
+}
+
+TEST(ApplyPrecisionTest, FastTurnsOnlyAutoLayersWinogradRunsToWinograd) {
+  std::vector<DecodedLayer> layers = {LayerWith(3, ConvAlgorithm::kAuto),
+                                      LayerWith(1, ConvAlgorithm::kAuto),
+                                      LayerWith(3, ConvAlgorithm::kDirect)};
+  std::vector<DecodedLayer> exact = layers;
+  ASSERT_TRUE(ApplyPrecision(v1::PRECISION_EXACT, &exact).ok());
+  for (const DecodedLayer& layer : exact) {
+    EXPECT_NE(layer.layer.spec.algorithm, ConvAlgorithm::kWinograd);
+  }
+  ASSERT_TRUE(ApplyPrecision(v1::PRECISION_FAST, &layers).ok());
+  EXPECT_EQ(layers[0].layer.spec.algorithm, ConvAlgorithm::kWinograd);
+  EXPECT_EQ(layers[1].layer.spec.algorithm, ConvAlgorithm::kAuto);  // 1x1: stays direct
+  EXPECT_EQ(layers[2].layer.spec.algorithm, ConvAlgorithm::kDirect);
+  absl::Status bad = ApplyPrecision(static_cast<v1::Precision>(5), &layers);
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.message(), "precision: expected PRECISION_EXACT or PRECISION_FAST, got 5");
 }
 
 TEST(ToValidateOptionsTest, MapsEveryFramework) {

@@ -287,6 +287,28 @@ def test_a_graph_model_lists_how_its_layers_connect(client):
     assert list(chain.graph) == []
 
 
+def test_precision_fast_runs_an_onnx_graphs_3x3_layers_with_winograd(client):
+    """load_onnx(precision="fast"): the 3x3 stride-1 layers of a residual graph run
+    Winograd (other layers stay direct); within Winograd's looser bound of the exact run."""
+    torch.manual_seed(6)
+    build, shape, opset = TORCH_MODELS["resnet_basic_blocks_2d"]
+    data = export(build(), shape, opset)
+    exact = client.load_onnx("graph_exact", data, replace=True)
+    fast = client.load_onnx("graph_fast", data, replace=True, precision="fast")
+    pb = convserve.client.pb
+    assert [layer.algorithm for layer in exact.layers] == [pb.CONV_ALGORITHM_AUTO] * 6
+    # The stem and the identity block's two 3x3 layers, and the strided block's second.
+    winograd = [layer.algorithm == pb.CONV_ALGORITHM_WINOGRAD for layer in fast.layers]
+    assert winograd == [True, True, True, False, True, False], winograd
+    x = np.random.default_rng(SEED).uniform(-1, 1, shape).astype(np.float32)
+    y_fast, _ = client.run_model("graph_fast", x)
+    y_exact, _ = client.run_model("graph_exact", x)
+    assert not np.array_equal(y_fast, y_exact)
+    np.testing.assert_allclose(y_fast, y_exact, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="precision: expected one of 'exact', 'fast'"):
+        client.load_onnx("graph_bad", data, precision="fastest")
+
+
 def test_a_graph_model_is_refused_by_streaming_saying_why(client):
     torch.manual_seed(4)
     build, shape, opset = TORCH_MODELS["tcn_residual_1d_silu"]

@@ -61,17 +61,31 @@ ModelLayer = collections.namedtuple("ModelLayer", ["layer", "weight", "bias"])
 REQUEST_ID_KEY = "x-request-id"
 
 
+_PRECISIONS = {None: pb.PRECISION_EXACT, "exact": pb.PRECISION_EXACT, "fast": pb.PRECISION_FAST}
+
+
+def _model_options(request, max_batch_size, max_queue_delay_us, precision):
+    """Sets a LoadModelRequest's batching and precision."""
+    if max_batch_size or max_queue_delay_us:
+        request.batching.max_batch_size = max_batch_size
+        request.batching.max_queue_delay_us = max_queue_delay_us
+    key = precision.lower() if isinstance(precision, str) else precision
+    if key not in _PRECISIONS:
+        raise ValueError("precision: expected one of 'exact', 'fast', got %r" % (precision,))
+    request.precision = _PRECISIONS[key]
+
+
 def load_model_request(name, layers, replace=False, element_type=None, max_batch_size=0,
-                       max_queue_delay_us=0):
+                       max_queue_delay_us=0, precision=None):
     """The LoadModelRequest of `layers` (ModelLayer tuples) as model `name`,
     their tensors sent as `element_type` (see to_tensor). max_batch_size > 0
     turns on dynamic batching of the model's RunModel calls: up to that many
     samples per merged run, the oldest call waiting at most max_queue_delay_us
-    for others."""
+    for others. precision="fast" lets the model's "auto" layers run Winograd
+    where it applies (within 1e-4 * S + 1e-5 of float64 instead of
+    1e-5 * S + 1e-6); "exact" (default) keeps them direct."""
     request = pb.LoadModelRequest(name=name, replace=replace)
-    if max_batch_size or max_queue_delay_us:
-        request.batching.max_batch_size = max_batch_size
-        request.batching.max_queue_delay_us = max_queue_delay_us
+    _model_options(request, max_batch_size, max_queue_delay_us, precision)
     for layer in layers:
         model_layer = request.layers.add()
         model_layer.layer.CopyFrom(layer.layer)
@@ -386,21 +400,22 @@ class Client:
         return self._call(self.stub.ValidateShape, request, timeout).report
 
     def load_model(self, name, layers, replace=False, timeout=None, element_type=None,
-                   max_batch_size=0, max_queue_delay_us=0):
+                   max_batch_size=0, max_queue_delay_us=0, precision=None):
         """Loads `layers` (ModelLayer tuples) as model `name`, their weights sent
         as `element_type` (see to_tensor), with dynamic batching when
-        max_batch_size > 0 (see load_model_request). Returns ModelInfo."""
+        max_batch_size > 0 and Winograd allowed with precision="fast" (see
+        load_model_request). Returns ModelInfo."""
         request = load_model_request(name, layers, replace, element_type, max_batch_size,
-                                     max_queue_delay_us)
+                                     max_queue_delay_us, precision)
         return self._call(self.stub.LoadModel, request, timeout).model
 
     def load_onnx(self, name, onnx_model, replace=False, timeout=None, max_batch_size=0,
-                  max_queue_delay_us=0):
+                  max_queue_delay_us=0, precision=None):
         """Loads an ONNX model as model `name`: `onnx_model` is the file's bytes,
         its path, or an onnx.ModelProto. The server turns its Conv layers and the
         residual Adds and channel Concats between them into a model and refuses
-        unsupported nodes, listing them. Dynamic batching as in load_model.
-        Returns ModelInfo."""
+        unsupported nodes, listing them. Dynamic batching and precision as in
+        load_model. Returns ModelInfo."""
         if isinstance(onnx_model, (str, os.PathLike)):
             with open(onnx_model, "rb") as file:
                 data = file.read()
@@ -409,9 +424,7 @@ class Client:
         else:
             data = bytes(onnx_model)
         request = pb.LoadModelRequest(name=name, replace=replace, onnx=data)
-        if max_batch_size or max_queue_delay_us:
-            request.batching.max_batch_size = max_batch_size
-            request.batching.max_queue_delay_us = max_queue_delay_us
+        _model_options(request, max_batch_size, max_queue_delay_us, precision)
         return self._call(self.stub.LoadModel, request, timeout).model
 
     def run_model(self, name, x, timeout=None, element_type=None, output_type=None):

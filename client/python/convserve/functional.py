@@ -61,6 +61,14 @@ _WEIGHT_FORMATS = {
 }
 
 
+_ALGORITHMS = {
+    None: pb.CONV_ALGORITHM_AUTO,
+    "auto": pb.CONV_ALGORITHM_AUTO,
+    "direct": pb.CONV_ALGORITHM_DIRECT,
+    "winograd": pb.CONV_ALGORITHM_WINOGRAD,
+}
+
+
 def _choice(table, name, value):
     key = value.lower() if isinstance(value, str) else value
     if key not in table:
@@ -104,11 +112,14 @@ def _set_padding(layer, padding):
 
 def make_layer(rank, input_shape, weight_shape, bias=False, stride=1, padding=0,
                padding_mode="zeros", dilation=1, groups=1, data_format="channels_first",
-               weight_format="oihw", activation=None, activation_alpha=None):
+               weight_format="oihw", activation=None, activation_alpha=None, algorithm=None):
     """Builds the convserve.v1.ConvLayer for a `rank`-D conv of these shapes.
 
     Channel counts and kernel extents are read from the shapes (as PyTorch's
     functional API does); everything else is checked by the server.
+    algorithm: "auto" (default: direct, unless the layer's model is loaded with
+    precision="fast"), "direct" or "winograd" (3x3, stride 1, dilation 1, one
+    group, zero padding; within 1e-4 * S + 1e-5 instead of 1e-5 * S + 1e-6).
     """
     if rank not in (1, 2, 3):
         raise ValueError("rank: expected 1, 2 or 3, got %r" % (rank,))
@@ -138,6 +149,7 @@ def make_layer(rank, input_shape, weight_shape, bias=False, stride=1, padding=0,
     layer.activation = _choice(_ACTIVATIONS, "activation", activation)
     if activation_alpha is not None:
         layer.activation_alpha = float(activation_alpha)
+    layer.algorithm = _choice(_ALGORITHMS, "algorithm", algorithm)
     return layer
 
 

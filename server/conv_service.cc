@@ -574,7 +574,7 @@ void ConvServiceImpl::HandleListModels(UnaryCall* call, const v1::ListModelsRequ
 }
 
 absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
-    const std::string& source, const std::string& bytes) const {
+    const std::string& source, const std::string& bytes, v1::Precision precision) const {
   ImportedModel imported;
   std::vector<DecodedLayer> layers;
   int64_t weight_bytes = 0;
@@ -585,6 +585,8 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
   import_options.max_bytes_name = "--max_model_bytes";
   absl::Status decoded = DecodeOnnxLayers(bytes, import_options, &imported, &layers, &weight_bytes);
   if (!decoded.ok()) return decoded;
+  absl::Status precise = ApplyPrecision(precision, &layers);
+  if (!precise.ok()) return precise;
   const int64_t steps = static_cast<int64_t>(imported.graph.steps.size());
   absl::Status count = CheckLayerCount(static_cast<int64_t>(layers.size()), steps);
   if (!count.ok()) return count;

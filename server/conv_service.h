@@ -152,10 +152,12 @@ class ConvServiceImpl final : public RawConvService {
   ModelRegistry* mutable_models() { return &models_; }
 
   // A model built from the ONNX file `bytes` (the model repository's
-  // builder): imported, checked against --max_layers_per_model and
+  // builder): imported, its AUTO layers set as `precision` says (as
+  // LoadModelRequest.precision), checked against --max_layers_per_model and
   // --max_model_bytes, its weights packed. `source` names the file in errors.
-  absl::StatusOr<std::shared_ptr<Model>> BuildOnnxModel(const std::string& source,
-                                                        const std::string& bytes) const;
+  absl::StatusOr<std::shared_ptr<Model>> BuildOnnxModel(
+      const std::string& source, const std::string& bytes,
+      v1::Precision precision = v1::PRECISION_EXACT) const;
 
   // ListModels also lists the files `repository` refused (ready false); it
   // must outlive this. Call before serving.

@@ -308,8 +308,8 @@ int Serve(const std::vector<FlagOrigin>& configured) {
     repository = std::make_unique<ModelRepository>(
         repository_root, options.max_model_bytes, service.mutable_models(),
         [&service](const std::string& /*name*/, const std::string& bytes,
-                   const std::string& model_dir) {
-          return service.BuildOnnxModel(model_dir + "/" + kModelFileName, bytes);
+                   const std::string& model_dir, v1::Precision precision) {
+          return service.BuildOnnxModel(model_dir + "/" + kModelFileName, bytes, precision);
         });
     service.set_model_repository(repository.get());
   }

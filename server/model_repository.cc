@@ -115,8 +115,8 @@ absl::StatusOr<RepositoryScan> ScanModelRepository(const std::string& root) {
   return scan;
 }
 
-absl::StatusOr<BatchingOptions> ParseRepositoryConfig(const std::string& path,
-                                                      const std::string& text) {
+absl::StatusOr<RepositoryConfig> ParseRepositoryConfig(const std::string& path,
+                                                       const std::string& text) {
   // Triton's configs hold many fields ConvServe does not read: skipped.
   class Collector : public google::protobuf::io::ErrorCollector {
    public:
@@ -137,14 +137,30 @@ absl::StatusOr<BatchingOptions> ParseRepositoryConfig(const std::string& path,
         Printable(path), ": expected a model configuration in protobuf text format, got ",
         Printable(errors.first)));
   }
-  BatchingOptions options;
+  RepositoryConfig result;
+  BatchingOptions& options = result.batching;
   if (config.has_dynamic_batching() && config.max_batch_size() > 0) {
     options.max_batch_size = config.max_batch_size();
     options.max_queue_delay_us = config.dynamic_batching().max_queue_delay_microseconds();
   }
   absl::Status valid = CheckBatchingOptions(absl::StrCat(Printable(path), ": "), options);
   if (!valid.ok()) return valid;
-  return options;
+  for (const v1::RepositoryModelConfig::Parameter& parameter : config.parameters()) {
+    if (parameter.key() != "precision") continue;
+    const std::string& value = parameter.value().string_value();
+    if (value == "exact") {
+      result.precision = v1::PRECISION_EXACT;
+    } else if (value == "fast") {
+      result.precision = v1::PRECISION_FAST;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat(Printable(path),
+                       ": parameters \"precision\": expected \"exact\" or "
+                       "\"fast\", got \"",
+                       Printable(value, 64), "\""));
+    }
+  }
+  return result;
 }
 
 absl::StatusOr<std::string> ReadModelFile(const std::string& path, int64_t max_bytes) {
@@ -226,17 +242,18 @@ bool ModelRepository::StillOurs(const std::string& name, const Served& served) c
 absl::Status ModelRepository::Load(const RepositoryEntry& entry, const FileIdentity& file) {
   absl::StatusOr<std::string> bytes = ReadModelFile(entry.path, max_file_bytes_);
   if (!bytes.ok()) return bytes.status();
-  BatchingOptions batching;
+  RepositoryConfig settings;
   if (!entry.config.empty()) {
     absl::StatusOr<std::string> config = ReadModelFile(entry.config, kMaxConfigBytes);
     if (!config.ok()) return config.status();
-    absl::StatusOr<BatchingOptions> parsed = ParseRepositoryConfig(entry.config, *config);
+    absl::StatusOr<RepositoryConfig> parsed = ParseRepositoryConfig(entry.config, *config);
     if (!parsed.ok()) return parsed.status();
-    batching = *parsed;
+    settings = *parsed;
   }
-  absl::StatusOr<std::shared_ptr<Model>> model = builder_(entry.name, *bytes, entry.model_dir);
+  absl::StatusOr<std::shared_ptr<Model>> model =
+      builder_(entry.name, *bytes, entry.model_dir, settings.precision);
   if (!model.ok()) return model.status();
-  (*model)->batching = batching;
+  (*model)->batching = settings.batching;
   (*model)->name = entry.name;
   (*model)->version = entry.version;
   (*model)->source = entry.path;

@@ -39,6 +39,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "convserve/v1/convserve.pb.h"
 #include "server/model_registry.h"
 
 namespace convserve {
@@ -77,12 +78,20 @@ struct RefusedModel {
   std::string reason;
 };
 
-// The dynamic batching a Triton config.pbtxt (`text`, from `path`) sets:
-// on when it has `dynamic_batching` and max_batch_size > 0. Fields ConvServe
-// does not read are ignored; INVALID_ARGUMENT naming the file for text that
-// does not parse or values out of CheckBatchingOptions' bounds.
-absl::StatusOr<BatchingOptions> ParseRepositoryConfig(const std::string& path,
-                                                      const std::string& text);
+// What a model's config.pbtxt sets.
+struct RepositoryConfig {
+  BatchingOptions batching;
+  v1::Precision precision = v1::PRECISION_EXACT;
+};
+
+// The settings a Triton config.pbtxt (`text`, from `path`) gives: dynamic
+// batching, on when it has `dynamic_batching` and max_batch_size > 0; the
+// precision, from `parameters` key "precision" ("exact" or "fast"). Fields
+// ConvServe does not read are ignored; INVALID_ARGUMENT naming the file for
+// text that does not parse, values out of CheckBatchingOptions' bounds, or
+// another precision.
+absl::StatusOr<RepositoryConfig> ParseRepositoryConfig(const std::string& path,
+                                                       const std::string& text);
 
 // What one Sync() did.
 struct RepositorySyncReport {
@@ -94,10 +103,12 @@ struct RepositorySyncReport {
 
 class ModelRepository {
  public:
-  // Builds a model from the bytes of its file. The repository fills in the
-  // model's name, version and source. `model_dir` is the version folder.
+  // Builds a model from the bytes of its file, its AUTO layers as
+  // `precision` says. The repository fills in the model's name, version and
+  // source. `model_dir` is the version folder.
   using Builder = std::function<absl::StatusOr<std::shared_ptr<Model>>(
-      const std::string& name, const std::string& bytes, const std::string& model_dir)>;
+      const std::string& name, const std::string& bytes, const std::string& model_dir,
+      v1::Precision precision)>;
 
   // `registry` must outlive this. max_file_bytes: the largest model file
   // read (--max_model_bytes).

@@ -143,6 +143,44 @@ def test_residual_and_concat_graphs_are_served_with_parity(start_server, tmp_pat
     assert process.lines_above_warn() == []
 
 
+def test_a_config_can_allow_winograd(start_server, tmp_path):
+    """config.pbtxt's `parameters` key "precision": "fast" runs the model's 3x3 stride-1 layers
+    with Winograd, as LoadModelRequest.precision does; without it they stay direct."""
+    root = tmp_path / "models"
+    data = export(net(1), SHAPE)
+    write(root, "fast", 1, data)
+    write(root, "exact", 1, data)
+    (root / "fast" / "config.pbtxt").write_text(
+        'parameters { key: "precision" value { string_value: "fast" } }\n')
+    process = start_server("--model_repository=%s" % root, "--drain_grace_ms=0")
+    with convserve.Client(process.target, timeout=60) as client:
+        wait_serving(client)
+        listed = models_by_name(client)
+        pb = convserve.client.pb
+        # net(): a 3x3 stride-1 layer (reflect padding: direct), then a 3x3 stride-2 one.
+        (fast,) = listed["fast"]
+        assert [layer.algorithm for layer in fast.layers] == [pb.CONV_ALGORITHM_AUTO] * 2
+    # A model whose first layer Winograd can run: zero padding.
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3)).eval()
+    write(root, "fast", 2, export(model, SHAPE))
+    write(root, "exact", 2, export(model, SHAPE))
+    process.process.send_signal(signal.SIGHUP)
+    with convserve.Client(process.target, timeout=60) as client:
+        wait_for(lambda: models_by_name(client)["fast"][0].version == 2 and
+                 models_by_name(client)["exact"][0].version == 2, "version 2")
+        listed = models_by_name(client)
+        assert [layer.algorithm for layer in listed["fast"][0].layers] == \
+            [pb.CONV_ALGORITHM_WINOGRAD, pb.CONV_ALGORITHM_WINOGRAD]
+        assert [layer.algorithm for layer in listed["exact"][0].layers] == \
+            [pb.CONV_ALGORITHM_AUTO] * 2
+        x = np.random.default_rng(2).uniform(-1, 1, SHAPE).astype(np.float32)
+        y_fast, _ = client.run_model("fast", x)
+        y_exact, _ = client.run_model("exact", x)
+        assert not np.array_equal(y_fast, y_exact)
+        np.testing.assert_allclose(y_fast, y_exact, rtol=1e-3, atol=1e-3)
+
+
 def test_a_new_version_is_swapped_in_under_load_without_a_failed_call(start_server, tmp_path):
     root = tmp_path / "models"
     old, new = net(1), net(2)

@@ -38,10 +38,11 @@ class ModelRepositoryTest : public ::testing::Test {
   }
 
   ModelRepository::Builder builder() {
-    return [this](const std::string& name, const std::string& bytes,
-                  const std::string& model_dir) -> absl::StatusOr<std::shared_ptr<Model>> {
+    return [this](const std::string& name, const std::string& bytes, const std::string& model_dir,
+                  v1::Precision precision) -> absl::StatusOr<std::shared_ptr<Model>> {
       ++builds_;
       last_model_dir_ = model_dir;
+      last_precision_ = precision;
       if (bytes.rfind("fail", 0) == 0) return absl::InvalidArgumentError("model.onnx: broken");
       auto model = std::make_shared<Model>();
       model->name = name;
@@ -54,6 +55,7 @@ class ModelRepositoryTest : public ::testing::Test {
   fs::path root_;
   int builds_ = 0;
   std::string last_model_dir_;
+  v1::Precision last_precision_ = v1::PRECISION_EXACT;
   ModelRegistry registry_{int64_t{1} << 30};
 };
 
@@ -225,7 +227,7 @@ TEST_F(ModelRepositoryTest, RequestSyncRunsOneSyncInTheBackground) {
 }
 
 TEST(ParseRepositoryConfigTest, ReadsTritonsBatchingFieldsAndIgnoresTheRest) {
-  absl::StatusOr<BatchingOptions> options = ParseRepositoryConfig("c", R"(
+  absl::StatusOr<RepositoryConfig> options = ParseRepositoryConfig("c", R"(
       name: "resnet"
       platform: "onnxruntime_onnx"
       max_batch_size: 16
@@ -233,15 +235,16 @@ TEST(ParseRepositoryConfigTest, ReadsTritonsBatchingFieldsAndIgnoresTheRest) {
       dynamic_batching { max_queue_delay_microseconds: 500 preferred_batch_size: [ 4, 8 ] }
       instance_group [ { count: 2 kind: KIND_CPU } ])");
   ASSERT_TRUE(options.ok()) << options.status();
-  EXPECT_EQ(options->max_batch_size, 16);
-  EXPECT_EQ(options->max_queue_delay_us, 500);
+  EXPECT_EQ(options->batching.max_batch_size, 16);
+  EXPECT_EQ(options->batching.max_queue_delay_us, 500);
+  EXPECT_EQ(options->precision, v1::PRECISION_EXACT);
   // No dynamic_batching block: off, as in Triton.
   options = ParseRepositoryConfig("c", "max_batch_size: 16");
   ASSERT_TRUE(options.ok());
-  EXPECT_FALSE(options->enabled());
+  EXPECT_FALSE(options->batching.enabled());
   options = ParseRepositoryConfig("c", "dynamic_batching { }");
   ASSERT_TRUE(options.ok());
-  EXPECT_FALSE(options->enabled());
+  EXPECT_FALSE(options->batching.enabled());
   EXPECT_THAT(
       std::string(ParseRepositoryConfig("m/config.pbtxt", "max_batch_size: {").status().message()),
       HasSubstr("m/config.pbtxt: expected a model configuration"));
@@ -252,6 +255,25 @@ TEST(ParseRepositoryConfigTest, ReadsTritonsBatchingFieldsAndIgnoresTheRest) {
               HasSubstr("5000"));
 }
 
+TEST(ParseRepositoryConfigTest, ReadsThePrecisionParameter) {
+  absl::StatusOr<RepositoryConfig> config = ParseRepositoryConfig("c", R"(
+      parameters { key: "precision" value { string_value: "fast" } }
+      parameters { key: "other" value { string_value: "ignored" } })");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->precision, v1::PRECISION_FAST);
+  // Triton's list syntax for the same map.
+  config = ParseRepositoryConfig(
+      "c", R"(parameters [ { key: "precision" value: { string_value: "exact" } } ])");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->precision, v1::PRECISION_EXACT);
+  config = ParseRepositoryConfig(
+      "m/config.pbtxt", R"(parameters { key: "precision" value { string_value: "fastest" } })");
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr("m/config.pbtxt: parameters \"precision\": expected \"exact\" or "
+                        "\"fast\", got \"fastest\""));
+}
+
 TEST_F(ModelRepositoryTest, AConfigSetsBatchingAndItsChangeReloads) {
   Write("m", "1", "a");
   std::ofstream(root_ / "m" / "config.pbtxt")
@@ -260,11 +282,14 @@ TEST_F(ModelRepositoryTest, AConfigSetsBatchingAndItsChangeReloads) {
   ASSERT_TRUE(repository.Sync().ok());
   EXPECT_EQ((*registry_.Find("m"))->batching.max_batch_size, 8);
   EXPECT_EQ((*registry_.Find("m"))->batching.max_queue_delay_us, 100);
-  std::ofstream(root_ / "m" / "config.pbtxt", std::ios::trunc) << "max_batch_size: 0";
+  EXPECT_EQ(last_precision_, v1::PRECISION_EXACT);
+  std::ofstream(root_ / "m" / "config.pbtxt", std::ios::trunc)
+      << "max_batch_size: 0 parameters { key: \"precision\" value { string_value: \"fast\" } }";
   absl::StatusOr<RepositorySyncReport> report = repository.Sync();
   ASSERT_TRUE(report.ok());
   EXPECT_EQ(report->loaded, 1);
   EXPECT_FALSE((*registry_.Find("m"))->batching.enabled());
+  EXPECT_EQ(last_precision_, v1::PRECISION_FAST);  // the builder was asked for it
   std::ofstream(root_ / "m" / "config.pbtxt", std::ios::trunc) << "not { a config";
   report = repository.Sync();
   ASSERT_TRUE(report.ok());

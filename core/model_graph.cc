@@ -51,16 +51,15 @@ class BufferPool {
  public:
   std::vector<float> Take(int64_t elements) {
     const size_t size = static_cast<size_t>(elements);
-    // The smallest free buffer that holds `size` values, else the largest.
-    auto best = free_.end();
-    for (auto it = free_.begin(); it != free_.end(); ++it) {
-      const bool fits = it->capacity() >= size;
-      if (best == free_.end() ||
-          (fits && (best->capacity() < size || it->capacity() < best->capacity())) ||
-          (!fits && best->capacity() < size && it->capacity() > best->capacity())) {
-        best = it;
-      }
-    }
+    // A buffer that holds `size` values over one that does not; the smallest
+    // of those that do (larger ones stay for larger values), the largest of
+    // those that do not (the least to grow).
+    const auto better = [size](const std::vector<float>& a, const std::vector<float>& b) {
+      const bool a_fits = a.capacity() >= size;
+      if (a_fits != (b.capacity() >= size)) return a_fits;
+      return a_fits ? a.capacity() < b.capacity() : a.capacity() > b.capacity();
+    };
+    const auto best = std::min_element(free_.begin(), free_.end(), better);
     std::vector<float> buffer;
     if (best != free_.end()) {
       buffer = std::move(*best);
@@ -289,15 +288,15 @@ absl::Status RunGraph(const ModelGraph& graph, const std::vector<const ConvOpera
     if (stop.StopRequested()) return StoppedError();
     const GraphStep& step = graph.steps[i];
     const std::vector<int64_t>& shape = plan.shapes[i + 1];
+    const int64_t count = *Elements(shape);
     float* output = nullptr;
     if (i + 1 == steps) {
       output = last_output();
     } else {
-      owned[i + 1] = pool.Take(*Elements(shape));
+      owned[i + 1] = pool.Take(count);
       output = owned[i + 1].data();
     }
     const float* in0 = values[static_cast<size_t>(step.inputs[0])];
-    const int64_t count = *Elements(shape);
     switch (step.op) {
       case StepOp::kConv: {
         absl::Status run =

@@ -89,13 +89,19 @@ absl::Status RunLayers(const Model& model, const GraphPlan& plan, const float* i
   return RunGraph(model.graph, ops, plan, input, last_output, stop);
 }
 
+// `model`'s layers as PlanGraph() reads them.
+std::vector<const ResolvedLayer*> ResolvedLayers(const Model& model) {
+  std::vector<const ResolvedLayer*> layers;
+  for (const std::unique_ptr<ConvOperator>& op : model.layers) layers.push_back(&op->layer());
+  return layers;
+}
+
 // `model`'s graph on `input_shape`, with every step checked against the
 // server's limits.
 absl::StatusOr<GraphPlan> PlanModel(const Model& model, const std::vector<int64_t>& input_shape,
                                     const RequestLimits& limits) {
-  std::vector<const ResolvedLayer*> layers;
-  for (const std::unique_ptr<ConvOperator>& op : model.layers) layers.push_back(&op->layer());
-  absl::StatusOr<GraphPlan> plan = PlanGraph(model.graph, layers, input_shape, model.name);
+  absl::StatusOr<GraphPlan> plan =
+      PlanGraph(model.graph, ResolvedLayers(model), input_shape, model.name);
   if (!plan.ok()) return plan.status();
   for (size_t i = 0; i < model.graph.steps.size(); ++i) {
     const GraphStep& step = model.graph.steps[i];
@@ -601,12 +607,8 @@ absl::StatusOr<std::shared_ptr<Model>> ConvServiceImpl::BuildOnnxModel(
                      std::all_of(imported.input_shape.begin(), imported.input_shape.end(),
                                  [](int64_t extent) { return extent > 0; });
   if (fixed) {
-    std::vector<const ResolvedLayer*> resolved;
-    for (const std::unique_ptr<ConvOperator>& layer : model->layers) {
-      resolved.push_back(&layer->layer());
-    }
     absl::StatusOr<GraphPlan> plan =
-        PlanGraph(model->graph, resolved, imported.input_shape, Printable(source));
+        PlanGraph(model->graph, ResolvedLayers(*model), imported.input_shape, Printable(source));
     if (!plan.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(
           Printable(source), ": the graph's input shape ", ShapeToString(imported.input_shape),
